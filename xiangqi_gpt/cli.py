@@ -1,0 +1,104 @@
+"""``python -m xiangqi_gpt <command>``: the non-training tools.
+
+Each subcommand is a small function that adds its arguments and returns the function that runs it. Heavy imports
+(torch) happen inside the runner, so ``perft`` and ``moves`` start fast. User errors print one line
+``error: ...`` on stderr and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import XiangqiError
+
+
+def _perft(p: argparse.ArgumentParser):
+    p.add_argument("--fen", default=None, help="position (default: the starting position)")
+    p.add_argument("--depth", type=int, required=True, help="plies to search")
+    p.add_argument("--divide", action="store_true", help="also print the count below each root move")
+
+    def run(args):
+        from .board import STARTING_FEN, Board
+
+        if args.depth < 0:
+            raise XiangqiError(f"--depth must be >= 0, got {args.depth}")
+        board = Board(args.fen or STARTING_FEN)
+        if args.divide and args.depth >= 1:
+            counts = board.perft_divide(args.depth)
+            for move in sorted(counts):
+                print(f"{move}: {counts[move]}")
+            print(sum(counts.values()))
+        else:
+            print(board.perft(args.depth))
+
+    return run
+
+
+def _moves(p: argparse.ArgumentParser):
+    p.add_argument("--fen", default=None, help="position (default: the starting position)")
+
+    def run(args):
+        from .board import STARTING_FEN, Board
+
+        board = Board(args.fen or STARTING_FEN)
+        for move in sorted(m.iccs() for m in board.legal_moves()):
+            print(move)
+
+    return run
+
+
+# name -> (help, builder). Other modules' subcommands are registered below, imported lazily by name.
+COMMANDS = {
+    "perft": ("count the legal move tree (perft)", _perft),
+    "moves": ("list the legal moves in ICCS", _moves),
+}
+
+# Subcommands implemented in other modules: name -> (help, "module:function"). The function builds the parser
+# like the ones above. Listing them here keeps `--help` complete without importing torch.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def _resolve(spec: str):
+    import importlib
+
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module, __package__), func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m xiangqi_gpt", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, builder) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_builder=builder)
+    for name, (help_text, spec) in LAZY_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_builder=spec)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # first pass finds the command, second pass parses its own arguments
+    known, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
+    builder = known._builder
+    if isinstance(builder, str):
+        builder = _resolve(builder)
+    sub = argparse.ArgumentParser(prog=f"python -m xiangqi_gpt {known.command}",
+                                  description=(COMMANDS.get(known.command) or LAZY_COMMANDS[known.command])[0])
+    run = builder(sub)
+    args = sub.parse_args(argv[1:])
+    try:
+        run(args)
+    except XiangqiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    return 0
