@@ -28,6 +28,7 @@ from .errors import FenError, IllegalMoveError, InvalidMoveError
 RED, BLACK = 0, 1
 COLOR_NAMES = ("Red", "Black")
 FILES = "abcdefghi"
+DIGITS = "0123456789"
 STARTING_FEN = "rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w - - 0 1"
 MOVE_LIMIT_PLIES = 120
 
@@ -49,7 +50,7 @@ def square_name(sq: int) -> str:
 
 
 def parse_square(name: str) -> int:
-    if len(name) != 2 or name[0].lower() not in FILES or not name[1].isdigit():
+    if len(name) != 2 or name[0].lower() not in FILES or name[1] not in DIGITS:
         raise InvalidMoveError(f"not a square: {name!r}")
     return int(name[1]) * 9 + FILES.index(name[0].lower())
 
@@ -167,7 +168,7 @@ class Move:
     @classmethod
     def from_iccs(cls, text: str) -> "Move":
         t = text.strip().lower().replace("-", "")
-        if len(t) != 4 or t[0] not in FILES or t[2] not in FILES or not t[1].isdigit() or not t[3].isdigit():
+        if len(t) != 4 or t[0] not in FILES or t[2] not in FILES or t[1] not in DIGITS or t[3] not in DIGITS:
             raise InvalidMoveError(f"not an ICCS move: {text!r}")
         move = cls(parse_square(t[:2]), parse_square(t[2:]))
         if move.from_square == move.to_square:
@@ -235,11 +236,11 @@ class Board:
             rank = 9 - i
             f = 0
             for ch in row:
-                if ch.isdigit():
+                if f >= 9:
+                    raise FenError(f"bad FEN {fen!r}: rank {rank} ({row!r}) has more than 9 files")
+                if ch in "123456789":
                     f += int(ch)
                 elif ch.upper() in _CODE:
-                    if f >= 9:
-                        break
                     code = _code(ch)
                     board[square(f, rank)] = code
                     if code & 7 == KING:
@@ -271,6 +272,9 @@ class Board:
         self._sq = board
         self._kings = kings
         self.turn = BLACK if side == "b" else RED
+        if self._attacked(kings[self.turn ^ 1], self.turn):
+            raise FenError(f"bad FEN {fen!r}: {COLOR_NAMES[self.turn ^ 1]}'s general is in check (or faces the other "
+                           f"general) but it is {COLOR_NAMES[self.turn]} to move")
         self.halfmove_clock = halfmove
         self.fullmove_number = fullmove
         self._stack: list[tuple[int, int, int]] = []   # (move, captured, halfmove clock before)
@@ -724,7 +728,7 @@ def _perft(board: Board, depth: int) -> int:
 
 
 def _expand_row(row: str) -> str:
-    return "".join("1" * int(ch) if ch.isdigit() else ch for ch in row)
+    return "".join("1" * int(ch) if ch in DIGITS else ch for ch in row)
 
 
 def iter_squares() -> Iterator[int]:
