@@ -1,0 +1,243 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from xiangqi_gpt.errors import ConfigError
+from xiangqi_gpt.model import GPT, GPTConfig, KVCache
+from xiangqi_gpt.tokenizer import get_tokenizer
+
+BLOCK = 24
+ATOL = 1e-5
+
+
+def tiny(tokenizer="move", seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(block_size=BLOCK, n_layer=2, n_head=2, n_embd=32, tokenizer=tokenizer)
+    cfg.update(kw)
+    model = GPT(GPTConfig(**cfg)).eval()
+    with torch.no_grad():  # larger than the 0.02 init, so that positions and history visibly matter
+        for p in model.parameters():
+            p.mul_(8.0 if p.dim() >= 2 else 1.0)
+    return model
+
+
+def random_ids(model, n, seed=1, batch=None):
+    g = torch.Generator().manual_seed(seed)
+    shape = (n,) if batch is None else (batch, n)
+    return torch.randint(5, model.config.vocab_size, shape, generator=g)
+
+
+@torch.no_grad()
+def window_logprobs(model, tokens):
+    """Reference: log-probs after ``tokens`` from one plain forward over the model's context window."""
+    start = model.context_start(len(tokens))
+    logits, _ = model(torch.tensor([tokens[start:]]))
+    return F.log_softmax(logits[0, -1].float(), dim=-1)
+
+
+def test_causal_future_tokens_do_not_change_past_logits():
+    model = tiny()
+    x = random_ids(model, BLOCK, batch=2)
+    base, _ = model(x)
+    for j in [1, 7, BLOCK - 1]:
+        y = x.clone()
+        y[:, j:] = random_ids(model, BLOCK - j, seed=j, batch=2)
+        new, _ = model(y)
+        torch.testing.assert_close(new[:, :j], base[:, :j], atol=ATOL, rtol=0)
+        assert not torch.allclose(new[:, j], base[:, j], atol=1e-3)
+
+
+def test_forward_loss_and_ignore_index():
+    model = tiny()
+    x = random_ids(model, 10, batch=2)
+    y = random_ids(model, 10, seed=2, batch=2)
+    y[0, :3] = -100
+    logits, loss = model(x, y)
+    assert logits.shape == (2, 10, model.config.vocab_size)
+    expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="longer than the model's block_size"):
+        model(random_ids(model, BLOCK + 1, batch=1))
+
+
+def test_kv_cache_matches_full_forward():
+    model = tiny()
+    x = random_ids(model, BLOCK, batch=2)
+    full, _ = model(x)
+    logits, cache = model.prefill(x[:, :5])
+    torch.testing.assert_close(logits, full[:, 4], atol=ATOL, rtol=0)
+    for t in range(5, 12):
+        torch.testing.assert_close(model.step(cache, x[:, t]), full[:, t], atol=ATOL, rtol=0)
+    logits, cache = model.prefill(x[:, 12:], cache)  # a multi-token chunk after a cache
+    torch.testing.assert_close(logits, full[:, -1], atol=ATOL, rtol=0)
+    assert cache.length == BLOCK
+    with pytest.raises(ValueError, match="block_size"):
+        model.step(cache, x[:, 0])
+
+
+def test_generate_greedy_matches_forward_within_block():
+    model = tiny()
+    start = [0] + random_ids(model, 4).tolist()
+    out = model.generate(start, 10, temperature=0)[0].tolist()
+    assert out[:5] == start and len(out) == 15
+    for t in range(5, 15):
+        logits, _ = model(torch.tensor([out[:t]]))
+        assert out[t] == int(logits[0, -1].argmax())
+
+
+def test_generate_beyond_block_size_follows_the_window_rule():
+    model = tiny()
+    start = [0] + random_ids(model, 10).tolist()
+    out = model.generate(start, 3 * BLOCK, temperature=0)[0].tolist()
+    assert len(out) == 11 + 3 * BLOCK
+    for t in range(11, len(out)):
+        assert out[t] == int(window_logprobs(model, out[:t]).argmax()), t
+
+
+def test_generate_samples_valid_tokens_with_top_k():
+    model = tiny()
+    g = torch.Generator().manual_seed(0)
+    out = model.generate(torch.zeros(3, 1, dtype=torch.long), 30, temperature=1.0, top_k=5, generator=g)
+    assert out.shape == (3, 31) and int(out.max()) < model.config.vocab_size
+    # top_k=1 is greedy
+    a = model.generate([0, 7], 5, top_k=1, generator=g)
+    b = model.generate([0, 7], 5, temperature=0)
+    assert torch.equal(a, b)
+
+
+def test_context_start_rule():
+    model = tiny()
+    hop = model.window_hop
+    assert model.context_start(BLOCK) == 0
+    for n in range(BLOCK + 1, 5 * BLOCK):
+        for reserve in (0, 3):
+            s = model.context_start(n, reserve)
+            assert s % hop == 0 and 0 < n - s <= BLOCK - reserve and n - s > BLOCK - reserve - hop
+
+
+@pytest.mark.parametrize("length", [1, 9, BLOCK, BLOCK + 1, 3 * BLOCK + 5])
+def test_next_logprobs_equals_forward_over_window(length):
+    model = tiny()
+    history = [0] + random_ids(model, length - 1, seed=length).tolist()
+    lp = model.next_logprobs(history)
+    assert lp.shape == (model.config.vocab_size,) and lp.dtype == torch.float32
+    torch.testing.assert_close(lp, window_logprobs(model, history), atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def manual_score(model, history, cand, reserve):
+    start = model.context_start(len(history), reserve)
+    seq = history[start:] + cand
+    logits, _ = model(torch.tensor([seq[:-1]]))
+    logp = F.log_softmax(logits[0].float(), dim=-1)
+    n = len(history) - start
+    return sum(float(logp[n - 1 + j, tok]) for j, tok in enumerate(cand))
+
+
+@pytest.mark.parametrize("tokenizer", ["move", "char"])
+@pytest.mark.parametrize("plies", [0, 3, 40])
+def test_score_candidates_equals_manual_log_probs(tokenizer, plies):
+    model = tiny(tokenizer)
+    tok = get_tokenizer(tokenizer)
+    moves = tok.tokens[5:] if tokenizer == "move" else get_tokenizer("move").tokens[5:]
+    rng = torch.Generator().manual_seed(plies)
+    pick = lambda k: [moves[i] for i in torch.randint(0, len(moves), (k,), generator=rng).tolist()]
+    history = [0] + tok.encode_moves(pick(plies))  # 40 plies of char tokens is 161 > block_size
+    candidates = [tok.move_ids(m) for m in pick(12)]
+    scores = model.score_candidates(history, candidates)
+    assert scores.shape == (12,) and scores.dtype == torch.float32
+    m = tok.tokens_per_move
+    expected = torch.tensor([manual_score(model, history, c, m - 1) for c in candidates])
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    assert len(set(scores.tolist())) > 1
+
+
+def test_score_candidates_mixed_lengths_and_edge_cases():
+    model = tiny("char")
+    history = [0] + random_ids(model, 30, seed=3).tolist()
+    candidates = [[7], [7, 8], [9, 10, 11, 12], [5, 6, 7]]
+    scores = model.score_candidates(history, candidates)
+    expected = [manual_score(model, history, c, 3) for c in candidates]
+    torch.testing.assert_close(scores, torch.tensor(expected), atol=1e-4, rtol=0)
+    assert model.score_candidates(history, []).shape == (0,)
+    with pytest.raises(ValueError, match="at least one token"):
+        model.score_candidates(history, [[5], []])
+    with pytest.raises(ValueError, match="history"):
+        model.score_candidates([], [[5]])
+    with pytest.raises(ValueError, match="token ids must lie"):
+        model.score_candidates(history, [[model.config.vocab_size]])
+
+
+@pytest.mark.parametrize("tokenizer", ["move", "char"])
+def test_cache_reuse_across_a_growing_game_gives_the_same_answers(tokenizer):
+    model = tiny(tokenizer)
+    m = get_tokenizer(tokenizer).tokens_per_move
+    game = [0] + random_ids(model, 3 * BLOCK, seed=5).tolist()
+    candidates = [random_ids(model, m, seed=s).tolist() for s in range(6)]
+    cache = KVCache()
+    for n in range(1, len(game), m):
+        a = model.score_candidates(game[:n], candidates, cache=cache)
+        b = model.score_candidates(game[:n], candidates)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        assert cache.length == n - cache.start  # the cache holds the current window, candidates are not kept
+    c2 = KVCache()
+    for n in (5, 6, 30, 31, 29):  # histories that shrink or change also work: the cache is rebuilt
+        torch.testing.assert_close(model.next_logprobs(game[:n], cache=c2), model.next_logprobs(game[:n]),
+                                   atol=ATOL, rtol=0)
+    other = game[:10]
+    other[4] = (other[4] + 1) % model.config.vocab_size
+    torch.testing.assert_close(model.next_logprobs(other, cache=c2), model.next_logprobs(other), atol=ATOL, rtol=0)
+
+
+def test_weight_tying_and_param_count():
+    model = tiny()
+    assert model.lm_head.weight is model.tok_emb.weight
+    unique = {id(p): p.numel() for p in model.parameters()}
+    assert model.num_params() == sum(unique.values())
+    assert model.num_params(exclude_embedding=True) == model.num_params() - model.tok_emb.weight.numel()
+    model.zero_grad()
+    x = random_ids(model, 8, batch=1)
+    model(x, x)[1].backward()
+    assert model.tok_emb.weight.grad is model.lm_head.weight.grad
+
+
+def test_teaforn_plugs_in():
+    teaforn = pytest.importorskip("teaforn")
+    model = tiny()
+    x = random_ids(model, 12, batch=2)
+    y = random_ids(model, 12, seed=9, batch=2)
+    _, loss = model(x, y)
+    out = teaforn.teaforn_loss(model.embed, model.decode, model.head, x, y, n=1)
+    torch.testing.assert_close(out.loss, loss, atol=0, rtol=0)
+    out = teaforn.TeaForN(n=3)(model.embed, model.decode, model.head, x, y)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_config_defaults_and_round_trip():
+    cfg = GPTConfig()
+    assert cfg.vocab_size == get_tokenizer("move").vocab_size
+    assert GPTConfig(tokenizer="char").vocab_size == 24
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n_embd=100, n_head=3), "not divisible by n_head"),
+    (dict(n_embd=36, n_head=4), "must be even"),
+    (dict(n_layer=0), "n_layer must be a positive integer"),
+    (dict(n_head=2.5), "n_head must be a positive integer"),
+    (dict(block_size=1), "block_size must be at least 2"),
+    (dict(vocab_size=100), "smaller than the move tokenizer's 2091"),
+    (dict(tokenizer="bpe"), "tokenizer must be one of move, char"),
+    (dict(dropout=1.0), "dropout must be a number in"),
+    (dict(bias="yes"), "bias must be true or false"),
+])
+def test_config_errors_are_clear(kwargs, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        GPTConfig(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown model config key.*n_layers"):
+        GPTConfig.from_dict({"n_layers": 4})

@@ -1,0 +1,461 @@
+"""A small GPT over move tokens (nanoGPT style). It knows token ids, never boards.
+
+Architecture: token embedding -> ``n_layer`` pre-norm transformer blocks (causal self-attention with rotary position
+embeddings (RoPE) through ``F.scaled_dot_product_attention``, then a GELU MLP) -> final LayerNorm -> a linear head
+whose weight is tied to the token embedding. There is no absolute position embedding: RoPE makes attention depend
+on relative offsets only, so a window cut anywhere out of a long game looks like the windows seen in training.
+
+TeaForN (``teaforn`` package) needs the model split in three: :meth:`GPT.embed` (ids -> vectors),
+:meth:`GPT.decode` (vectors -> final-norm vectors, causal) and :meth:`GPT.head` (vectors -> logits)::
+
+    out = TeaForN(n=3)(model.embed, model.decode, model.head, x, y)
+
+With RoPE the fed-back vectors need no position re-added.
+
+Long histories. A game can be longer than ``block_size`` tokens (430+ plies; four times that with the char
+tokenizer). The prediction after ``n`` history tokens always looks at the window ``history[s:n]`` with
+``s = context_start(n)``: ``s = 0`` while the history fits, and otherwise the smallest multiple of ``window_hop``
+that leaves at most ``block_size`` tokens. The window therefore jumps forward by ``window_hop`` tokens at a time
+(default ``block_size // 8``), and between jumps the KV cache of the window is extended one token at a time; at a
+jump it is rebuilt by one prefill of the new window (no cache rolling: a rolled cache would hold keys computed
+while attending to tokens that have left the window, which training never shows the model). Every prediction is
+thus exactly what a plain forward pass over its window gives, whether or not a cache was reused.
+
+Inference methods run under ``torch.inference_mode``; call ``model.eval()`` first (dropout stays on in train mode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import ConfigError
+from .tokenizer import TOKENIZER_NAMES, get_tokenizer
+
+IGNORE_INDEX = -100  # targets with this value are left out of the loss
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class GPTConfig:
+    """Model hyper-parameters. ``vocab_size=None`` takes the tokenizer's size; a larger value pads the table."""
+
+    vocab_size: int | None = None
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    tokenizer: str = "move"
+    bias: bool = False
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZER_NAMES:
+            raise ConfigError(f"model tokenizer must be one of {', '.join(TOKENIZER_NAMES)}, got {self.tokenizer!r}")
+        needed = get_tokenizer(self.tokenizer).vocab_size
+        if self.vocab_size is None:
+            self.vocab_size = needed
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
+        if self.vocab_size < needed:
+            raise ConfigError(f"model vocab_size {self.vocab_size} is smaller than the {self.tokenizer} tokenizer's "
+                              f"{needed} tokens")
+        if self.block_size < 2:
+            raise ConfigError(f"model block_size must be at least 2 tokens, got {self.block_size}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"model n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ConfigError(f"model head size n_embd/n_head = {self.n_embd // self.n_head} must be even for "
+                              f"rotary position embeddings")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"model dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"model bias must be true or false, got {self.bias!r}")
+        if not isinstance(self.rope_base, (int, float)) or self.rope_base <= 1:
+            raise ConfigError(f"model rope_base must be a number > 1, got {self.rope_base!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        """Build from a dict (e.g. a checkpoint's hyper-parameters); unknown keys raise ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Layers
+
+
+def rope_tables(n_positions: int, head_size: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin tables, each (n_positions, head_size // 2)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+    angles = torch.outer(torch.arange(n_positions, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (x[..., i], x[..., i + D/2]) of x (B, H, T, D) by the angles of each position (T, D/2)."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, past: tuple[Tensor, Tensor] | None = None,
+                mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x (B, T, C); cos/sin (T, D/2) for the positions of x; ``past`` keys/values (B, H, L, D) of earlier tokens;
+        ``mask`` (T, L + T) booleans, True = may attend. Without past or mask attention is causal over x.
+        Returns the output and the keys/values of x (rotated), for a cache."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        new_kv = (k, v)
+        if past is not None:
+            k = torch.cat([past[0].expand(B, -1, -1, -1), k], dim=2)
+            v = torch.cat([past[1].expand(B, -1, -1, -1), v], dim=2)
+        if past is not None and mask is None and T > 1:
+            raise ValueError("attention over a cache with several new tokens needs an explicit mask")
+        is_causal = past is None and mask is None and T > 1
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y)), new_kv
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, past=None, mask=None):
+        a, kv = self.attn(self.ln_1(x), cos, sin, past, mask)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, kv
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# KV cache
+
+
+class KVCache:
+    """Keys and values of the tokens fed so far, per layer, each (B, n_head, length, head_size).
+
+    For batch-1 histories it also remembers which tokens it holds (``tokens``), where they start in the history
+    (``start``) and the logits after the last one, so that :meth:`GPT.next_logprobs` and
+    :meth:`GPT.score_candidates` can extend it instead of recomputing a history that only grew."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.keys: list[Tensor] = []
+        self.values: list[Tensor] = []
+        self.length = 0
+        self.tokens: list[int] = []
+        self.start = 0
+        self.last_logits: Tensor | None = None
+
+    def past(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        return (self.keys[layer], self.values[layer]) if self.length else None
+
+    def append(self, new_kv: list[tuple[Tensor, Tensor]]) -> None:
+        if not self.length:
+            self.keys = [k for k, _ in new_kv]
+            self.values = [v for _, v in new_kv]
+        else:
+            self.keys = [torch.cat([old, k], dim=2) for old, (k, _) in zip(self.keys, new_kv)]
+            self.values = [torch.cat([old, v], dim=2) for old, (_, v) in zip(self.values, new_kv)]
+        self.length = self.keys[0].size(2)
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length}, start={self.start})"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ConfigError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # weight tying
+        cos, sin = rope_tables(config.block_size, config.head_size, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        #: how far (in tokens) the context window jumps once a history outgrows block_size; see the module docs
+        self.window_hop = max(1, config.block_size // 8)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        """Number of parameters (the tied embedding/head matrix counted once)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.tok_emb.weight.numel() if exclude_embedding else n
+
+    @property
+    def tokenizer(self):
+        return get_tokenizer(self.config.tokenizer)
+
+    # -- the three pieces TeaForN needs ------------------------------------------------------------------------------
+
+    def embed(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) -> input vectors (B, T, C). No positions: RoPE applies them inside attention."""
+        return self.drop(self.tok_emb(idx))
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Input vectors (B, T, C), positions 0..T-1 -> final-norm output vectors (B, T, C), causally."""
+        self._check_length(x.size(1))
+        h, _ = self._run(x, self.rope_cos[:x.size(1)], self.rope_sin[:x.size(1)])
+        return h
+
+    def head(self, h: Tensor) -> Tensor:
+        """Output vectors -> logits over the vocabulary."""
+        return self.lm_head(h)
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) for every position, and the mean cross-entropy if ``targets`` (B, T) are given
+        (``IGNORE_INDEX`` = -100 is skipped)."""
+        logits = self.head(self.decode(self.embed(idx)))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    def _run(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None, mask: Tensor | None = None):
+        """Blocks + final norm; returns the output vectors and each layer's new keys/values."""
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, cos, sin, cache.past(i) if cache is not None else None, mask)
+            new_kv.append(kv)
+        return self.ln_f(x), new_kv
+
+    def _check_length(self, t: int) -> None:
+        if t > self.config.block_size:
+            raise ValueError(f"sequence of {t} tokens is longer than the model's block_size {self.config.block_size}")
+
+    def optim_groups(self, weight_decay: float) -> list[dict]:
+        """Parameter groups for AdamW: matrices decay, norms/biases do not (nanoGPT's rule)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+    # -- inference ---------------------------------------------------------------------------------------------------
+
+    def _as_ids(self, ids) -> Tensor:
+        """list[int] / (T,) / (B, T) -> LongTensor (B, T) on the model's device, range-checked."""
+        t = torch.as_tensor(ids, dtype=torch.long, device=self.rope_cos.device)
+        if t.dim() == 1:
+            t = t.unsqueeze(0)
+        if t.dim() != 2:
+            raise ValueError(f"token ids must be 1-D or (batch, time), got shape {tuple(t.shape)}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in 0..{self.config.vocab_size - 1}, got {int(t.min())}..{int(t.max())}")
+        return t
+
+    @torch.inference_mode()
+    def prefill(self, idx, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """Feed tokens (list, (T,) or (B, T)) after whatever ``cache`` holds (a new cache if None).
+
+        Returns the logits after the last token, (B, V), and the extended cache. The cache plus the new tokens
+        must fit in ``block_size``; use :meth:`context_start` / :meth:`next_logprobs` for longer histories."""
+        idx = self._as_ids(idx)
+        cache = KVCache() if cache is None else cache
+        B, T = idx.shape
+        if T == 0:
+            raise ValueError("prefill needs at least one token")
+        L = cache.length
+        self._check_length(L + T)
+        mask = None
+        if L and T > 1:  # new tokens see the whole cache and the new tokens up to themselves
+            mask = torch.ones(T, L + T, dtype=torch.bool, device=idx.device).tril(diagonal=L)
+        h, new_kv = self._run(self.embed(idx), self.rope_cos[L:L + T], self.rope_sin[L:L + T], cache, mask)
+        cache.append(new_kv)
+        if B == 1:
+            cache.tokens.extend(idx[0].tolist())
+        cache.last_logits = self.head(h[:, -1])
+        return cache.last_logits, cache
+
+    def step(self, cache: KVCache, next_id) -> Tensor:
+        """Feed one token per sequence (an int, or (B,)) after the cache; returns the next logits (B, V)."""
+        ids = self._as_ids([[next_id]] if isinstance(next_id, int) else torch.as_tensor(next_id).reshape(-1, 1))
+        return self.prefill(ids, cache)[0]
+
+    def context_start(self, n_tokens: int, reserve: int = 0) -> int:
+        """Index where the context window of an ``n_tokens`` history starts, leaving ``reserve`` positions free
+        for tokens fed after the history (a candidate's own tokens). See the module docs."""
+        max_ctx = self.config.block_size - reserve
+        if max_ctx < 1:
+            raise ValueError(f"cannot reserve {reserve} of block_size {self.config.block_size} positions")
+        if n_tokens <= max_ctx:
+            return 0
+        hop = min(self.window_hop, max_ctx)
+        return -(-(n_tokens - max_ctx) // hop) * hop
+
+    def _history_logits(self, history_ids: Sequence[int], reserve: int, cache: KVCache | None) -> tuple[Tensor, KVCache]:
+        """Logits (V,) after the history's context window, reusing ``cache`` when it holds a prefix of the window."""
+        history = [int(i) for i in history_ids]
+        if not history:
+            raise ValueError("history must hold at least one token (a game starts with <bos>)")
+        start = self.context_start(len(history), reserve)
+        window = history[start:]
+        # A cache serves any window that starts with its tokens (it holds them at positions 0..length-1).
+        if (cache is not None and cache.length and cache.length <= len(window)
+                and cache.keys[0].size(0) == 1 and cache.tokens == window[:cache.length]):
+            cache.start = start
+            rest = window[cache.length:]
+            logits = self.prefill(rest, cache)[0] if rest else cache.last_logits
+            return logits[0], cache
+        cache = KVCache() if cache is None else cache
+        cache.clear()
+        cache.start = start
+        logits, cache = self.prefill(window, cache)
+        return logits[0], cache
+
+    @torch.inference_mode()
+    def next_logprobs(self, history_ids: Sequence[int], cache: KVCache | None = None) -> Tensor:
+        """Log-probabilities (V,) float32 of the token after the history (which starts with <bos>).
+
+        ``cache`` (optional, e.g. one :class:`KVCache` per game) is updated in place and reused by the next call
+        whose history extends this one; results are the same with or without it."""
+        logits, _ = self._history_logits(history_ids, 0, cache)
+        return F.log_softmax(logits.float(), dim=-1)
+
+    @torch.inference_mode()
+    def score_candidates(self, history_ids: Sequence[int], candidates: Sequence[Sequence[int]],
+                         cache: KVCache | None = None) -> Tensor:
+        """Summed log-probability (float32, shape (N,)) of each candidate token sequence following the history.
+
+        One batched call: the history is run once (or taken from ``cache``), then every candidate's tokens but its
+        last are fed together as one flat sequence whose attention mask lets each candidate see the history and
+        its own earlier tokens only (all candidates share the history's keys/values; nothing is copied per
+        candidate). Candidates may differ in length (a move is 1 token for the move tokenizer, 4 for char)."""
+        n = len(candidates)
+        if n == 0:
+            return torch.empty(0)
+        cands = [[int(t) for t in c] for c in candidates]
+        lengths = [len(c) for c in cands]
+        if min(lengths) == 0:
+            raise ValueError("every candidate needs at least one token")
+        m = max(lengths)
+        logits, cache = self._history_logits(history_ids, m - 1, cache)
+        device = logits.device
+        tokens = self._as_ids([c + [0] * (m - len(c)) for c in cands])  # (N, m), padded with 0
+        valid = torch.tensor([[j < len(c) for j in range(m)] for c in cands], device=device)
+        scores = F.log_softmax(logits.float(), dim=-1)[tokens[:, 0]]
+        if m == 1:
+            return scores
+        # Feed tokens[:, :-1] as one sequence of n * (m - 1) tokens after the cached history.
+        k = m - 1
+        L = cache.length
+        feed = tokens[:, :-1].reshape(1, n * k)
+        pos = L + torch.arange(k, device=device).repeat(n)
+        own = torch.block_diag(*[torch.ones(k, k, dtype=torch.bool, device=device).tril()] * n)
+        mask = torch.cat([torch.ones(n * k, L, dtype=torch.bool, device=device), own], dim=1)
+        h, _ = self._run(self.embed(feed), self.rope_cos[pos], self.rope_sin[pos], cache, mask)
+        logp = F.log_softmax(self.head(h).float(), dim=-1).view(n, k, -1)
+        later = logp.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # (n, k)
+        return scores + (later * valid[:, 1:]).sum(dim=1)
+
+    @torch.inference_mode()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Sample ``max_new_tokens`` tokens after ``idx`` (list, (T,) or (B, T)); returns (B, T + max_new_tokens).
+
+        ``temperature=0`` is greedy. Uses a KV cache; histories longer than block_size follow the window rule of
+        the module docs, so each token is drawn from exactly what a forward pass over its window gives."""
+        seq = self._as_ids(idx)
+        if seq.size(1) == 0:
+            raise ValueError("generate needs at least one token to start from")
+        cache = KVCache()
+        cache.start = self.context_start(seq.size(1))
+        logits, _ = self.prefill(seq[:, cache.start:], cache)
+        for i in range(max_new_tokens):
+            next_id = self._sample(logits, temperature, top_k, generator)
+            seq = torch.cat([seq, next_id[:, None]], dim=1)
+            if i == max_new_tokens - 1:
+                break
+            start = self.context_start(seq.size(1))
+            if start == cache.start:
+                logits = self.step(cache, next_id)
+            else:  # the window jumped: rebuild the cache over the new window
+                cache.clear()
+                cache.start = start
+                logits, _ = self.prefill(seq[:, start:], cache)
+        return seq
+
+    @staticmethod
+    def _sample(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
+        logits = logits.float()
+        if temperature <= 0:
+            return logits.argmax(dim=-1)
+        logits = logits / temperature
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
