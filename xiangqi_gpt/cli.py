@@ -57,6 +57,8 @@ COMMANDS = {
 # Subcommands implemented in other modules: name -> (help, "module:function"). The function builds the parser
 # like the ones above. Listing them here keeps `--help` complete without importing torch.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "uci": ("serve the model as a UCI engine for xiangqi GUIs (also answers ucci)", ".engine:add_uci_command"),
+    "ucci": ("serve the model as a UCCI engine (also answers uci)", ".engine:add_ucci_command"),
 }
 
 
