@@ -1,0 +1,730 @@
+"""``python play.py``: play xiangqi against the GPT in a terminal, drawn with rich.
+
+The board uses Chinese pieces (Red 帥仕相傌俥炮兵, Black 將士象馬車砲卒), the river 楚河 漢界, the palace diagonals,
+ICCS labels (files a-i, ranks 0-9) and both sides' file numbers (九..一 for Red, １..９ for Black, each counted from
+its own right). Every glyph is placed by its terminal cell width (a Chinese character takes two cells), so the
+columns line up in any terminal that follows the East-Asian width tables (xterm, tmux, GNOME, iTerm, Windows
+Terminal). Three layouts: the full board beside a side panel, the full board above it, and a compact board for
+narrow terminals; below :data:`MIN_WIDTH` columns it says so instead of drawing a broken board.
+
+Input is a move in ICCS (``h2e2``), WXF (``C2.5``) or Chinese (``炮二平五``), or a command (see :data:`HELP`).
+It reads plain lines from stdin, so it works the same when stdin is piped (scripted games, tests) as in a terminal
+or tmux. The model is loaded in a background thread while the first board is drawn; torch is imported there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square, square_name
+from .errors import FenError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+
+# --------------------------------------------------------------------------------------------------------------------
+# Glyphs and styles
+
+GLYPHS = {"K": "帥", "A": "仕", "B": "相", "N": "傌", "R": "俥", "C": "炮", "P": "兵",
+          "k": "將", "a": "士", "b": "象", "n": "馬", "r": "車", "c": "砲", "p": "卒"}
+RED_NUMERALS = "一二三四五六七八九"      # Red numbers files from its own right: file i is 一, file a is 九
+BLACK_NUMERALS = "１２３４５６７８９"    # Black numbers files from its own right: file a is １, file i is ９
+
+BG = "#efd39b"                      # the wooden board
+STYLES = {
+    "grid": f"#7a4f24 on {BG}",
+    "river": f"bold #2f5d8a on {BG}",
+    "red": f"bold #c1121f on {BG}",
+    "black": f"bold #111111 on {BG}",
+    "last_bg": "#9fd18b",           # from/to squares of the last move
+    "check_bg": "#ff7b7b",          # the general in check
+    "label": "bold",
+    "red_label": "bold #c1121f",
+    "black_label": "bold",
+}
+
+FULL_BOARD_WIDTH = 38     # 2 (rank label) + 34 (9 points, 8 gaps of 2 cells) + 2 (rank label)
+COMPACT_BOARD_WIDTH = 30  # 2 + 26 (9 points, 8 one-cell gaps) + 2
+PANEL_WIDTH = 38
+GAP = 3
+WIDE_WIDTH = FULL_BOARD_WIDTH + GAP + PANEL_WIDTH
+MIN_WIDTH = COMPACT_BOARD_WIDTH
+
+HELP = """\
+Enter a move in ICCS (h2e2), WXF (C2.5) or Chinese (炮二平五 / 馬８進７), or a command:
+  undo              take back your last move and the model's reply
+  hint              show the model's favourite moves for you
+  new               start a new game
+  flip              turn the board around
+  save [file.pgn]   save the game as PGN (default: a dated file name)
+  load FILE.pgn|FEN load a game record (its first game) or a position
+  resign            give up this game
+  help              this text
+  quit              leave (Ctrl-D and Ctrl-C work too)"""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The player seen by this module
+
+class Player(Protocol):
+    def move_probs(self, board: Board) -> list[tuple[Move, float]]: ...
+
+    def choose(self, board: Board) -> Move: ...
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Board drawing
+
+def _square_at(row: int, col: int, flipped: bool) -> int:
+    """The square shown at display row ``row`` (0 = top) and column ``col`` (0 = left)."""
+    return square(8 - col, row) if flipped else square(col, 9 - row)
+
+
+def _palace_diagonal(a: int, b: int) -> bool:
+    """Do points ``a`` and ``b`` lie on one of the palace diagonals (one of them being the palace centre)?"""
+    centres = (square(4, 1), square(4, 8))
+    for centre in centres:
+        if centre in (a, b):
+            other = b if a == centre else a
+            return abs(other % 9 - 4) == 1 and abs(other // 9 - centre // 9) == 1
+    return False
+
+
+def _grid_glyph(row: int, col: int) -> str:
+    """The line crossing drawn on an empty point at a display position (the river breaks the inner files)."""
+    top, bottom = row == 0 or row == 5, row == 9 or row == 4
+    left, right = col == 0, col == 8
+    if top:
+        return "┌" if left else "┐" if right else "┬"
+    if bottom:
+        return "└" if left else "┘" if right else "┴"
+    return "├" if left else "┤" if right else "┼"
+
+
+def _file_labels(flipped: bool, side: int) -> list[str]:
+    """Per display column, ``side``'s number for that file (Red 九..一, Black １..９, both counted from the right)."""
+    labels = []
+    for col in range(9):
+        file = 8 - col if flipped else col
+        labels.append(RED_NUMERALS[8 - file] if side == RED else BLACK_NUMERALS[file])
+    return labels
+
+
+def render_board(board: Board, *, flipped: bool = False, last_move: Move | None = None,
+                 compact: bool = False) -> Text:
+    """The board as a rich :class:`Text`: ``FULL_BOARD_WIDTH`` cells wide (``COMPACT_BOARD_WIDTH`` if ``compact``).
+
+    ``flipped`` puts Black at the bottom. The last move's two squares are highlighted, and so is the general of the
+    side to move when it is in check.
+    """
+    gap = 1 if compact else 2
+    highlight = {last_move.from_square, last_move.to_square} if last_move else set()
+    checked = board.king_square(board.turn) if board.is_check() else None
+    top_side, bottom_side = (RED, BLACK) if flipped else (BLACK, RED)
+    out = Text(no_wrap=True, overflow="crop")
+
+    def numbers_row(side: int) -> None:
+        style = STYLES["red_label"] if side == RED else STYLES["black_label"]
+        out.append("  ")
+        for col, label in enumerate(_file_labels(flipped, side)):
+            out.append(label, style)
+            if col < 8:
+                out.append(" " * gap)
+        out.append("\n")
+
+    def letters_row() -> None:
+        out.append("  ")
+        for col in range(9):
+            file = 8 - col if flipped else col
+            out.append("abcdefghi"[file] + (" " if col == 8 else " " * (gap + 1)), STYLES["label"])
+        out.append("\n")
+
+    def point(row: int, col: int) -> None:
+        sq = _square_at(row, col, flipped)
+        piece = board.piece_at(sq)
+        bg = STYLES["check_bg"] if sq == checked else STYLES["last_bg"] if sq in highlight else None
+        if piece:
+            style = STYLES["red"] if piece.isupper() else STYLES["black"]
+            out.append(GLYPHS[piece], style if bg is None else f"{style} on {bg}")
+        else:
+            glyph = _grid_glyph(row, col) + ("─" if col < 8 else " ")
+            out.append(glyph, STYLES["grid"] if bg is None else f"{STYLES['grid']} on {bg}")
+
+    def links_row(row: int) -> None:
+        """The vertical lines (and palace diagonals) between display rows ``row`` and ``row + 1``."""
+        out.append("  ")
+        for col in range(9):
+            out.append("│", STYLES["grid"])
+            if col == 8:
+                out.append(" ", STYLES["grid"])
+                break
+            tl, tr = _square_at(row, col, flipped), _square_at(row, col + 1, flipped)
+            bl, br = _square_at(row + 1, col, flipped), _square_at(row + 1, col + 1, flipped)
+            mark = "╲" if _palace_diagonal(tl, br) else "╱" if _palace_diagonal(tr, bl) else " "
+            out.append(f" {mark} ", STYLES["grid"])
+        out.append("\n")
+
+    def river_row() -> None:
+        inner = 8 * (gap + 2) - 1
+        left, right = ("楚 河", "漢 界") if not compact else ("楚河", "漢界")
+        pad = inner - cell_len(left) - cell_len(right) - 2
+        out.append("  ")
+        out.append("│", STYLES["grid"])
+        out.append(" " + left + " " * pad + right + " ", STYLES["river"])
+        out.append("│ ", STYLES["grid"])
+        out.append("\n")
+
+    numbers_row(top_side)
+    for row in range(10):
+        rank = _square_at(row, 0, flipped) // 9
+        out.append(f"{rank} ", STYLES["label"])
+        for col in range(9):
+            point(row, col)
+            if col < 8:
+                out.append("─" * gap, STYLES["grid"])
+        out.append(f" {rank}", STYLES["label"])
+        out.append("\n")
+        if row == 4:
+            river_row()
+        elif row < 9 and not compact:
+            links_row(row)
+    numbers_row(bottom_side)
+    letters_row()
+    out.rstrip()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Side panel and layouts
+
+def chinese(board: Board, move: Move) -> str:
+    """A move in Chinese notation as shown on screen: traditional characters like the pieces, full-width digits
+    for Black (``馬８進７``), so every move is four glyphs (eight cells) wide."""
+    from .notation import move_to_chinese
+
+    return move_to_chinese(board, move, traditional=True, fullwidth=True)
+
+
+def move_records(board: Board) -> list[tuple[str, str]]:
+    """(Chinese, ICCS) text of every move on ``board``'s stack, replayed from its root position."""
+    replay = Board(board.root_fen())
+    records = []
+    for move in board.move_stack:
+        records.append((chinese(replay, move), move.iccs()))
+        replay.push(move)
+    return records
+
+
+class View:
+    """What the screen shows besides the board: who plays what, the model's last candidates, the game-over line."""
+
+    def __init__(self, human: int, flipped: bool):
+        self.human = human
+        self.flipped = flipped
+        self.candidates: list[tuple[str, str, float]] = []   # (Chinese, ICCS, probability) of the model's last choice
+        self.candidates_for = ""
+        self.result_line = ""
+
+
+def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: int = 12,
+                 compact: bool = False) -> Text:
+    who = {view.human: "you", view.human ^ 1: "model"}
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("xiangqi-gpt", "bold")
+    text.append(f" · you play {COLOR_NAMES[view.human]}\n")
+    if view.result_line:
+        text.append(view.result_line + "\n", "bold reverse")
+    else:
+        turn_style = STYLES["red_label"] if board.turn == RED else STYLES["black_label"]
+        text.append(f"{COLOR_NAMES[board.turn]} to move ({who[board.turn]})", turn_style)
+        if board.is_check():
+            text.append("  CHECK!", "bold white on red")
+        text.append("\n")
+    text.append("\n")
+
+    records = move_records(board)
+    start_turn = Board(board.root_fen())
+    first_number, offset = start_turn.fullmove_number, 1 if start_turn.turn == BLACK else 0
+    slots = [None] * offset + records
+    rows = [slots[i:i + 2] for i in range(0, len(slots), 2)]
+    text.append("Moves\n", "bold underline")
+    if not rows:
+        text.append("  (none yet)\n", "dim")
+    shown = rows[-max_rows:]
+    if len(shown) < len(rows):
+        text.append("  …\n", "dim")
+    for i, pair in enumerate(shown, start=first_number + len(rows) - len(shown)):
+        text.append(f"{i:>3}. ")
+        for j, record in enumerate(pair):
+            if record is None:
+                cell = "…"
+                text.append(cell + " " * (7 if compact else 13 - cell_len(cell)))
+                continue
+            chinese, iccs = record
+            text.append(chinese, STYLES["red_label"] if j == 0 else STYLES["black_label"])
+            if not compact:
+                text.append(" " + iccs, "dim")
+            if j == 0:
+                text.append("  " if not compact else " ")
+        text.append("\n")
+
+    if view.candidates:
+        text.append("\n")
+        text.append(f"Model's candidates for {view.candidates_for}\n", "bold underline")
+        for chinese, iccs, p in view.candidates:
+            text.append(f"  {chinese} ")
+            text.append(iccs, "dim")
+            text.append(f" {100 * p:5.1f}% ")
+            bar = max(0, width - 24)
+            text.append("█" * round(p * bar), "green")
+            text.append("\n")
+    text.rstrip()
+    return text
+
+
+def too_narrow_message(width: int) -> Text:
+    return Text(f"The terminal is {width} columns wide; the board needs at least {MIN_WIDTH}. "
+                f"Widen the window to see it (moves and commands still work).", style="bold yellow")
+
+
+def render_screen(board: Board, view: View, width: int) -> RenderableType:
+    """The board and the side panel, laid out for a terminal ``width`` columns wide."""
+    last = board.move_stack[-1] if board.move_stack else None
+    if width < MIN_WIDTH:
+        return too_narrow_message(width)
+    if width >= WIDE_WIDTH:
+        grid = Table.grid(padding=(0, GAP))
+        grid.add_column(width=FULL_BOARD_WIDTH, no_wrap=True)
+        grid.add_column(width=min(width - FULL_BOARD_WIDTH - GAP, 60), no_wrap=True)
+        panel_width = min(width - FULL_BOARD_WIDTH - GAP, 60)
+        grid.add_row(render_board(board, flipped=view.flipped, last_move=last),
+                     render_panel(board, view, width=panel_width))
+        return grid
+    compact = width < FULL_BOARD_WIDTH
+    return Group(render_board(board, flipped=view.flipped, last_move=last, compact=compact), Text(""),
+                 render_panel(board, view, width=width, max_rows=6, compact=compact))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading the model in the background
+
+class PlayerLoader:
+    """Builds the player in a daemon thread (torch import + checkpoint load) while the first board is on screen."""
+
+    def __init__(self, factory: Callable[[], Player]):
+        self._factory = factory
+        self._player: Player | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self.seconds: float | None = None
+        self._thread = threading.Thread(target=self._load, name="load-model", daemon=True)
+
+    def start(self) -> "PlayerLoader":
+        self._thread.start()
+        return self
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._player = self._factory()
+        except BaseException as e:   # handed to the main thread by get()
+            self._error = e
+        finally:
+            self.seconds = time.perf_counter() - t0
+            self._done.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread.is_alive()
+
+    def get(self) -> Player:
+        while not self._done.wait(0.1):   # short waits keep Ctrl-C responsive
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._player
+
+
+def default_player_factory(checkpoint: str | None, temperature: float, seed: int | None) -> Callable[[], Player]:
+    def make() -> Player:
+        from .checkpoint import load_model
+        from .player import GPTPlayer
+
+        return GPTPlayer(load_model(checkpoint), temperature=temperature, seed=seed)
+
+    return make
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The game session
+
+class Quit(Exception):
+    """Leave the session (the ``quit`` command or end of input)."""
+
+
+class Session:
+    """One terminal session: a board, the human's side, the model, the view, and the command loop."""
+
+    def __init__(self, console: Console, loader: PlayerLoader, human: int = RED, fen: str = STARTING_FEN,
+                 input_fn: Callable[[str], str] = input, echo: bool = False):
+        self.console = console
+        self.loader = loader
+        self.start_fen = fen
+        self.board = Board(fen)
+        self.view = View(human, flipped=human == BLACK)
+        self.resigned: int | None = None
+        self.input_fn = input_fn
+        self.echo = echo
+        self.reply_ms: list[float] = []
+
+    # ---- screen ----------------------------------------------------------------------------------------------
+
+    def show(self) -> None:
+        if self.console.is_terminal:
+            self.console.clear()
+        self.view.result_line = self.result_line()
+        self.console.print(render_screen(self.board, self.view, self.console.width))
+
+    def say(self, message: str, style: str | None = None) -> None:
+        self.console.print(Text(message, style=style or ""))
+
+    def read(self, prompt: str) -> str:
+        """One line of input; :class:`Quit` at end of input."""
+        try:
+            line = self.input_fn(prompt)
+        except EOFError:
+            if self.echo or not self.console.is_terminal:
+                self.console.print()
+            raise Quit from None
+        if self.echo:
+            print(line, flush=True)
+        return line.strip()
+
+    # ---- game state ------------------------------------------------------------------------------------------
+
+    def outcome_result(self) -> tuple[str, str] | None:
+        """(result, reason) if the game is over, by the rules or by resignation."""
+        if self.resigned is not None:
+            winner = self.resigned ^ 1
+            return ("1-0" if winner == RED else "0-1"), f"{COLOR_NAMES[self.resigned]} resigns"
+        outcome = self.board.outcome()
+        if outcome is None:
+            return None
+        return outcome.result(), outcome.reason
+
+    def result_line(self) -> str:
+        over = self.outcome_result()
+        if over is None:
+            return ""
+        result, reason = over
+        winner = {"1-0": "Red wins", "0-1": "Black wins"}.get(result, "draw")
+        return f"Game over: {reason} ({winner}, {result})"
+
+    @property
+    def human(self) -> int:
+        return self.view.human
+
+    def model_to_move(self) -> bool:
+        return self.board.turn != self.human and self.outcome_result() is None
+
+    # ---- the model -------------------------------------------------------------------------------------------
+
+    def player(self) -> Player:
+        if not self.loader.ready:
+            self.say("loading the model…", "dim")
+        return self.loader.get()
+
+    def model_move(self) -> Move:
+        player = self.player()
+        board = self.board
+        t0 = time.perf_counter()
+        probs = player.move_probs(board)
+        move = player.choose(board)
+        self.reply_ms.append(1000 * (time.perf_counter() - t0))
+        text = chinese(board, move)
+        self.view.candidates = [(chinese(board, m), m.iccs(), p) for m, p in probs[:5]]
+        self.view.candidates_for = f"move {board.fullmove_number} ({COLOR_NAMES[board.turn]})"
+        board.push(move)
+        self.last_message = f"The model plays {text} ({move.iccs()})."
+        return move
+
+    def reply_if_model_to_move(self) -> None:
+        if self.model_to_move():
+            self.model_move()
+
+    # ---- commands --------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.last_message = ""
+        self.show()
+        if self.model_to_move():
+            self.model_move()
+            self.show()
+            self.say(self.last_message)
+        while True:
+            over = self.outcome_result() is not None
+            prompt = "game over> " if over else f"{COLOR_NAMES[self.board.turn]} (you)> "
+            line = self.read(prompt)
+            if line:
+                self.handle(line)
+
+    def handle(self, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        command = COMMANDS.get(word.lower())
+        if command is not None:
+            getattr(self, "cmd_" + command)(rest.strip())
+        else:
+            self.play_move(line)
+
+    def play_move(self, text: str) -> None:
+        if self.outcome_result() is not None:
+            self.say("The game is over: type new, undo, save or quit.", "yellow")
+            return
+        from .notation import parse_move
+
+        board = self.board
+        try:
+            move = parse_move(board, text)
+        except IllegalMoveError as e:
+            self.say(illegal_reason(board, text, e), "bold red")
+            return
+        except MoveError as e:
+            self.say(f"{e} (type help for the commands)", "bold red")
+            return
+        self.last_message = ""
+        board.push(move)
+        if self.model_to_move():
+            self.model_move()
+        self.after_moves()
+
+    def after_moves(self) -> None:
+        self.show()
+        if self.last_message:
+            self.say(self.last_message)
+        if self.outcome_result() is not None:
+            self.game_over()
+
+    def game_over(self) -> None:
+        self.say(self.result_line(), "bold")
+        answer = self.read("Save the game as PGN? Enter a file name (or press Enter to skip): ")
+        if answer:
+            self.cmd_save(answer)
+        self.say("Type new for another game, undo to take back, or quit.")
+
+    def cmd_help(self, _: str) -> None:
+        self.say(HELP)
+
+    def cmd_quit(self, _: str) -> None:
+        raise Quit
+
+    def cmd_flip(self, _: str) -> None:
+        self.view.flipped = not self.view.flipped
+        self.show()
+
+    def cmd_new(self, _: str) -> None:
+        self.board = Board(self.start_fen)
+        self.resigned = None
+        self.view.candidates = []
+        self.last_message = ""
+        self.reply_if_model_to_move()
+        self.show()
+        if self.last_message:
+            self.say(self.last_message)
+
+    def cmd_resign(self, _: str) -> None:
+        if self.outcome_result() is not None:
+            self.say("The game is already over.", "yellow")
+            return
+        self.resigned = self.human
+        self.show()
+        self.game_over()
+
+    def cmd_undo(self, _: str) -> None:
+        board = self.board
+        root_turn = Board(board.root_fen()).turn
+        human_moves = sum(1 for i in range(len(board.move_stack)) if (root_turn ^ (i % 2)) == self.human)
+        if self.resigned is not None:
+            self.resigned = None
+            if not human_moves:
+                self.show()
+                return
+        if not human_moves:
+            self.say("Nothing of yours to take back.", "yellow")
+            return
+        taken = []
+        while board.move_stack:
+            mover = board.turn ^ 1
+            taken.append(board.pop().iccs())
+            if mover == self.human:
+                break
+        self.view.candidates = []
+        self.last_message = f"Took back {' '.join(reversed(taken))}."
+        self.show()
+        self.say(self.last_message)
+
+    def cmd_hint(self, _: str) -> None:
+        if self.outcome_result() is not None:
+            self.say("The game is over.", "yellow")
+            return
+        probs = self.player().move_probs(self.board)
+        shown = ", ".join(f"{chinese(self.board, m)} ({m.iccs()}) {100 * p:.1f}%" for m, p in probs[:3])
+        self.say(f"The model would consider: {shown}")
+
+    def cmd_save(self, arg: str) -> None:
+        from .pgn import Game, write_game
+
+        path = Path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn")).expanduser()
+        over = self.outcome_result()
+        model = "xiangqi-gpt"
+        headers = {
+            "Event": "xiangqi-gpt terminal game",
+            "Site": "play.py",
+            "Date": _dt.date.today().strftime("%Y.%m.%d"),
+            "Red": "human" if self.human == RED else model,
+            "Black": "human" if self.human == BLACK else model,
+        }
+        if over is not None:
+            headers["Termination"] = over[1]
+        game = Game(headers=headers, moves=list(self.board.move_stack), root_fen=self.board.root_fen(),
+                    result=over[0] if over else "*")
+        try:
+            path.write_text(write_game(game, notation="chinese"), encoding="utf-8")
+        except OSError as e:
+            self.say(f"could not save {path}: {e.strerror or e}", "bold red")
+            return
+        self.say(f"Saved {len(game.moves)} plies to {path}")
+
+    def cmd_load(self, arg: str) -> None:
+        if not arg:
+            self.say("usage: load FILE.pgn | load FEN", "yellow")
+            return
+        try:
+            board = self._load_board(arg)
+        except XiangqiError as e:
+            self.say(f"cannot load: {e}", "bold red")
+            return
+        self.board = board
+        self.resigned = None
+        self.view.candidates = []
+        self.last_message = ""
+        self.reply_if_model_to_move()
+        self.after_moves()
+
+    def _load_board(self, arg: str) -> Board:
+        path = Path(arg).expanduser()
+        if path.is_file() or arg.lower().endswith(".pgn"):
+            from .pgn import read_games
+
+            if not path.is_file():
+                raise XiangqiError(f"no such file: {arg}")
+            for item in read_games(str(path)):
+                if isinstance(item, XiangqiError):
+                    raise item
+                return item.board()
+            raise XiangqiError(f"{arg}: no game in the file")
+        return Board(arg)
+
+    def cmd_switch(self, _: str) -> None:
+        self.view.human ^= 1
+        self.view.flipped = self.view.human == BLACK
+        self.say(f"You now play {COLOR_NAMES[self.human]}.")
+        self.last_message = ""
+        self.reply_if_model_to_move()
+        self.after_moves()
+
+
+COMMANDS = {name: name for name in ("undo", "hint", "new", "flip", "save", "load", "resign", "help", "quit",
+                                    "switch")}
+COMMANDS.update({"exit": "quit", "?": "help", "takeback": "undo"})
+
+
+def illegal_reason(board: Board, text: str, error: IllegalMoveError) -> str:
+    """``"h2e3: a cannon moves in straight lines"`` for a move text that parses but is not legal."""
+    try:
+        move = Move.from_iccs(text)
+    except InvalidMoveError:
+        return str(error)
+    reason = board.why_illegal(move)
+    return f"{move.iccs()}: {reason}" if reason else str(error)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Entry point
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="play.py", description="Play xiangqi against the GPT in the terminal.",
+                                epilog="Type help at the prompt for the commands.")
+    p.add_argument("--side", choices=("red", "black"), default="red", help="the side you play (default: red)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model file (.pt export or Lightning .ckpt; default: the shipped default.pt)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="the model's sampling temperature: 0 plays its best move (strongest), higher is weaker "
+                        "and more varied (default: 0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling at temperature > 0")
+    p.add_argument("--fen", default=None, help="start from this position instead of the standard one")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        if args.temperature < 0:
+            raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
+        fen = args.fen or STARTING_FEN
+        Board(fen)   # a bad FEN fails before anything is drawn
+        if player_factory is None:
+            if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+                raise XiangqiError(f"checkpoint not found: {args.checkpoint}")
+            player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed)
+    except XiangqiError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        return 2
+    loader = PlayerLoader(player_factory).start()
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    session = Session(console, loader, human=RED if args.side == "red" else BLACK, fen=fen,
+                      echo=not interactive)
+    code = 0
+    try:
+        session.run()
+    except Quit:
+        console.print("bye")
+    except KeyboardInterrupt:
+        console.print("\nbye")
+        code = 130
+    except XiangqiError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        code = 2
+    except BrokenPipeError:
+        code = 0
+    return code
+
+
+def run_main(argv: Sequence[str] | None = None) -> None:
+    """``play.py``'s entry: :func:`main`, then leave without waiting for a model load still in progress."""
+    code = main(argv)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)   # a daemon thread may still be importing torch; do not let interpreter shutdown wait on it
