@@ -149,6 +149,7 @@ def deep(args) -> None:
     table = load_table()
     print("| position | depth | nodes | published | ok | seconds | nodes/s |")
     print("|---|---:|---:|---:|---|---:|---:|")
+    all_nodes = all_seconds = 0
     for fen, entry in table.items():
         name = entry["name"]
         board = Board(fen)
@@ -160,6 +161,9 @@ def deep(args) -> None:
         published = f"{expected:,}" if expected is not None else "-"
         print(f"| {name} | {depth} | {nodes:,} | {published} | {mark(nodes, expected)} | {seconds:.1f} "
               f"| {nodes / seconds:,.0f} |", flush=True)
+        all_nodes += nodes
+        all_seconds += seconds
+    print(f"| **all** | | {all_nodes:,} | | | {all_seconds:.1f} | {all_nodes / all_seconds:,.0f} |")
 
 
 def main() -> None:
