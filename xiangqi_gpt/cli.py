@@ -59,6 +59,7 @@ COMMANDS = {
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "uci": ("serve the model as a UCI engine for xiangqi GUIs (also answers ucci)", ".engine:add_uci_command"),
     "ucci": ("serve the model as a UCCI engine (also answers uci)", ".engine:add_ucci_command"),
+    "prepare": ("build a training dataset from PGN sources", ".corpus:add_prepare_command"),
 }
 
 

@@ -1,0 +1,791 @@
+"""``python -m xiangqi_gpt prepare SOURCE... --out DIR``: PGN records -> a training dataset.
+
+Sources: directories of ``*.pgn`` files (walked in sorted order), archives of them (``.tar.xz``, ``.tar.gz``,
+``.tar.bz2``, ``.tar``, ``.zip``; read member by member, never unpacked to disk), and single PGN files (any name).
+
+Steps:
+
+1. Every game is read and validated with the rule engine (:func:`xiangqi_gpt.pgn.read_games`); a game with an
+   illegal or unreadable move is rejected and counted per reason, with the first examples kept in the summary.
+2. Empty games (no moves) are dropped. Games under a computer-games folder (CCPD ``電腦對局``) form their own subset,
+   written under ``DIR/computer/`` with the same layout and never mixed into the main splits.
+3. Duplicates are removed by (start position, move sequence). A game that is an exact prefix of another from the
+   same start (a truncated copy) is a duplicate too and goes with the longer game; of exact copies the first read is
+   kept. Only the maximal games remain, so no game or copy of it can sit on two sides of the split.
+4. Each remaining game is assigned to train/val/test by a seeded hash of its start position and moves
+   (``--val-frac``, ``--test-frac``, ``--seed``): deterministic, and a game keeps its split when other sources are
+   added.
+5. Token files (nanoGPT style) for both tokenizers: ``DIR/{move,char}/{split}.bin`` (uint16, games back to back, each
+   ``<bos> moves... <result>``) and ``DIR/{move,char}/{split}.idx.npy`` (int64 start offset of every game). Only games
+   from the standard start position are tokenized (a model plays from the start; a game from a custom FEN cannot be
+   conditioned on its position): ``DIR/{split}.pgn`` holds exactly the tokenized games, in the same order, and the
+   custom-FEN games are written apart to ``DIR/custom_fen/{split}.pgn`` (same split rule). PGN output is ICCS,
+   UTF-8, with the original tags plus ``SourceFile``.
+6. ``DIR/summary.json`` (counts, rejection reasons and examples, duplicates, per-split games/plies/tokens) and
+   ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256, attribution, the arguments).
+
+The dataset is built in ``DIR.tmp-XXXX`` and renamed to ``DIR`` at the end (meta.json is written last and the rename
+is the commit point), so an interrupted run leaves nothing that :func:`load_meta` accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import itertools
+import json
+import lzma
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .board import STARTING_FEN
+from .errors import DatasetError, PgnError, XiangqiError
+from .pgn import Game, is_standard_fen, pgn_text, read_games
+from .tokenizer import BOS, RESULT_TOKENS, TOKENIZER_NAMES, get_tokenizer
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+SUBSETS = ("main", "computer")
+COMPUTER_FOLDERS = ("電腦對局", "电脑对局")
+CCPD_ATTRIBUTION = ("Chinese Chess Practical Dataset (CCPD), Yu-Han Tseng and Bo-Nian Chen, CC BY 4.0, "
+                    "https://github.com/Yvonne761/Chinese-Chess-Practical-Dataset")
+ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
+MAX_WARNINGS = 20
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading sources
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class SourceInfo:
+    path: str
+    kind: str = ""                # dir | archive | file | missing
+    sha256: str = ""
+    bytes: int = 0
+    files: int = 0
+    error: str | None = None
+    ccpd: bool = False
+
+
+class _HashingReader(io.RawIOBase):
+    """A read-only file wrapper that hashes and counts the bytes read through it (for archives)."""
+
+    def __init__(self, f, on_read: Callable[[int], None] | None = None):
+        self.f, self.sha, self.n, self.on_read = f, hashlib.sha256(), 0, on_read
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.f.readinto(b)
+        if n:
+            self.sha.update(memoryview(b)[:n])
+            self.n += n
+            if self.on_read:
+                self.on_read(n)
+        return n
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _is_pgn_name(name: str) -> bool:
+    return name.lower().endswith(".pgn")
+
+
+def _archive_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if any(name.endswith(s) for s in ARCHIVE_SUFFIXES):
+        return "tar"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith((b"\xfd7zXZ\x00", b"\x1f\x8b", b"BZh")):
+        return "tar"
+    return None
+
+
+def _zip_member_name(info: zipfile.ZipInfo) -> str:
+    """Zip names without the UTF-8 flag are cp437 to Python; Chinese tools write them in GBK or Big5."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    from .pgn import decode_bytes
+    try:
+        return decode_bytes(info.filename.encode("cp437"))
+    except (UnicodeEncodeError, PgnError):
+        return info.filename
+
+
+class SourceReader:
+    """Yields ``(label, bytes)`` for every PGN file of the sources; problems are warned about, never fatal."""
+
+    def __init__(self, sources: list[str], warn: Callable[[str], None], advance: Callable[[int], None]):
+        self.sources = [SourceInfo(str(s)) for s in sources]
+        self.warn, self.advance = warn, advance
+        self.unreadable = 0
+        self.skipped = 0
+
+    def total_bytes(self) -> int:
+        total = 0
+        for info in self.sources:
+            p = Path(info.path)
+            try:
+                if p.is_dir():
+                    for root, _, files in os.walk(p):
+                        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if _is_pgn_name(f))
+                elif p.is_file():
+                    total += p.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        for info in self.sources:
+            p = Path(info.path)
+            if not p.exists():
+                info.kind, info.error = "missing", "no such file or directory"
+                self.warn(f"{p}: no such file or directory")
+            elif p.is_dir():
+                info.kind = "dir"
+                yield from self._directory(p, info)
+            elif _archive_kind(p):
+                info.kind = "archive"
+                yield from self._archive(p, info, _archive_kind(p))
+            else:
+                info.kind = "file"
+                data = self._read_file(p)
+                if data is not None:
+                    info.sha256, info.bytes, info.files = hashlib.sha256(data).hexdigest(), len(data), 1
+                    self.advance(len(data))
+                    yield str(p), data
+
+    def _read_file(self, p: Path) -> bytes | None:
+        try:
+            return p.read_bytes()
+        except OSError as e:
+            self.unreadable += 1
+            self.warn(f"{p}: cannot read ({e.strerror or e})")
+            return None
+
+    def _directory(self, root: Path, info: SourceInfo) -> Iterator[tuple[str, bytes]]:
+        sha = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if not _is_pgn_name(name):
+                    self.skipped += 1
+                    continue
+                data = self._read_file(path)
+                if data is None:
+                    continue
+                rel = path.relative_to(root).as_posix()
+                sha.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+                info.bytes += len(data)
+                info.files += 1
+                info.ccpd = info.ccpd or rel.startswith(("對局/", "Dataset/對局/"))
+                self.advance(len(data))
+                yield str(path), data
+        info.sha256 = sha.hexdigest()
+
+    def _archive(self, path: Path, info: SourceInfo, kind: str) -> Iterator[tuple[str, bytes]]:
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            self.unreadable += 1
+            info.error = f"cannot read ({e.strerror or e})"
+            self.warn(f"{path}: {info.error}")
+            return
+        with f:
+            reader = _HashingReader(f, self.advance)
+            buffered = io.BufferedReader(reader, 1 << 20)
+            try:
+                members = self._zip_members(f) if kind == "zip" else self._tar_members(buffered)
+                for name, data in members:
+                    info.files += 1
+                    info.bytes += len(data)
+                    info.ccpd = info.ccpd or "對局/" in name
+                    yield f"{path}:{name}", data
+            except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError, OSError,
+                    ValueError) as e:
+                info.error = f"corrupt archive ({type(e).__name__}: {e}) after {info.files} PGN files"
+                self.warn(f"{path}: {info.error}; the files read before the error are kept")
+            if kind == "zip":
+                f.seek(0)
+                info.sha256 = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
+                    else hashlib.sha256(f.read()).hexdigest()
+            else:
+                try:
+                    reader.drain()
+                except OSError:
+                    pass
+                info.sha256 = reader.sha.hexdigest()
+
+    def _tar_members(self, stream) -> Iterator[tuple[str, bytes]]:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if not _is_pgn_name(member.name):
+                    self.skipped += 1
+                    continue
+                fobj = tar.extractfile(member)
+                yield member.name, fobj.read() if fobj else b""
+
+    def _zip_members(self, f) -> Iterator[tuple[str, bytes]]:
+        with zipfile.ZipFile(f) as z:
+            for zinfo in sorted(z.infolist(), key=lambda i: i.filename):
+                if zinfo.is_dir():
+                    continue
+                name = _zip_member_name(zinfo)
+                if not _is_pgn_name(name):
+                    self.skipped += 1
+                    continue
+                data = z.read(zinfo)
+                self.advance(zinfo.compress_size)
+                yield name, data
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parsing (in worker processes)
+# --------------------------------------------------------------------------------------------------------------
+
+# A parsed game travelling from a worker: (index, moves as concatenated 4-char ICCS, root FEN or "" for the
+# standard start, result, headers). A rejection: (index, ply, kind, message).
+GameTuple = tuple[int, str, str, str, dict]
+ErrorTuple = tuple[int | None, int | None, str, str]
+
+
+def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[ErrorTuple]]:
+    games: list[GameTuple] = []
+    errors: list[ErrorTuple] = []
+    try:
+        for item in read_games(data, name=label):
+            if isinstance(item, PgnError):
+                errors.append((item.game, item.ply, getattr(item, "kind", "other"), str(item)))
+            else:
+                root = "" if is_standard_fen(item.root_fen) else item.root_fen
+                games.append((item.index, "".join(m.iccs() for m in item.moves), root, item.result, item.headers))
+    except XiangqiError as e:          # the whole file (e.g. unreadable)
+        errors.append((None, None, getattr(e, "kind", "read"), str(e)))
+    return label, games, errors
+
+
+def _parse_batch(batch: list[tuple[str, bytes]]):
+    return [_parse_file(label, data) for label, data in batch]
+
+
+def _parsed_files(items: Iterator[tuple[str, bytes]], workers: int, batch_bytes: int = 1 << 20):
+    """Parse files in ``workers`` processes (0 or 1: in this process), yielding results in input order."""
+    def batches():
+        batch, size = [], 0
+        for label, data in items:
+            batch.append((label, data))
+            size += len(data) + 256
+            if size >= batch_bytes:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    if workers <= 1:
+        for batch in batches():
+            yield from _parse_batch(batch)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(workers) as pool:
+        pending: deque = deque()
+        for batch in batches():
+            pending.append(pool.apply_async(_parse_batch, (batch,)))
+            while len(pending) > 2 * workers + 1:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dedup and split
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Record:
+    order: int
+    label: str
+    index: int
+    moves: str          # concatenated 4-char ICCS moves
+    root: str           # "" = standard start
+    result: str
+    headers: dict
+    computer: bool
+
+    @property
+    def plies(self) -> int:
+        return len(self.moves) // 4
+
+
+def _dedup(records: list[_Record]) -> tuple[list[_Record], int, int]:
+    """Keep the maximal games: drop exact copies (first read kept) and games that are a prefix of another game from
+    the same start. Returns (kept in reading order, exact duplicates, prefix duplicates)."""
+    by_root: dict[str, list[_Record]] = {}
+    for r in records:
+        by_root.setdefault(r.root, []).append(r)
+    kept: list[_Record] = []
+    exact = prefix = 0
+    for group in by_root.values():
+        group.sort(key=lambda r: (r.moves, r.order))
+        nxt = None      # the next distinct move string in sorted order
+        for i in range(len(group) - 1, -1, -1):
+            r = group[i]
+            if i > 0 and group[i - 1].moves == r.moves:
+                exact += 1              # a later-read copy of the same game
+                continue
+            if nxt is not None and nxt.startswith(r.moves):
+                prefix += 1             # a truncated copy of the next (longer) game
+            else:
+                kept.append(r)
+            nxt = r.moves
+    kept.sort(key=lambda r: r.order)
+    return kept, exact, prefix
+
+
+def split_of(root: str, moves: str, seed: int, val_frac: float, test_frac: float) -> str:
+    """The split of a game: a seeded hash of (start, moves) mapped to [0, 1)."""
+    digest = hashlib.sha256(f"{seed}\0{root}\0{moves}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2 ** 64
+    if u < test_frac:
+        return "test"
+    if u < test_frac + val_frac:
+        return "val"
+    return "train"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------------
+
+def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised encoders built from the tokenizers themselves: move id by from*90+to, char id by byte."""
+    move_tok, char_tok = get_tokenizer("move"), get_tokenizer("char")
+    move_lut = np.full(90 * 90, -1, dtype=np.int32)
+    for token, i in move_tok.token_to_id.items():
+        if len(token) == 4 and not token.startswith("<"):
+            f = (int(token[1]) * 9 + "abcdefghi".index(token[0]))
+            t = (int(token[3]) * 9 + "abcdefghi".index(token[2]))
+            move_lut[f * 90 + t] = i
+    char_lut = np.full(256, -1, dtype=np.int32)
+    for ch in "0123456789abcdefghi":
+        char_lut[ord(ch)] = char_tok.token_to_id[ch]
+    return move_lut, char_lut
+
+
+def encode_records(records: list[_Record], tokenizer: str, luts=None) -> tuple[np.ndarray, np.ndarray]:
+    """(uint16 tokens, int64 game start offsets) for these games: ``<bos> moves... <result>`` each."""
+    move_lut, char_lut = luts or _lookup_tables()
+    per_move = 1 if tokenizer == "move" else 4
+    lengths = np.array([r.plies * per_move + 2 for r in records], dtype=np.int64)
+    starts = np.zeros(len(records), dtype=np.int64)
+    if len(records):
+        starts[1:] = np.cumsum(lengths)[:-1]
+    out = np.empty(int(lengths.sum()), dtype=np.int32)
+    raw = np.frombuffer("".join(r.moves for r in records).encode("ascii"), dtype=np.uint8)
+    if tokenizer == "move":
+        m = raw.reshape(-1, 4).astype(np.int32)
+        a = "a".encode()[0]
+        z = ord("0")
+        frm = (m[:, 1] - z) * 9 + (m[:, 0] - a)
+        to = (m[:, 3] - z) * 9 + (m[:, 2] - a)
+        ids = move_lut[frm * 90 + to]
+    else:
+        ids = char_lut[raw]
+    if len(ids) and ids.min() < 0:
+        raise DatasetError(f"internal error: a move has no {tokenizer} token")
+    # positions of move tokens: every slot except each game's first and last
+    is_move = np.ones(len(out), dtype=bool)
+    is_move[starts] = False
+    is_move[starts + lengths - 1] = False
+    out[is_move] = ids
+    out[starts] = BOS
+    out[starts + lengths - 1] = [RESULT_TOKENS.get(r.result, RESULT_TOKENS["*"]) for r in records]
+    return out.astype(np.uint16), starts
+
+
+def _write_pgn(path: Path, records: list[_Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for r in records:
+            headers = dict(r.headers)
+            headers.setdefault("SourceFile", r.label)
+            moves = [r.moves[i:i + 4] for i in range(0, len(r.moves), 4)]
+            f.write(pgn_text(headers, moves, r.root or STARTING_FEN, r.result, "iccs"))
+
+
+def _write_subset(base: Path, by_split: dict[str, list[_Record]], luts) -> dict:
+    """Write one subset (main or computer): PGNs, token files, offsets. Returns its per-split counts."""
+    counts = {}
+    for split in SPLITS:
+        records = by_split.get(split, [])
+        standard = [r for r in records if not r.root]
+        custom = [r for r in records if r.root]
+        _write_pgn(base / f"{split}.pgn", standard)
+        if custom:
+            _write_pgn(base / "custom_fen" / f"{split}.pgn", custom)
+        entry = {"games": len(standard), "plies": sum(r.plies for r in standard),
+                 "custom_fen_games": len(custom), "custom_fen_plies": sum(r.plies for r in custom), "tokens": {}}
+        for name in TOKENIZER_NAMES:
+            tokens, starts = encode_records(standard, name, luts)
+            (base / name).mkdir(parents=True, exist_ok=True)
+            tokens.tofile(base / name / f"{split}.bin")
+            np.save(base / name / f"{split}.idx.npy", starts)
+            entry["tokens"][name] = int(tokens.size)
+        counts[split] = entry
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class PrepareResult:
+    out: Path
+    summary: dict
+    meta: dict
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_computer(label: str) -> bool:
+    return any(marker in label for marker in COMPUTER_FOLDERS)
+
+
+def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, test_frac: float = 0.05,
+            seed: int = 0, workers: int = 2, force: bool = False, progress: bool | None = None,
+            examples: int = 20, warn: Callable[[str], None] | None = None, limit: int | None = None) -> PrepareResult:
+    """Build the dataset directory ``out`` from PGN sources. See the module docstring.
+
+    ``limit`` reads only the first ``limit`` PGN files (for quick trials; the source hashes are then partial).
+    ``warn`` receives one-line warnings (default: printed on stderr)."""
+    t0 = time.perf_counter()
+    if not sources:
+        raise DatasetError("no sources given")
+    for name, frac in (("--val-frac", val_frac), ("--test-frac", test_frac)):
+        if not 0 <= frac < 1:
+            raise DatasetError(f"{name} must be in [0, 1), got {frac}")
+    if val_frac + test_frac >= 1:
+        raise DatasetError(f"--val-frac + --test-frac must be < 1, got {val_frac + test_frac}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise DatasetError(f"{out} already exists (use --force to replace it)")
+    if not out.parent.exists():
+        raise DatasetError(f"{out.parent}: no such directory for the output")
+    warnings: list[str] = []
+    bar = _Progress(progress)
+
+    def _warn(message: str) -> None:
+        warnings.append(message)
+        (warn or bar.warn)(message)
+
+    reader = SourceReader(list(sources), _warn, bar.advance)
+    bar.start(reader.total_bytes())
+
+    files = Counter()
+    reasons: Counter = Counter()
+    example_list: list[dict] = []
+    records: list[_Record] = []
+    games_read = empty = 0
+    rejected_files = set()
+    order = 0
+    try:
+        items = iter(reader) if limit is None else itertools.islice(reader, limit)
+        for label, games, errors in _parsed_files(items, workers):
+            files["read"] += 1
+            games_read += len(games) + sum(1 for e in errors if e[0] is not None)
+            if not games and not errors:
+                files["without_games"] += 1
+            has_moves = bool(errors) or any(g[1] for g in games)
+            files["with_moves" if has_moves else "without_moves"] += 1
+            for gindex, ply, kind, message in errors:
+                if gindex is None:          # the whole file could not be read
+                    files["unreadable"] += 1
+                    _warn(message)
+                    continue
+                reasons[kind] += 1
+                rejected_files.add(label)
+                if len(example_list) < examples:
+                    example_list.append({"file": label, "game": gindex, "ply": ply, "reason": kind,
+                                         "message": message})
+            computer = _is_computer(label)
+            for index, moves, root, result, headers in games:
+                if not moves:
+                    empty += 1
+                    continue
+                records.append(_Record(order, label, index, moves, root, result, headers, computer))
+                order += 1
+            bar.update(games=games_read, rejected=sum(reasons.values()))
+    finally:
+        bar.stop()
+    if files["read"] == 0:
+        problems = "; ".join(warnings) or "no PGN files found"
+        raise DatasetError(f"nothing to read: {problems}")
+
+    kept, exact, prefix = _dedup(records)
+    by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in SUBSETS}
+    for r in kept:
+        by_subset["computer" if r.computer else "main"][split_of(r.root, r.moves, seed, val_frac, test_frac)].append(r)
+
+    rejected = sum(reasons.values())
+    summary = {
+        "files": {"read": files["read"], "with_moves": files["with_moves"], "without_moves": files["without_moves"],
+                  "without_games": files["without_games"], "with_rejected_games": len(rejected_files),
+                  "unreadable": files["unreadable"] + reader.unreadable, "skipped_not_pgn": reader.skipped},
+        "games_read": games_read,
+        "games_accepted": games_read - rejected - empty,
+        "games_rejected": rejected,
+        "rejected": {"by_reason": dict(sorted(reasons.items())), "examples": example_list},
+        "empty_games": empty,
+        "duplicates": exact + prefix,
+        "duplicates_detail": {"exact": exact, "prefix": prefix},
+        "unique_games": len(kept),
+        "plies": sum(r.plies for r in kept),
+        "custom_fen_games": sum(1 for r in kept if r.root),
+    }
+    source_infos = reader.sources
+    source_errors = [f"{s.path}: {s.error}" for s in source_infos if s.error]
+
+    luts = _lookup_tables()
+    out_parent = out.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out_parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes it private; the dataset is an ordinary directory
+    try:
+        split_counts = {}
+        for subset in SUBSETS:
+            base = tmp if subset == "main" else tmp / "computer"
+            split_counts[subset] = _write_subset(base, by_subset[subset], luts)
+        summary["splits"] = split_counts["main"]
+        comp = split_counts["computer"]
+        summary["computer"] = {"games": sum(c["games"] + c["custom_fen_games"] for c in comp.values()),
+                               "plies": sum(c["plies"] + c["custom_fen_plies"] for c in comp.values()),
+                               "splits": comp}
+        summary["source_errors"] = source_errors
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        meta = _meta(source_infos, split_counts, summary, dict(sources=[str(s) for s in sources], out=str(out),
+                                                              val_frac=val_frac, test_frac=test_frac, seed=seed,
+                                                              limit=limit))
+        _write_json_synced(tmp / "meta.json", meta)     # last file: the dataset is complete
+        _commit(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
+
+
+def _meta(sources: list[SourceInfo], split_counts: dict, summary: dict, args: dict) -> dict:
+    tokenizers = {}
+    for name in TOKENIZER_NAMES:
+        tok = get_tokenizer(name)
+        tokenizers[name] = {"vocab_size": tok.vocab_size, "tokens_per_move": tok.tokens_per_move,
+                            "tokens": list(tok.tokens)}
+    ccpd = any(s.ccpd or "ccpd" in Path(s.path).name.lower() for s in sources)
+    return {
+        "format_version": FORMAT_VERSION,
+        "dtype": "uint16",
+        "layout": "{tokenizer}/{split}.bin: games back to back, each <bos> moves... <result>; "
+                  "{tokenizer}/{split}.idx.npy: int64 start offset of each game; {split}.pgn: the same games",
+        "tokenizers": tokenizers,
+        "splits": {split: {"games": c["games"], "plies": c["plies"], "tokens": c["tokens"]}
+                   for split, c in split_counts["main"].items()},
+        "computer": {"path": "computer",
+                     "splits": {split: {"games": c["games"], "plies": c["plies"], "tokens": c["tokens"]}
+                                for split, c in split_counts["computer"].items()}},
+        "counts": {k: summary[k] for k in ("games_read", "games_accepted", "games_rejected", "empty_games",
+                                           "duplicates", "unique_games", "plies", "custom_fen_games")},
+        "attribution": CCPD_ATTRIBUTION if ccpd else "",
+        "sources": [{"path": s.path, "kind": s.kind, "sha256": s.sha256, "bytes": s.bytes, "pgn_files": s.files,
+                     **({"error": s.error} if s.error else {})} for s in sources],
+        "prepare_args": args,
+    }
+
+
+def _write_json_synced(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` to ``out`` (replacing an old ``out``, which --force allowed)."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+        os.rename(out, old / out.name)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") -> dict:
+    """``DIR/meta.json`` of a complete dataset written by ``prepare``; raises :class:`DatasetError` with a clear
+    message when the directory is missing or incomplete, the format version or a vocabulary differs from this
+    code's, or a token/offset file does not match the counts recorded in meta.json."""
+    path = Path(data_dir)
+    if not path.is_dir():
+        hint = ""
+        if list(path.parent.glob(f"{path.name}.tmp-*")) if path.parent.is_dir() else []:
+            hint = " (an unfinished prepare left a .tmp- directory beside it; run prepare again)"
+        raise DatasetError(f"{path}: no such dataset directory{hint}")
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise DatasetError(f"{meta_path}: missing; {path} is not a complete dataset written by `prepare`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{meta_path}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise DatasetError(f"{meta_path}: format_version {version!r}, expected {FORMAT_VERSION}; "
+                           "rebuild the dataset with this version of `prepare`")
+    tokenizers = meta.get("tokenizers")
+    if not isinstance(tokenizers, dict):
+        raise DatasetError(f"{meta_path}: no 'tokenizers' table")
+    for name in TOKENIZER_NAMES:
+        tok = get_tokenizer(name)
+        entry = tokenizers.get(name)
+        if not isinstance(entry, dict) or entry.get("tokens") != tok.tokens:
+            raise DatasetError(f"{meta_path}: the {name!r} vocabulary differs from this tokenizer's "
+                               f"({tok.vocab_size} tokens); rebuild the dataset")
+    table = meta.get("splits") if subset == "main" else (meta.get(subset) or {}).get("splits")
+    base = path if subset == "main" else path / subset
+    if not isinstance(table, dict):
+        raise DatasetError(f"{meta_path}: no split table for subset {subset!r}")
+    for split in splits:
+        entry = table.get(split)
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{meta_path}: split {split!r} missing")
+        for name in TOKENIZER_NAMES:
+            bin_path = base / name / f"{split}.bin"
+            idx_path = base / name / f"{split}.idx.npy"
+            expected = entry.get("tokens", {}).get(name)
+            if not bin_path.is_file():
+                raise DatasetError(f"{bin_path}: missing; the dataset is incomplete")
+            size = bin_path.stat().st_size
+            if size != 2 * (expected or 0):
+                raise DatasetError(f"{bin_path}: {size} bytes, but meta.json records {expected} uint16 tokens")
+            if not idx_path.is_file():
+                raise DatasetError(f"{idx_path}: missing; the dataset is incomplete")
+            try:
+                starts = np.load(idx_path, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise DatasetError(f"{idx_path}: unreadable ({e})") from None
+            if starts.shape != (entry.get("games"),):
+                raise DatasetError(f"{idx_path}: {starts.shape[0] if starts.ndim else 0} offsets, but meta.json "
+                                   f"records {entry.get('games')} games")
+    return meta
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Progress and CLI
+# --------------------------------------------------------------------------------------------------------------
+
+class _Progress:
+    """A rich progress bar on stderr (off when stderr is not a terminal); warnings printed above it."""
+
+    def __init__(self, enabled: bool | None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.progress = self.task = None
+        self.warned = 0
+
+    def start(self, total: int) -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("[bold]prepare"), BarColumn(), DownloadColumn(),
+                                 TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("", total=total or None)
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+
+    def update(self, games: int, rejected: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{games:,} games, {rejected:,} rejected")
+
+    def warn(self, message: str) -> None:
+        self.warned += 1
+        if self.warned > MAX_WARNINGS:
+            if self.warned == MAX_WARNINGS + 1:
+                message = "more warnings are not shown (see summary.json)"
+            else:
+                return
+        if self.progress is not None:
+            self.progress.console.print(f"warning: {message}", markup=False, highlight=False)
+        else:
+            print(f"warning: {message}", file=sys.stderr)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def add_prepare_command(p: argparse.ArgumentParser):
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="PGN files, directories of them, or .tar.xz/.tar.gz/.zip archives of them")
+    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("--val-frac", type=float, default=0.05, help="fraction of games in val (default 0.05)")
+    p.add_argument("--test-frac", type=float, default=0.05, help="fraction of games in test (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split hash (default 0)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parsing processes (default 2; 0 or 1: none)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--examples", type=int, default=20, help="rejected games kept as examples in summary.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--limit", type=int, default=None, help="read only the first N PGN files (quick trials)")
+
+    def run(args):
+        result = prepare(args.sources, args.out, val_frac=args.val_frac, test_frac=args.test_frac, seed=args.seed,
+                         workers=args.workers, force=args.force, progress=False if args.no_progress else None,
+                         examples=args.examples, limit=args.limit)
+        s = result.summary
+        print(f"{s['games_read']} games read from {s['files']['read']} files: {s['games_accepted']} accepted, "
+              f"{s['games_rejected']} rejected, {s['empty_games']} empty, {s['duplicates']} duplicates; "
+              f"{s['unique_games']} unique games, {s['plies']} plies")
+        for split in SPLITS:
+            c = s["splits"][split]
+            print(f"  {split}: {c['games']} games, {c['plies']} plies, {c['tokens']['move']} move tokens"
+                  + (f" (+{c['custom_fen_games']} custom-FEN games)" if c["custom_fen_games"] else ""))
+        print(f"  computer: {s['computer']['games']} games, {s['computer']['plies']} plies")
+        print(f"wrote {result.out} in {result.seconds:.1f} s")
+
+    return run
