@@ -8,6 +8,9 @@ One engine process per :class:`FairyStockfish`, kept alive between calls::
 
 Fairy-Stockfish writes xiangqi squares with ranks 1..10 (``b1b10``) where ICCS uses 0..9 (``b0b9``);
 :func:`iccs_to_uci` and :func:`uci_to_iccs` convert, and everything this module returns or takes is ICCS.
+
+Pass legal moves only: like any UCI engine, Fairy-Stockfish silently drops the moves of ``position ... moves``
+from the first illegal one, and would then answer for a different position. Check them with ``Board`` first.
 """
 
 from __future__ import annotations
