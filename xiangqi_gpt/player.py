@@ -1,0 +1,202 @@
+"""The model as a player: board -> move, restricted to legal moves.
+
+:class:`GPTPlayer` conditions the model on the moves played since the board's root position (``<bos>`` then
+``board.move_stack``) and scores every legal move in one call:
+
+* ``move`` tokenizer: one :meth:`GPT.next_logprobs` call; a legal move's score is its token's log-probability;
+* ``char`` tokenizer: one batched :meth:`GPT.score_candidates` call with the four tokens of every legal move; a
+  move's score is the sum of its four tokens' log-probabilities.
+
+The scores are renormalised over the legal moves. :meth:`GPTPlayer.choose` plays the best one at temperature 0,
+otherwise it samples from ``softmax(score / temperature)`` with the player's own seeded RNG.
+:meth:`GPTPlayer.raw_move` is what the model would play *unconstrained*: the greedy token (``move``) or the
+greedy four tokens (``char``, decoded one token at a time over a KV cache). It may name an illegal move or
+contain a special token such as ``<draw>``.
+
+Each player keeps KV caches of the history it saw last, so the next call in the same game only feeds the new
+moves; results are identical with or without the caches. The scores of the last position are memoised, so
+``move_probs`` followed by ``choose`` on the same board costs one model call.
+
+Limitation: when the board does not start from the standard position the model still sees ``<bos>`` followed by
+the moves since that root, as if the game had started from the standard position.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from .board import Board, Move
+from .errors import ConfigError, IllegalMoveError, InvalidMoveError
+from .tokenizer import BOS
+
+if TYPE_CHECKING:  # torch is imported by whoever builds the LoadedModel
+    from .checkpoint import LoadedModel
+
+
+def parse_raw_move(text: str) -> Move | None:
+    """The :class:`Move` written by ``text`` (ICCS) or ``None`` if it does not name a move at all."""
+    try:
+        return Move.from_iccs(text)
+    except InvalidMoveError:
+        return None
+
+
+def is_legal_text(board: Board, text: str) -> bool:
+    """Does ``text`` (e.g. a raw model move) name a legal move on ``board``?"""
+    move = parse_raw_move(text)
+    return move is not None and board.is_legal(move)
+
+
+@dataclass
+class _Scores:
+    key: tuple
+    moves: list[Move]
+    scores: list[float]          # model log-probabilities of the legal moves (not renormalised)
+    logprobs: object = None      # move tokenizer: the full next-token log-probabilities (a tensor)
+
+
+def _fork(cache):
+    """A copy of a KV cache that can be extended without touching the original (tensors are shared)."""
+    other = type(cache)()
+    other.keys, other.values = list(cache.keys), list(cache.values)
+    other.length, other.start = cache.length, cache.start
+    other.tokens, other.last_logits = list(cache.tokens), cache.last_logits
+    return other
+
+
+class GPTPlayer:
+    """Chooses legal moves with a GPT. See the module docs."""
+
+    def __init__(self, loaded: "LoadedModel", temperature: float = 0.0, seed: int | None = None):
+        from .model import KVCache
+
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+            raise ConfigError(f"temperature must be a number >= 0, got {temperature!r}")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.model.eval()
+        self.tokenizer = loaded.tokenizer
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._cache = KVCache()        # history cache for scoring the legal moves
+        self._raw_cache = KVCache()    # history cache for greedy decoding (char tokenizer)
+        self._last: _Scores | None = None
+        self._last_raw: tuple[tuple, str] | None = None
+
+    @classmethod
+    def load(cls, checkpoint: str | None = None, temperature: float = 0.0, seed: int | None = None) -> "GPTPlayer":
+        """A player for the model file ``checkpoint`` (``None``: the shipped default)."""
+        from .checkpoint import load_model
+
+        return cls(load_model(checkpoint), temperature=temperature, seed=seed)
+
+    def __repr__(self) -> str:
+        return f"GPTPlayer(tokenizer={self.tokenizer.name!r}, temperature={self.temperature}, seed={self.seed})"
+
+    # ---- model input -------------------------------------------------------------------------------------------
+
+    def history_ids(self, board: Board) -> list[int]:
+        """``<bos>`` and the tokens of the moves since the board's root position."""
+        return [BOS] + self.tokenizer.encode_moves([m.iccs() for m in board.move_stack])
+
+    @staticmethod
+    def _key(board: Board) -> tuple:
+        return board.root_fen(), tuple(board.move_stack)
+
+    def _score(self, board: Board) -> _Scores:
+        key = self._key(board)
+        if self._last is not None and self._last.key == key:
+            return self._last
+        moves = board.legal_moves()
+        history = self.history_ids(board)
+        logprobs = None
+        if not moves:
+            scores = []
+        elif self.tokenizer.tokens_per_move == 1:
+            logprobs = self.model.next_logprobs(history, self._cache)
+            ids = [self.tokenizer.move_id(m.iccs()) for m in moves]
+            scores = logprobs[ids].tolist()
+        else:
+            candidates = [self.tokenizer.move_ids(m.iccs()) for m in moves]
+            scores = self.model.score_candidates(history, candidates, self._cache).tolist()
+        self._last = _Scores(key, moves, scores, logprobs)
+        return self._last
+
+    # ---- the contract ------------------------------------------------------------------------------------------
+
+    def move_logprobs(self, board: Board) -> list[tuple[Move, float]]:
+        """Every legal move with the model's (unnormalised) log-probability of it, in legal-move order."""
+        s = self._score(board)
+        return list(zip(s.moves, s.scores))
+
+    def move_probs(self, board: Board) -> list[tuple[Move, float]]:
+        """Every legal move with its probability renormalised over the legal moves, best first."""
+        s = self._score(board)
+        probs = _softmax(s.scores, 1.0)
+        order = sorted(range(len(s.moves)), key=lambda i: -probs[i])
+        return [(s.moves[i], probs[i]) for i in order]
+
+    def choose(self, board: Board, temperature: float | None = None) -> Move:
+        """A legal move: the model's best at temperature 0, else sampled from ``softmax(scores / temperature)``.
+        ``temperature`` overrides the player's for this call. Raises IllegalMoveError when there is no legal move."""
+        t = self.temperature if temperature is None else temperature
+        s = self._score(board)
+        if not s.moves:
+            raise IllegalMoveError(f"no legal move in {board.fen()}")
+        if t <= 0:
+            best = max(range(len(s.moves)), key=lambda i: s.scores[i])   # first of equals: deterministic
+            return s.moves[best]
+        probs = _softmax(s.scores, t)
+        r = self.rng.random()
+        acc = 0.0
+        for move, p in zip(s.moves, probs):
+            acc += p
+            if r < acc:
+                return move
+        return s.moves[-1]
+
+    def raw_move(self, board: Board) -> str:
+        """The model's unconstrained greedy move text, e.g. ``"h2e2"``; may be illegal or not a move at all
+        (``"<draw>"``, ``"h2<bos>2"``)."""
+        key = self._key(board)
+        if self._last_raw is not None and self._last_raw[0] == key:
+            return self._last_raw[1]
+        history = self.history_ids(board)
+        if self.tokenizer.tokens_per_move == 1:
+            s = self._last if self._last is not None and self._last.key == key else None
+            logprobs = s.logprobs if s is not None and s.logprobs is not None else \
+                self.model.next_logprobs(history, self._cache)
+            text = self.tokenizer.tokens[int(logprobs.argmax())]
+        else:
+            text = "".join(self.tokenizer.tokens[i] for i in self._greedy(history, self.tokenizer.tokens_per_move))
+        self._last_raw = (key, text)
+        return text
+
+    def raw_is_legal(self, board: Board) -> bool:
+        """Would the model's unconstrained greedy move be legal here?"""
+        return is_legal_text(board, self.raw_move(board))
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+
+    def _greedy(self, history: Sequence[int], n: int) -> list[int]:
+        """``n`` greedy tokens after ``history``; the history's cache is kept, the continuation is forked off it."""
+        logprobs = self.model.next_logprobs(history, self._raw_cache)
+        out = [int(logprobs.argmax())]
+        fork = _fork(self._raw_cache)
+        while len(out) < n:
+            logprobs = self.model.next_logprobs(list(history) + out, fork)
+            out.append(int(logprobs.argmax()))
+        return out
+
+
+def _softmax(scores: Sequence[float], temperature: float) -> list[float]:
+    if not scores:
+        return []
+    top = max(scores)
+    weights = [math.exp((x - top) / temperature) for x in scores]
+    total = sum(weights)
+    return [w / total for w in weights]
