@@ -263,6 +263,25 @@ def test_iccs():
         parse_move(board, "h2h8")
 
 
+def test_legality_matches_the_engine():
+    # parsing accepts exactly the engine's legal moves: every from/to pair of the mover's pieces, in check or not
+    fens = TANDEM_FENS + ["4k4/9/9/9/9/9/9/9/3r5/3K5 w - - 0 1", "3k5/3P5/9/9/9/9/9/9/9/4K4 b - - 0 1"]
+    for board in random_positions(4, fens + [Board().fen()], games=len(fens) + 1, plies=3):
+        legal = set(board.legal_moves())
+        for frm, piece in board.pieces().items():
+            if piece.isupper() != (board.turn == 0):
+                continue
+            for to in range(90):
+                if to == frm:
+                    continue
+                move = Move(frm, to)
+                if move in legal:
+                    assert parse_iccs(board, move.iccs()) == move
+                else:
+                    with pytest.raises(IllegalMoveError):
+                        parse_iccs(board, move.iccs())
+
+
 def test_detect_notation():
     assert detect_notation("h2e2") == "iccs"
     assert detect_notation("C2.5") == "wxf"

@@ -288,6 +288,23 @@ def _file_text(color: int, number: int) -> str:
     return (_DIGIT_STYLES[0] if color == RED else _DIGIT_STYLES[1])[number - 1]
 
 
+def _is_legal(board: Board, m: int) -> bool:
+    """Is the move ``m`` (from << 7 | to) legal? The engine's own test for one move, without generating every legal
+    move: it must be among the pseudo-legal moves and must not leave the mover's general attacked (which also
+    covers the two generals facing each other)."""
+    if m not in board._pseudo():
+        return False
+    b = board._sq
+    frm, to = m >> 7, m & 127
+    piece, captured = b[frm], b[to]
+    color = piece >> 3
+    b[to], b[frm] = piece, 0
+    try:
+        return not board._attacked(to if piece & 7 == KING else board._kings[color], color ^ 1)
+    finally:
+        b[frm], b[to] = piece, captured
+
+
 def _resolve(board: Board, spec, text: str) -> Move:
     ptype, label, file_number, direction, number, wxf = spec
     color = board.turn
@@ -326,8 +343,7 @@ def _resolve(board: Board, spec, text: str) -> Move:
             candidates.append((frm, to))
     if not candidates:
         raise IllegalMoveError(f"illegal move {text!r}: a {PIECE_NAMES[ptype]} cannot move like that")
-    legal = set(board._legal())
-    found = [(frm, to) for frm, to in candidates if frm << 7 | to in legal]
+    found = [(frm, to) for frm, to in candidates if _is_legal(board, frm << 7 | to)]
     if len(found) == 1:
         return Move(*found[0])
     if not found:
@@ -344,16 +360,20 @@ def _unreadable(text) -> InvalidMoveError:
     return InvalidMoveError(f"cannot read move {text!r}")
 
 
+def _checked_iccs(board: Board, squares: tuple[int, int], text: str) -> Move:
+    frm, to = squares
+    move = Move(frm, to)
+    if not _is_legal(board, frm << 7 | to):
+        raise IllegalMoveError(f"illegal move {text!r}: {board.why_illegal(move)}")
+    return move
+
+
 def parse_iccs(board: Board, text: str) -> Move:
     """Parse ``h2e2`` / ``H2-E2`` (trailing ``+ # ! ?`` marks ignored) into a legal move."""
     read = _read(text, "iccs")
     if read is None:
         raise _unreadable(text)
-    move = Move(*read[1])
-    reason = board.why_illegal(move)
-    if reason is not None:
-        raise IllegalMoveError(f"illegal move {text!r}: {reason}")
-    return move
+    return _checked_iccs(board, read[1], text)
 
 
 def parse_wxf(board: Board, text: str) -> Move:
@@ -381,11 +401,7 @@ def parse_move(board: Board, text: str, notation: str | None = None) -> Move:
         raise _unreadable(text)
     kind, spec = read
     if kind == "iccs":
-        move = Move(*spec)
-        reason = board.why_illegal(move)
-        if reason is not None:
-            raise IllegalMoveError(f"illegal move {text!r}: {reason}")
-        return move
+        return _checked_iccs(board, spec, text)
     return _resolve(board, spec, text)
 
 
@@ -395,10 +411,9 @@ def parse_move(board: Board, text: str, notation: str | None = None) -> Move:
 
 def _describe(board: Board, move: Move):
     """(ptype, color, label, file_number, direction, number, groups) of a legal move, mover's point of view."""
-    reason = board.why_illegal(move)
-    if reason is not None:
-        raise IllegalMoveError(f"illegal move {move.iccs()}: {reason}")
     frm, to = move.from_square, move.to_square
+    if not _is_legal(board, frm << 7 | to):
+        raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
     b = board._sq
     code = b[frm]
     ptype, color = code & 7, code >> 3
@@ -464,9 +479,8 @@ def move_to_chinese(board: Board, move: Move, traditional: bool = False, fullwid
 def format_move(board: Board, move: Move, notation: str) -> str:
     """Text of ``move`` in ``notation``: ``"iccs"``, ``"wxf"``, ``"chinese"`` or ``"chinese-traditional"``."""
     if notation == "iccs":
-        reason = board.why_illegal(move)
-        if reason is not None:
-            raise IllegalMoveError(f"illegal move {move.iccs()}: {reason}")
+        if not _is_legal(board, move.from_square << 7 | move.to_square):
+            raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
         return move.iccs()
     if notation == "wxf":
         return move_to_wxf(board, move)
