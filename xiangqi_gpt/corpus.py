@@ -355,12 +355,12 @@ def _dedup(records: list[_Record]) -> tuple[list[_Record], int, int]:
     kept: list[_Record] = []
     exact = prefix = 0
     for group in by_root.values():
-        group.sort(key=lambda r: (r.moves, r.order))
+        group.sort(key=lambda r: (r.moves, r.result == "*", r.order))   # of copies, a known result first
         nxt = None      # the next distinct move string in sorted order
         for i in range(len(group) - 1, -1, -1):
             r = group[i]
             if i > 0 and group[i - 1].moves == r.moves:
-                exact += 1              # a later-read copy of the same game
+                exact += 1              # a later copy of the same game (or one with an unknown result)
                 continue
             if nxt is not None and nxt.startswith(r.moves):
                 prefix += 1             # a truncated copy of the next (longer) game
@@ -510,74 +510,90 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
 
     reader = SourceReader(list(sources), _warn, bar.advance)
     bar.start(reader.total_bytes())
-
-    files = Counter()
-    reasons: Counter = Counter()
-    example_list: list[dict] = []
-    records: list[_Record] = []
-    games_read = empty = 0
-    rejected_files = set()
-    order = 0
     try:
         items = iter(reader) if limit is None else itertools.islice(reader, limit)
-        for label, games, errors in _parsed_files(items, workers):
-            files["read"] += 1
-            games_read += len(games) + sum(1 for e in errors if e[0] is not None)
-            if not games and not errors:
-                files["without_games"] += 1
-            has_moves = bool(errors) or any(g[1] for g in games)
-            files["with_moves" if has_moves else "without_moves"] += 1
-            for gindex, ply, kind, message in errors:
-                if gindex is None:          # the whole file could not be read
-                    files["unreadable"] += 1
-                    _warn(message)
-                    continue
-                reasons[kind] += 1
-                rejected_files.add(label)
-                if len(example_list) < examples:
-                    example_list.append({"file": label, "game": gindex, "ply": ply, "reason": kind,
-                                         "message": message})
-            computer = _is_computer(label)
-            for index, moves, root, result, headers in games:
-                if not moves:
-                    empty += 1
-                    continue
-                records.append(_Record(order, label, index, moves, root, result, headers, computer))
-                order += 1
-            bar.update(games=games_read, rejected=sum(reasons.values()))
+        read = _collect(_parsed_files(items, workers), examples, _warn, bar)
+        if read.files["read"] == 0:
+            raise DatasetError(f"nothing to read: {'; '.join(warnings) or 'no PGN files found'}")
+        bar.status("deduplicating and writing")
+        kept, exact, prefix = _dedup(read.records)
+        by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in SUBSETS}
+        for r in kept:
+            split = split_of(r.root, r.moves, seed, val_frac, test_frac)
+            by_subset["computer" if r.computer else "main"][split].append(r)
+        summary = read.summary(reader, kept, exact, prefix)
+        args = dict(sources=[str(s) for s in sources], out=str(out), val_frac=val_frac, test_frac=test_frac,
+                    seed=seed, limit=limit)
+        meta = _write_dataset(out, by_subset, summary, reader.sources, args, t0)
     finally:
         bar.stop()
-    if files["read"] == 0:
-        problems = "; ".join(warnings) or "no PGN files found"
-        raise DatasetError(f"nothing to read: {problems}")
+    return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
 
-    kept, exact, prefix = _dedup(records)
-    by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in SUBSETS}
-    for r in kept:
-        by_subset["computer" if r.computer else "main"][split_of(r.root, r.moves, seed, val_frac, test_frac)].append(r)
 
-    rejected = sum(reasons.values())
-    summary = {
-        "files": {"read": files["read"], "with_moves": files["with_moves"], "without_moves": files["without_moves"],
-                  "without_games": files["without_games"], "with_rejected_games": len(rejected_files),
-                  "unreadable": files["unreadable"] + reader.unreadable, "skipped_not_pgn": reader.skipped},
-        "games_read": games_read,
-        "games_accepted": games_read - rejected - empty,
-        "games_rejected": rejected,
-        "rejected": {"by_reason": dict(sorted(reasons.items())), "examples": example_list},
-        "empty_games": empty,
-        "duplicates": exact + prefix,
-        "duplicates_detail": {"exact": exact, "prefix": prefix},
-        "unique_games": len(kept),
-        "plies": sum(r.plies for r in kept),
-        "custom_fen_games": sum(1 for r in kept if r.root),
-    }
-    source_infos = reader.sources
-    source_errors = [f"{s.path}: {s.error}" for s in source_infos if s.error]
+@dataclass
+class _Collected:
+    """What the parsing pass gathered: accepted non-empty games and the counts for the summary."""
+    files: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    examples: list[dict] = field(default_factory=list)
+    records: list[_Record] = field(default_factory=list)
+    rejected_files: set = field(default_factory=set)
+    games_read: int = 0
+    empty: int = 0
 
+    def summary(self, reader: SourceReader, kept: list[_Record], exact: int, prefix: int) -> dict:
+        f, rejected = self.files, sum(self.reasons.values())
+        return {
+            "files": {"read": f["read"], "with_moves": f["with_moves"], "without_moves": f["without_moves"],
+                      "without_games": f["without_games"], "with_rejected_games": len(self.rejected_files),
+                      "unreadable": f["unreadable"] + reader.unreadable, "skipped_not_pgn": reader.skipped},
+            "games_read": self.games_read,
+            "games_accepted": self.games_read - rejected - self.empty,
+            "games_rejected": rejected,
+            "rejected": {"by_reason": dict(sorted(self.reasons.items())), "examples": self.examples},
+            "empty_games": self.empty,
+            "duplicates": exact + prefix,
+            "duplicates_detail": {"exact": exact, "prefix": prefix},
+            "unique_games": len(kept),
+            "plies": sum(r.plies for r in kept),
+            "custom_fen_games": sum(1 for r in kept if r.root),
+            "source_errors": [f"{s.path}: {s.error}" for s in reader.sources if s.error],
+        }
+
+
+def _collect(parsed, examples: int, warn: Callable[[str], None], bar: "_Progress") -> _Collected:
+    c = _Collected()
+    for label, games, errors in parsed:
+        c.files["read"] += 1
+        c.games_read += len(games) + sum(1 for e in errors if e[0] is not None)
+        if not games and not errors:
+            c.files["without_games"] += 1
+        has_moves = bool(errors) or any(g[1] for g in games)
+        c.files["with_moves" if has_moves else "without_moves"] += 1
+        for gindex, ply, kind, message in errors:
+            if gindex is None:          # the whole file could not be read
+                c.files["unreadable"] += 1
+                warn(message)
+                continue
+            c.reasons[kind] += 1
+            c.rejected_files.add(label)
+            if len(c.examples) < examples:
+                c.examples.append({"file": label, "game": gindex, "ply": ply, "reason": kind, "message": message})
+        computer = _is_computer(label)
+        for index, moves, root, result, headers in games:
+            if not moves:
+                c.empty += 1
+                continue
+            c.records.append(_Record(len(c.records), label, index, moves, root, result, headers, computer))
+        bar.update(games=c.games_read, rejected=sum(c.reasons.values()))
+    return c
+
+
+def _write_dataset(out: Path, by_subset: dict, summary: dict, sources: list[SourceInfo], args: dict,
+                   t0: float) -> dict:
+    """Write everything into ``out.tmp-XXXX``, meta.json last, then rename it to ``out`` (the commit point)."""
     luts = _lookup_tables()
-    out_parent = out.parent
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out_parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes it private; the dataset is an ordinary directory
@@ -591,18 +607,15 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         summary["computer"] = {"games": sum(c["games"] + c["custom_fen_games"] for c in comp.values()),
                                "plies": sum(c["plies"] + c["custom_fen_plies"] for c in comp.values()),
                                "splits": comp}
-        summary["source_errors"] = source_errors
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        meta = _meta(source_infos, split_counts, summary, dict(sources=[str(s) for s in sources], out=str(out),
-                                                              val_frac=val_frac, test_frac=test_frac, seed=seed,
-                                                              limit=limit))
+        meta = _meta(sources, split_counts, summary, args)
         _write_json_synced(tmp / "meta.json", meta)     # last file: the dataset is complete
         _commit(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
+    return meta
 
 
 def _meta(sources: list[SourceInfo], split_counts: dict, summary: dict, args: dict) -> dict:
@@ -741,6 +754,12 @@ class _Progress:
     def update(self, games: int, rejected: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, description=f"{games:,} games, {rejected:,} rejected")
+
+    def status(self, text: str) -> None:
+        if self.progress is not None:
+            task = self.progress.tasks[0]
+            self.progress.update(self.task, completed=task.total or task.completed,
+                                 description=f"{task.description}; {text}")
 
     def warn(self, message: str) -> None:
         self.warned += 1
