@@ -295,7 +295,10 @@ def test_unreadable_file_is_warned_about_and_skipped(fixture_dir, tmp_path):
     src.mkdir()
     write(src / "ok.pgn", [random_game(1)])
     (src / "gone.pgn").symlink_to(tmp_path / "nowhere.pgn")        # listed, but cannot be opened
+    (src / "binary.pgn").write_bytes(b"\x00\x01\x02\x03")
     warnings = []
     r = prepare([str(src)], tmp_path / "ds", workers=0, progress=False, warn=warnings.append)
-    assert r.summary["files"]["unreadable"] == 1 and r.summary["unique_games"] == 1
-    assert len(warnings) == 1 and "gone.pgn" in warnings[0] and "cannot read" in warnings[0]
+    assert r.summary["files"]["unreadable"] == 2 and r.summary["unique_games"] == 1
+    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    assert "binary.pgn" in warnings[0] and "not a PGN text file" in warnings[0]
+    assert "gone.pgn" in warnings[1] and "cannot read" in warnings[1]

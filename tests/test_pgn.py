@@ -173,6 +173,14 @@ def test_reading_is_lazy():
     assert sum(1 for _ in it) == 49_999
 
 
+def test_utf16_with_bom_is_read_and_binary_is_refused():
+    g = only_games(games_of(SIMP.encode("utf-16")))[0]
+    assert g.iccs() == ["h2e2", "h9g7", "h0g2", "i9h9"] and g.headers["Red"] == "胡荣华"
+    for data in ('[Event "x"]\n\n1. h2e2 *\n'.encode("utf-16-le"), b"\x00\x01\x02PK"):
+        with pytest.raises(PgnError, match="not a PGN text file"):
+            list(read_games(data, name="odd.pgn"))
+
+
 def test_path_input_and_missing_file(tmp_path):
     p = tmp_path / "a.pgn"
     p.write_bytes(SIMP.encode("gbk"))

@@ -10,7 +10,8 @@ Reading::
 
 * Encodings: UTF-8 (with or without BOM), GB18030 (a superset of GBK and GB2312) and Big5 (with the CP950 and
   HKSCS extensions), detected from the bytes (:func:`detect_encoding`): strict decodes first, then, since Big5 text
-  also decodes as GBK, a score by the share of common xiangqi and Chinese characters.
+  also decodes as GBK, a score by the share of common xiangqi and Chinese characters. UTF-16 with a byte-order
+  mark is read too; other files holding NUL bytes are refused as binary.
 * Move notation: the ``Format`` tag (``ICCS``, ``WXF``, ``Chinese``) when present, else detected from the moves of
   each game. Moves are resolved and validated with the rule engine (:mod:`xiangqi_gpt.notation`,
   :mod:`xiangqi_gpt.board`).
@@ -245,6 +246,9 @@ def _detect_stream_encoding(stream: IO[bytes]) -> str:
         chunk = stream.read(_SAMPLE)
         if not chunk:
             break
+        if b"\x00" in chunk:
+            family = "binary"
+            break
         if not chunk.isascii():
             chunk += stream.readline()          # end on a line boundary so no character is cut
             family = detect_encoding(chunk)
@@ -255,16 +259,37 @@ def _detect_stream_encoding(stream: IO[bytes]) -> str:
 
 def _read_stream(stream: IO[bytes], label: str, notation: str | None) -> Iterator[Game | PgnError]:
     try:
+        stream = _utf16_as_utf8(stream, label)
         family = _detect_stream_encoding(stream)
         if not family:
             data = stream.read()
-            family = detect_encoding(data)
+            family = "binary" if b"\x00" in data else detect_encoding(data)
             stream = io.BytesIO(data)
+        if family == "binary":
+            raise _error("not a PGN text file (it holds NUL bytes: binary, or UTF-16 without a byte-order mark)",
+                         KIND_DECODE, label)
         lines = _decoded_lines(stream, family)
         for index, raw in enumerate(_split_games(lines), start=1):
             yield _build_game(raw, label, index, notation)
     except OSError as e:
         raise _error(f"cannot read: {e.strerror or e}", KIND_READ, label) from None
+
+
+def _utf16_as_utf8(stream: IO[bytes], label: str) -> IO[bytes]:
+    """A UTF-16 file with a byte-order mark (some Windows tools write them) is re-encoded as UTF-8 in memory."""
+    try:
+        start = stream.tell()
+        head = stream.read(2)
+        stream.seek(start)
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        data = stream.read()
+        stream, head = io.BytesIO(data), data[:2]
+    if head not in (b"\xff\xfe", b"\xfe\xff"):
+        return stream
+    try:
+        return io.BytesIO(stream.read().decode("utf-16").encode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise _error(f"cannot decode as UTF-16 ({e.reason})", KIND_DECODE, label) from None
 
 
 class _Undecodable(str):
