@@ -345,13 +345,18 @@ class _Record:
     def plies(self) -> int:
         return len(self.moves) // 4
 
+    @property
+    def start(self) -> str:
+        """The start position for deduplication and the split: placement and side to move ("" = standard)."""
+        return " ".join(self.root.split()[:2])
+
 
 def _dedup(records: list[_Record]) -> tuple[list[_Record], int, int]:
     """Keep the maximal games: drop exact copies (first read kept) and games that are a prefix of another game from
     the same start. Returns (kept in reading order, exact duplicates, prefix duplicates)."""
     by_root: dict[str, list[_Record]] = {}
     for r in records:
-        by_root.setdefault(r.root, []).append(r)
+        by_root.setdefault(r.start, []).append(r)
     kept: list[_Record] = []
     exact = prefix = 0
     for group in by_root.values():
@@ -371,9 +376,10 @@ def _dedup(records: list[_Record]) -> tuple[list[_Record], int, int]:
     return kept, exact, prefix
 
 
-def split_of(root: str, moves: str, seed: int, val_frac: float, test_frac: float) -> str:
-    """The split of a game: a seeded hash of (start, moves) mapped to [0, 1)."""
-    digest = hashlib.sha256(f"{seed}\0{root}\0{moves}".encode()).digest()
+def split_of(start: str, moves: str, seed: int, val_frac: float, test_frac: float) -> str:
+    """The split of a game: a seeded hash of (start position, moves) mapped to [0, 1). ``start`` is "" for the
+    standard start, else the FEN's placement and side to move; ``moves`` the concatenated ICCS moves."""
+    digest = hashlib.sha256(f"{seed}\0{start}\0{moves}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2 ** 64
     if u < test_frac:
         return "test"
@@ -519,7 +525,7 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         kept, exact, prefix = _dedup(read.records)
         by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in SUBSETS}
         for r in kept:
-            split = split_of(r.root, r.moves, seed, val_frac, test_frac)
+            split = split_of(r.start, r.moves, seed, val_frac, test_frac)
             by_subset["computer" if r.computer else "main"][split].append(r)
         summary = read.summary(reader, kept, exact, prefix)
         args = dict(sources=[str(s) for s in sources], out=str(out), val_frac=val_frac, test_frac=test_frac,
