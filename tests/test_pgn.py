@@ -151,6 +151,11 @@ def test_games_without_tags_split_at_results():
     assert [g.result for g in items] == ["1-0", "0-1", "*"]
 
 
+def test_comment_after_a_result_is_not_a_game():
+    items = only_games(games_of(b'[Event "a"]\n\n1. h2e2 1-0\n{annotated by someone}\n\n[Event "b"]\n\n1. b0c2 *\n'))
+    assert [(g.index, g.headers["Event"], g.iccs()) for g in items] == [(1, "a", ["h2e2"]), (2, "b", ["b0c2"])]
+
+
 def test_empty_game_and_empty_file():
     items = only_games(games_of(b'[Event "only tags"]\n[Result "*"]\n'))
     assert len(items) == 1 and items[0].moves == []

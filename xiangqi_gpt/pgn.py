@@ -269,8 +269,12 @@ def _read_stream(stream: IO[bytes], label: str, notation: str | None) -> Iterato
             raise _error("not a PGN text file (it holds NUL bytes: binary, or UTF-16 without a byte-order mark)",
                          KIND_DECODE, label)
         lines = _decoded_lines(stream, family)
-        for index, raw in enumerate(_split_games(lines), start=1):
-            yield _build_game(raw, label, index, notation)
+        index = 0
+        for raw in _split_games(lines):
+            item = _build_game(raw, label, index + 1, notation)
+            if item is not None:
+                index += 1
+                yield item
     except OSError as e:
         raise _error(f"cannot read: {e.strerror or e}", KIND_READ, label) from None
 
@@ -490,7 +494,7 @@ def _push_legal(board: Board, move: Move) -> None:
     board.move_stack.append(move)
 
 
-def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> Game | PgnError:
+def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> Game | PgnError | None:
     from .notation import detect_notation
 
     if raw.undecodable is not None:
@@ -525,6 +529,8 @@ def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> 
             _MOVE_CACHE[cache_key] = move
         _push_legal(board, move)
         moves.append(move)
+    if not headers and not moves and result is None:
+        return None            # only a comment after the previous game's result: not a game
     if result is None or result == "*":
         result = normalize_result(headers.get("Result")) or result or "*"
     return Game(headers=headers, moves=moves, root_fen=root_fen, result=result, source=label, index=index)
