@@ -183,10 +183,16 @@ class GPTPlayer:
     # ---- helpers -----------------------------------------------------------------------------------------------
 
     def _greedy(self, history: Sequence[int], n: int) -> list[int]:
-        """``n`` greedy tokens after ``history``; the history's cache is kept, the continuation is forked off it."""
-        logprobs = self.model.next_logprobs(history, self._raw_cache)
+        """``n`` greedy tokens after ``history``; the history's cache is kept, the continuation is forked off it.
+        The scoring cache is used when it already holds exactly this history's window (the usual case after
+        :meth:`move_probs`: one prefill serves both), else a cache of its own."""
+        start = self.model.context_start(len(history))
+        scored = self._cache
+        cache = scored if (scored.length and scored.start == start and scored.length == len(history) - start
+                           and scored.tokens == list(history[start:])) else self._raw_cache
+        logprobs = self.model.next_logprobs(history, cache)
         out = [int(logprobs.argmax())]
-        fork = _fork(self._raw_cache)
+        fork = _fork(cache)
         while len(out) < n:
             logprobs = self.model.next_logprobs(list(history) + out, fork)
             out.append(int(logprobs.argmax()))
