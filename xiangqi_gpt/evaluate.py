@@ -1,0 +1,557 @@
+"""``python -m xiangqi_gpt evaluate``: how well the model predicts the moves of real games.
+
+For every position of every game (the model conditioned on the true history ``<bos>, move 1 .. move p``):
+
+``top1`` / ``top5``
+    the game's move is the model's best / among its five best moves, ranking only the *legal* moves (what
+    :class:`~xiangqi_gpt.player.GPTPlayer` plays at temperature 0).
+``top1_raw``
+    the model's unconstrained greedy move (its argmax token; for the char tokenizer the greedy four tokens) is the
+    game's move.
+``legal_rate``
+    share of positions where the unconstrained greedy move is legal.
+``nll``
+    mean negative log-likelihood (nats per move) of the game's move under the unconstrained model (char tokenizer:
+    the sum over the move's four tokens); ``perplexity`` = exp(nll).
+``free_run``
+    from sampled ground-truth prefixes (every ``--free-run-every``-th ply of each game, starting at ply 0), the
+    model continues greedily and unconstrained for 16 moves, playing both sides. For k in 1, 2, 4, 8, 16:
+    ``legal[k]`` share of prefixes whose first k moves are all legal; ``match[k]`` share of prefixes (among those
+    where the game itself has a k-th move) whose k-th generated move equals the game's; ``prefix_match[k]`` the
+    same for all of the first k moves.
+
+Phases (of the position before the move): ``opening`` the first 20 plies; ``endgame`` from ply 20 on, when at most
+6 of the 12 chariots, horses and cannons of the start are left on the board (both sides counted together; soldiers,
+advisors, elephants and generals are not counted); ``middlegame`` the rest. Captures are never undone, so a game
+that reaches the endgame stays there.
+
+Efficiency: the teacher-forced metrics of a game come from one batched forward pass. A game whose history is longer
+than the model's ``block_size`` is cut into the windows the model itself would use (:meth:`GPT.context_start`), and
+all windows go through the model as one batch; every prediction is therefore exactly what ``GPTPlayer`` /
+``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of all
+positions are scored as one flat sequence per chunk over the cached keys/values of the game (an attention mask
+lets each candidate see its own history and its earlier tokens only), as ``score_candidates`` does for a single
+position. Free runs use :meth:`GPT.generate` (KV cache), one call per sampled prefix.
+
+Games that cannot be read are skipped with a warning; games that do not start from the standard position are
+skipped too (the model only knows games from the start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from .board import STARTING_FEN, Board
+from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
+from .player import is_legal_text
+from .tokenizer import BOS
+
+PHASES = ("opening", "middlegame", "endgame")
+OPENING_PLIES = 20
+ENDGAME_MAJOR_PIECES = 6
+MAJOR_PIECES = frozenset("RNCrnc")
+FREE_RUN_KS = (1, 2, 4, 8, 16)
+DEFAULT_FREE_RUN_EVERY = 10
+PLY_BIN = 10
+CHUNK_TOKENS = 1024     # candidate tokens fed in one go (char tokenizer)
+
+
+def major_pieces(board: Board) -> int:
+    """Chariots, horses and cannons on the board, both sides."""
+    return sum(1 for p in board.pieces().values() if p in MAJOR_PIECES)
+
+
+def phase_of(board: Board, ply: int) -> str:
+    """``opening`` / ``middlegame`` / ``endgame`` of the position before move ``ply`` (0-based); see module docs."""
+    if ply < OPENING_PLIES:
+        return "opening"
+    return "endgame" if major_pieces(board) <= ENDGAME_MAJOR_PIECES else "middlegame"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Per-position scores
+
+
+@dataclass
+class PositionScore:
+    ply: int
+    phase: str
+    n_legal: int
+    rank: int            # the game move's rank among the legal moves (0 = the model's best)
+    top1_raw: bool
+    legal: bool          # the unconstrained greedy move is legal
+    nll: float
+
+
+@dataclass
+class FreeRun:
+    ply: int
+    phase: str
+    legal: list[bool]           # legal[k-1]: moves 1..k all legal
+    match: list[bool | None]    # match[k-1]: generated move k == game move (None: the game has no such move)
+    generated: list[str] = field(default_factory=list)
+
+
+class GameScorer:
+    """Teacher-forced scores and free runs of whole games for one model."""
+
+    def __init__(self, model, tokenizer, chunk_tokens: int = CHUNK_TOKENS):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tpm = tokenizer.tokens_per_move
+        self.chunk_tokens = max(chunk_tokens, 3 * 200)
+
+    # -- teacher forcing -----------------------------------------------------------------------------------------
+
+    def score_game(self, moves, root_fen: str = STARTING_FEN) -> list[PositionScore]:
+        """Scores of every position of the game ``moves`` (Move objects, legal from ``root_fen``)."""
+        import torch
+
+        iccs = [m.iccs() for m in moves]
+        if not iccs:
+            return []
+        history = [BOS] + self.tokenizer.encode_moves(iccs)
+        board = Board(root_fen)
+        legal, phases = [], []
+        for p, move in enumerate(moves):
+            legal.append(board.legal_moves())
+            phases.append(phase_of(board, p))
+            _push_from(board, move, legal[-1])
+        with torch.inference_mode():
+            if self.tpm == 1:
+                return self._score_move_tokens(history, moves, legal, phases)
+            return self._score_char_tokens(history, iccs, legal, phases)
+
+    def _windows(self, n_list: list[int], history: list[int]):
+        """Group history lengths by the model's window start; returns (starts, windows, index of window per n)."""
+        reserve = self.tpm - 1
+        starts: list[int] = []
+        ends: list[int] = []
+        which = []
+        for n in n_list:
+            s = self.model.context_start(n, reserve)
+            if not starts or starts[-1] != s:
+                starts.append(s)
+                ends.append(n)
+            ends[-1] = max(ends[-1], n)
+            which.append(len(starts) - 1)
+        windows = [history[s:e] for s, e in zip(starts, ends)]
+        return starts, windows, which
+
+    def _forward_windows(self, windows: list[list[int]]):
+        """One batched pass over the windows (right-padded); log-probs (W, T, V) and the keys/values per layer."""
+        import torch
+        import torch.nn.functional as F
+
+        model = self.model
+        T = max(len(w) for w in windows)
+        ids = torch.zeros(len(windows), T, dtype=torch.long, device=model.rope_cos.device)
+        for i, w in enumerate(windows):
+            ids[i, :len(w)] = torch.as_tensor(w)
+        h, kv = model._run(model.embed(ids), model.rope_cos[:T], model.rope_sin[:T])
+        return F.log_softmax(model.head(h).float(), dim=-1), kv
+
+    def _score_move_tokens(self, history, moves, legal, phases) -> list[PositionScore]:
+        import torch
+
+        n_list = [1 + p for p in range(len(moves))]
+        starts, windows, which = self._windows(n_list, history)
+        logp, _ = self._forward_windows(windows)
+        move_id = self.tokenizer.move_id
+        out = []
+        for p, n in enumerate(n_list):
+            w = which[p]
+            lp = logp[w, n - 1 - starts[w]]
+            human = history[n]
+            ids = torch.tensor([move_id(m.iccs()) for m in legal[p]])
+            scores = lp[ids]
+            best = int(lp.argmax())
+            out.append(PositionScore(
+                ply=p, phase=phases[p], n_legal=len(ids), rank=int((scores > lp[human]).sum()),
+                top1_raw=best == human, legal=bool((ids == best).any()), nll=-float(lp[human])))
+        return out
+
+    def _score_char_tokens(self, history, iccs, legal, phases) -> list[PositionScore]:
+        import torch
+        import torch.nn.functional as F
+
+        from .model import KVCache
+
+        model = self.model
+        device = model.rope_cos.device
+        n_list = [1 + 4 * p for p in range(len(iccs))]
+        starts, windows, which = self._windows(n_list, history)
+        logp, kv = self._forward_windows(windows)
+        cands = [torch.tensor([self.tokenizer.move_ids(m.iccs()) for m in moves], device=device) for moves in legal]
+        humans = [[m.iccs() for m in moves].index(iccs[p]) for p, moves in enumerate(legal)]
+        step_logp: list = [None] * len(iccs)   # per position: (n_cands, 3, V) log-probs after 1..3 own tokens
+
+        # Chunks of consecutive positions sharing a window; each chunk is one flat sequence after the window's cache.
+        p = 0
+        while p < len(iccs):
+            w = which[p]
+            chunk = [p]
+            size = 3 * len(cands[p])
+            while (p + len(chunk) < len(iccs) and which[p + len(chunk)] == w
+                   and size + 3 * len(cands[p + len(chunk)]) <= self.chunk_tokens):
+                size += 3 * len(cands[p + len(chunk)])
+                chunk.append(p + len(chunk))
+            cache = KVCache()
+            L = len(windows[w])
+            cache.append([(k[w:w + 1, :, :L], v[w:w + 1, :, :L]) for k, v in kv])
+            c = torch.cat([cands[q] for q in chunk])                                  # (N, 4)
+            ctx = torch.cat([torch.full((len(cands[q]),), n_list[q] - starts[w], device=device) for q in chunk])
+            feed = c[:, :3].reshape(1, -1)                                            # (1, 3N)
+            pos = (ctx[:, None] + torch.arange(3, device=device)).reshape(-1)
+            # row r (candidate r // 3, own token r % 3) sees its history (cols < ctx) and its own tokens up to itself
+            r = torch.arange(feed.size(1), device=device)
+            cols = torch.arange(L + feed.size(1), device=device)
+            ctx_r = ctx.repeat_interleave(3)
+            mask = (cols[None, :] < ctx_r[:, None]) | (
+                (cols[None, :] >= L + 3 * (r // 3)[:, None]) & (cols[None, :] <= L + r[:, None]))
+            h, _ = model._run(model.embed(feed), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+            lp = F.log_softmax(model.head(h[0]).float(), dim=-1)
+            row = 0
+            for q in chunk:
+                n_c = len(cands[q])
+                step_logp[q] = lp[row:row + 3 * n_c].view(n_c, 3, -1)
+                row += 3 * n_c
+            p += len(chunk)
+
+        out = []
+        for p, n in enumerate(n_list):
+            w = which[p]
+            root = logp[w, n - 1 - starts[w]]                 # (V,)
+            c = cands[p]                                      # (n_c, 4)
+            steps = step_logp[p]                              # (n_c, 3, V)
+            scores = root[c[:, 0]] + steps.gather(-1, c[:, 1:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
+            h = humans[p]
+            legal_greedy, raw_is_human = _greedy_in_trie(root, steps, c, h)
+            out.append(PositionScore(
+                ply=p, phase=phases[p], n_legal=len(c), rank=int((scores > scores[h]).sum()),
+                top1_raw=raw_is_human, legal=legal_greedy, nll=-float(scores[h])))
+        return out
+
+    # -- free runs -----------------------------------------------------------------------------------------------
+
+    def free_runs(self, moves, every: int, root_fen: str = STARTING_FEN, max_k: int = max(FREE_RUN_KS)) -> list[FreeRun]:
+        """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...)."""
+        iccs = [m.iccs() for m in moves]
+        history = [BOS] + self.tokenizer.encode_moves(iccs)
+        board = Board(root_fen)
+        runs = []
+        for p in range(len(moves)):
+            if p % every == 0:
+                runs.append(self._free_run(board, history[:1 + self.tpm * p], iccs[p:], p, max_k))
+            _push_from(board, moves[p], board.legal_moves())
+        return runs
+
+    def _free_run(self, board: Board, history: list[int], game_rest: list[str], ply: int, max_k: int) -> FreeRun:
+        seq = self.model.generate(history, max_k * self.tpm, temperature=0.0)[0, len(history):].tolist()
+        tokens = self.tokenizer.tokens
+        texts = ["".join(tokens[i] for i in seq[j:j + self.tpm]) for j in range(0, len(seq), self.tpm)]
+        phase = phase_of(board, ply)
+        board = board.copy()
+        legal, ok = [], True
+        for text in texts:
+            if ok and is_legal_text(board, text):
+                board.push_iccs(text)
+            else:
+                ok = False
+            legal.append(ok)
+        match = [texts[j] == game_rest[j] if j < len(game_rest) else None for j in range(max_k)]
+        return FreeRun(ply=ply, phase=phase, legal=legal, match=match, generated=texts)
+
+
+def _push_from(board: Board, move, legal: list) -> None:
+    """Play ``move`` after checking it against ``legal`` (the board's legal moves, already computed):
+    ``Board.push`` would generate them a second time to validate."""
+    if move not in legal:
+        raise IllegalMoveError(f"illegal move {move.iccs()} at ply {board.ply + 1} in {board.fen()}")
+    board._make(move._int())
+    board.move_stack.append(move)
+
+
+def _greedy_in_trie(root, steps, cands, human: int) -> tuple[bool, bool]:
+    """Follow the unconstrained greedy path through the trie of legal candidates. Returns (ends on a legal move,
+    equals the human move). Leaving the trie at any token means the greedy move is not legal."""
+    alive = list(range(len(cands)))
+    logits = root
+    for j in range(4):
+        g = int(logits.argmax())
+        alive = [i for i in alive if int(cands[i, j]) == g]
+        if not alive:
+            return False, False
+        if j < 3:
+            logits = steps[alive[0], j]
+    return True, human in alive
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize_positions(scores: list[PositionScore]) -> dict:
+    n = len(scores)
+    nll = _mean(s.nll for s in scores)
+    return {
+        "positions": n,
+        "top1": _mean(s.rank == 0 for s in scores),
+        "top5": _mean(s.rank < 5 for s in scores),
+        "top1_raw": _mean(s.top1_raw for s in scores),
+        "legal_rate": _mean(s.legal for s in scores),
+        "nll": nll,
+        "perplexity": math.exp(nll) if nll is not None and nll < 700 else None,
+        "legal_moves_mean": _mean(s.n_legal for s in scores),
+    }
+
+
+def summarize_free_runs(runs: list[FreeRun], every: int) -> dict:
+    out = {"every": every, "prefixes": len(runs), "ks": list(FREE_RUN_KS), "legal": {}, "match": {},
+           "prefix_match": {}, "match_prefixes": {}}
+    for k in FREE_RUN_KS:
+        out["legal"][str(k)] = _mean(r.legal[k - 1] for r in runs)
+        with_move = [r for r in runs if r.match[k - 1] is not None]
+        out["match"][str(k)] = _mean(bool(r.match[k - 1]) for r in with_move)
+        out["prefix_match"][str(k)] = _mean(all(r.match[:k]) for r in with_move)
+        out["match_prefixes"][str(k)] = len(with_move)
+    return out
+
+
+def by_ply(scores: list[PositionScore], bin_size: int = PLY_BIN) -> dict:
+    bins: dict[int, list[PositionScore]] = {}
+    for s in scores:
+        bins.setdefault(s.ply // bin_size, []).append(s)
+    keys = sorted(bins)
+    rows = [summarize_positions(bins[b]) for b in keys]
+    return {"bin_size": bin_size, "ply_start": [b * bin_size for b in keys],
+            **{name: [r[name] for r in rows] for name in ("positions", "top1", "top5", "top1_raw", "legal_rate", "nll")}}
+
+
+def build_report(scores: list[PositionScore], runs: list[FreeRun], every: int, games: int) -> dict:
+    report = {"games": games, **summarize_positions(scores), "free_run": summarize_free_runs(runs, every)}
+    report["phases"] = {}
+    for phase in PHASES:
+        entry = summarize_positions([s for s in scores if s.phase == phase])
+        entry["free_run"] = summarize_free_runs([r for r in runs if r.phase == phase], every)
+        report["phases"][phase] = entry
+    report["by_ply"] = by_ply(scores)
+    report["definitions"] = {
+        "opening": f"positions before ply {OPENING_PLIES} (the first {OPENING_PLIES} plies)",
+        "endgame": f"positions from ply {OPENING_PLIES} on with at most {ENDGAME_MAJOR_PIECES} chariots, horses and "
+                   f"cannons left on the board (both sides together; 12 at the start)",
+        "middlegame": "every other position",
+        "top1/top5": "the game's move is among the model's 1/5 best legal moves",
+        "top1_raw": "the model's unconstrained greedy move is the game's move",
+        "legal_rate": "share of positions whose unconstrained greedy move is legal",
+        "nll": "mean negative log-likelihood of the game's move in nats, unconstrained model "
+               "(char tokenizer: sum over its 4 tokens)",
+        "free_run": "greedy unconstrained continuations of 16 moves from every N-th ply; legal[k]: moves 1..k all "
+                    "legal; match[k]: move k equals the game's (over prefixes where the game has a k-th move)",
+    }
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running over a PGN file
+
+
+def read_eval_games(path: str, limit: int | None = None, warn=None) -> tuple[list, dict]:
+    """Readable games from the standard start (up to ``limit``) and the counts of skipped ones."""
+    from .pgn import read_games
+
+    if not os.path.exists(path):
+        raise PgnError("no such file", path=path)
+    games, skipped = [], {"unreadable": 0, "non_standard_start": 0}
+    for item in read_games(path):
+        if isinstance(item, PgnError):
+            skipped["unreadable"] += 1
+            if warn:
+                warn(f"skipping: {item}")
+            continue
+        if not item.standard_start:
+            skipped["non_standard_start"] += 1
+            continue
+        games.append(item)
+        if limit is not None and len(games) >= limit:
+            break
+    if not games:
+        raise PgnError("no readable game from the standard start position", path=path)
+    return games, skipped
+
+
+def evaluate_games(model, tokenizer, games, free_run_every: int = DEFAULT_FREE_RUN_EVERY, progress=None) -> dict:
+    """The report (see the module docs) for ``games`` (pgn.Game objects). ``progress(game_index, report_so_far)``
+    is called after each game."""
+    scorer = GameScorer(model, tokenizer)
+    scores: list[PositionScore] = []
+    runs: list[FreeRun] = []
+    for i, game in enumerate(games):
+        scores.extend(scorer.score_game(game.moves, game.root_fen))
+        if free_run_every:
+            runs.extend(scorer.free_runs(game.moves, free_run_every, game.root_fen))
+        if progress is not None:
+            progress(i, scores)
+    return build_report(scores, runs, free_run_every, len(games))
+
+
+def write_plots(report: dict, out_dir: str) -> list[str]:
+    """PNG plots of a report: accuracy and legal rate by ply, free-run legality and match by k. Returns paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    bp = report["by_ply"]
+    x = [s + bp["bin_size"] / 2 for s in bp["ply_start"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, style in (("top1", "-o"), ("top5", "-s"), ("top1_raw", "--^"), ("legal_rate", "-d")):
+        ax.plot(x, [v if v is not None else float("nan") for v in bp[name]], style, label=name, markersize=3)
+    ax.set_xlabel(f"ply (bins of {bp['bin_size']})")
+    ax.set_ylabel("share of positions")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax2 = ax.twinx()
+    ax2.bar(x, bp["positions"], width=bp["bin_size"] * 0.8, alpha=0.12, color="gray")
+    ax2.set_ylabel("positions")
+    ax.set_title("Move prediction by ply")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "accuracy_by_ply.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    ks = FREE_RUN_KS
+    for label, fr in [("all", report["free_run"])] + [(ph, report["phases"][ph]["free_run"]) for ph in PHASES]:
+        if not fr["prefixes"]:
+            continue
+        a1.plot(ks, [fr["legal"][str(k)] for k in ks], "-o", label=f"{label} ({fr['prefixes']})")
+        a2.plot(ks, [fr["match"][str(k)] if fr["match"][str(k)] is not None else float("nan") for k in ks], "-o",
+                label=label)
+    for a, title in ((a1, "all k moves legal"), (a2, "k-th move matches the game")):
+        a.set_xscale("log", base=2)
+        a.set_xticks(list(ks), [str(k) for k in ks])
+        a.set_ylim(0, 1.02)
+        a.set_xlabel("k (plies of free run)")
+        a.set_title(title)
+        a.grid(alpha=0.3)
+    a1.legend(fontsize=8)
+    fig.suptitle("Greedy unconstrained free run from game prefixes")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "free_run.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def print_summary(report: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{report['games']} games, {report['positions']} positions")
+    t.add_column("")
+    for col in ("positions", "top1", "top5", "top1 raw", "legal", "nll"):
+        t.add_column(col, justify="right")
+    rows = [("all", report)] + [(ph, report["phases"][ph]) for ph in PHASES]
+    for name, r in rows:
+        t.add_row(name, str(r["positions"]), _pct(r["top1"]), _pct(r["top5"]), _pct(r["top1_raw"]),
+                  _pct(r["legal_rate"]), "-" if r["nll"] is None else f"{r['nll']:.3f}")
+    console.print(t)
+    fr = report["free_run"]
+    if fr["prefixes"]:
+        f = Table(title=f"free run from {fr['prefixes']} prefixes (every {fr['every']} plies)")
+        f.add_column("k", justify="right")
+        f.add_column("all legal", justify="right")
+        f.add_column("k-th matches", justify="right")
+        for k in FREE_RUN_KS:
+            f.add_row(str(k), _pct(fr["legal"][str(k)]), _pct(fr["match"][str(k)]))
+        console.print(f)
+
+
+def add_evaluate_command(p: argparse.ArgumentParser):
+    p.add_argument("--checkpoint", default=None, help="model file (.pt or .ckpt; default: the shipped default.pt)")
+    p.add_argument("--pgn", required=True, help="PGN file of games to evaluate on (any encoding and notation)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write PNG plots to DIR")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N games")
+    p.add_argument("--free-run-every", type=int, default=DEFAULT_FREE_RUN_EVERY, metavar="N",
+                   help=f"free-run prefixes at plies 0, N, 2N, ... of each game (0: no free runs; "
+                        f"default {DEFAULT_FREE_RUN_EVERY})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        if args.limit is not None and args.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+        if args.free_run_every < 0:
+            raise ConfigError(f"--free-run-every must be >= 0, got {args.free_run_every}")
+        from rich.console import Console
+
+        err = Console(stderr=True)
+        out = Console()
+        games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(f"[yellow]{m}[/]",
+                                                                                        highlight=False))
+        from .checkpoint import load_model
+
+        loaded = load_model(args.checkpoint)
+        t0 = time.perf_counter()
+        report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
+        report = {"checkpoint": args.checkpoint or "default", "pgn": args.pgn, "tokenizer": loaded.tokenizer.name,
+                  **report, "skipped_games": skipped, "seconds": round(time.perf_counter() - t0, 2)}
+        print_summary(report, out)
+        if args.json:
+            _write_json(report, args.json)
+            out.print(f"report written to {args.json}")
+        if args.plots:
+            for path in write_plots(report, args.plots):
+                out.print(f"plot written to {path}")
+
+    return run
+
+
+def _write_json(report: dict, path: str) -> None:
+    try:
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+    except OSError as e:
+        raise XiangqiError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _run_with_progress(loaded, games, every: int, console, quiet: bool) -> dict:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [SpinnerColumn(), TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("games"), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        task = progress.add_task("evaluate", total=len(games), stats="")
+
+        def update(i, scores):
+            n = len(scores)
+            top1 = sum(s.rank == 0 for s in scores) / n if n else 0.0
+            legal = sum(s.legal for s in scores) / n if n else 0.0
+            progress.update(task, completed=i + 1,
+                            stats=f"{n} positions  top1 {100 * top1:.1f}%  legal {100 * legal:.1f}%")
+
+        return evaluate_games(loaded.model, loaded.tokenizer, games, every, progress=update)
+
