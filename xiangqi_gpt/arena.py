@@ -1,0 +1,427 @@
+"""``python -m xiangqi_gpt arena``: full games of the model against a random mover or Fairy-Stockfish.
+
+Rules of a match:
+
+* Colours alternate: the model plays Red in games 1, 3, 5, ... and Black in games 2, 4, 6, ...
+* Openings: each pair of games (one with each colour) starts with the same two plies from :data:`OPENINGS`, a
+  small book of common first moves and replies, in a seeded random order (a new shuffle after every 12 pairs).
+  On top of that the model samples its own moves during the first ``--sample-plies`` plies (default 8) at
+  ``--opening-temperature`` (default 1.0) with its seeded RNG; after that it plays at ``--temperature`` (default
+  0: greedy). ``--book-plies 0`` and ``--sample-plies 0`` give fully deterministic games from the start position.
+* Our rule engine referees every move (the opponent's too: Fairy-Stockfish answers are validated, an illegal one is
+  an error) and ends a game by :meth:`Board.outcome`: checkmate, stalemate (loses), threefold repetition (draw),
+  perpetual check (the checking side loses) or the 60-move natural limit (draw). A game still running after
+  ``--max-plies`` plies (default 300) is stopped and scored as a draw (termination ``ply_cap``).
+* The model's moves are restricted to legal moves. Before each of its moves, its unconstrained greedy move
+  (:meth:`GPTPlayer.raw_move`) is checked too: each time it would have been illegal counts as an illegal attempt.
+* The random opponent picks uniformly among the legal moves with its own seeded RNG (``--seed``).
+
+Elo difference (model minus opponent) from the score s = (wins + draws / 2) / games: ``-400 log10(1/s - 1)``.
+The 95 % interval is s +- 1.96 standard errors (normal approximation; standard error from the per-game results,
+or from s(1-s) when every game had the same result), converted to Elo the same way. To keep the numbers finite, s
+and both interval ends are clamped to [1/(2N), 1 - 1/(2N)] (half a game off a perfect or zero score) and the report
+says ``"clamped": true`` when that happened: at 0 % or 100 % the estimate is then only a bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from .board import BLACK, RED, STARTING_FEN, Board, Move
+from .errors import ConfigError, IllegalMoveError, InvalidMoveError, XiangqiError
+from .player import is_legal_text
+
+DEFAULT_MAX_PLIES = 300
+DEFAULT_SAMPLE_PLIES = 8
+DEFAULT_FAIRY_DEPTH = 3
+
+#: two-ply opening lines (Red's first move, Black's reply), all common in master play
+OPENINGS: list[tuple[str, str]] = [
+    ("h2e2", "h9g7"),   # central cannon vs screen horse
+    ("h2e2", "b9c7"),   # central cannon vs left horse
+    ("h2e2", "h7e7"),   # same-direction cannons
+    ("h2e2", "b7e7"),   # opposite-direction cannons
+    ("c3c4", "b7c7"),   # pawn opening vs cannon to the pawn's file
+    ("g3g4", "h9g7"),   # pawn opening vs horse
+    ("c3c4", "c6c5"),   # pawn vs pawn
+    ("c0e2", "h9g7"),   # elephant opening
+    ("g0e2", "b9c7"),   # elephant opening (other side)
+    ("h0g2", "b9c7"),   # horse opening
+    ("b0c2", "h9g7"),   # horse opening (other side)
+    ("b2d2", "h9g7"),   # palace-corner cannon
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Opponents
+
+
+class RandomOpponent:
+    """Uniformly random legal moves from a seeded RNG."""
+
+    def __init__(self, seed: int | None = 0):
+        self.rng = random.Random(seed)
+        self.name = "random"
+
+    def new_game(self) -> None:
+        pass
+
+    def choose(self, board: Board) -> Move:
+        moves = sorted(board.legal_moves(), key=lambda m: (m.from_square, m.to_square))
+        return self.rng.choice(moves)
+
+    def close(self) -> None:
+        pass
+
+
+class FairyOpponent:
+    """Fairy-Stockfish (UCI, variant xiangqi) through :class:`xiangqi_gpt.fairy.FairyStockfish`."""
+
+    def __init__(self, depth: int | None = None, movetime: int | None = None, skill: int | None = None,
+                 elo: int | None = None, path: str | None = None):
+        from .fairy import FairyStockfish
+
+        self.depth, self.movetime = depth, movetime
+        if depth is None and movetime is None:
+            self.depth = DEFAULT_FAIRY_DEPTH
+        self.engine = FairyStockfish(path, skill=skill, elo=elo, options={"Threads": 1, "Hash": 16})
+        limits = [f"depth {self.depth}" if self.depth is not None else None,
+                  f"movetime {movetime}ms" if movetime is not None else None,
+                  f"skill {skill}" if skill is not None else None, f"elo {elo}" if elo is not None else None]
+        self.name = f"{self.engine.name} ({', '.join(x for x in limits if x)})"
+
+    def new_game(self) -> None:
+        self.engine.new_game()
+
+    def choose(self, board: Board) -> Move:
+        from .fairy import EngineError
+
+        text = self.engine.bestmove(board.root_fen(), [m.iccs() for m in board.move_stack], depth=self.depth,
+                                    movetime=self.movetime)
+        if text is None:
+            raise EngineError(f"Fairy-Stockfish found no move in {board.fen()} but our engine has "
+                              f"{len(board.legal_moves())} legal moves")
+        try:
+            move = Move.from_iccs(text)
+        except InvalidMoveError:
+            raise EngineError(f"Fairy-Stockfish answered {text!r}, not a move, in {board.fen()}") from None
+        reason = board.why_illegal(move)
+        if reason is not None:
+            raise EngineError(f"Fairy-Stockfish played the illegal move {text} in {board.fen()}: {reason}")
+        return move
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Games
+
+
+@dataclass
+class GameRecord:
+    round: int
+    model_color: str              # "red" / "black"
+    opening: list[str]
+    moves: list[str]
+    result: str                   # PGN result, Red's view
+    model_score: float            # 1 win, 0.5 draw, 0 loss
+    termination: str
+    reason: str
+    model_moves: int = 0
+    illegal_attempts: int = 0
+    illegal_examples: list[str] = field(default_factory=list)
+
+    @property
+    def plies(self) -> int:
+        return len(self.moves)
+
+
+def play_game(player, opponent, model_color: int, opening=(), max_plies: int = DEFAULT_MAX_PLIES,
+              sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0, round_: int = 1,
+              on_move=None) -> GameRecord:
+    """One game of ``player`` (a GPTPlayer) against ``opponent`` (``choose(board) -> Move``), refereed by Board."""
+    board = Board(STARTING_FEN)
+    for text in opening:
+        board.push_iccs(text)
+    opponent.new_game()
+    model_moves = illegal = 0
+    examples: list[str] = []
+    while True:
+        outcome = board.outcome()
+        if outcome is not None:
+            result, termination, reason = outcome.result(), outcome.termination, outcome.reason
+            break
+        if board.ply >= max_plies:
+            result, termination, reason = "1/2-1/2", "ply_cap", f"stopped after {max_plies} plies (scored as a draw)"
+            break
+        if board.turn == model_color:
+            move = player.choose(board, temperature=opening_temperature if board.ply < sample_plies else None)
+            raw = player.raw_move(board)   # after choose: for char it reuses the history cache just built
+            model_moves += 1
+            if not is_legal_text(board, raw):
+                illegal += 1
+                if len(examples) < 5:
+                    examples.append(f"ply {board.ply + 1}: {raw}")
+        else:
+            move = opponent.choose(board)
+        board.push(move)   # validates: an illegal move here is a bug, not a result
+        if on_move is not None:
+            on_move(board)
+    winner = {"1-0": RED, "0-1": BLACK}.get(result)
+    score = 0.5 if winner is None else float(winner == model_color)
+    return GameRecord(round=round_, model_color="red" if model_color == RED else "black", opening=list(opening),
+                      moves=[m.iccs() for m in board.move_stack], result=result, model_score=score,
+                      termination=termination, reason=reason, model_moves=model_moves, illegal_attempts=illegal,
+                      illegal_examples=examples)
+
+
+def opening_schedule(n_games: int, seed: int, book_plies: int = 2) -> list[tuple[str, ...]]:
+    """The opening of each game: pairs of games share a book line, in a seeded shuffled order."""
+    rng = random.Random(seed)
+    lines: list[tuple[str, ...]] = []
+    while len(lines) < (n_games + 1) // 2:
+        batch = list(OPENINGS)
+        rng.shuffle(batch)
+        lines.extend(batch)
+    return [tuple(lines[i // 2][:book_plies]) for i in range(n_games)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def elo_from_score(score: float) -> float:
+    return -400.0 * math.log10(1.0 / score - 1.0)
+
+
+def elo_interval(wins: int, draws: int, losses: int, z: float = 1.96) -> dict:
+    """Elo difference and its 95 % interval from a W/D/L record (see the module docs for the clamping)."""
+    n = wins + draws + losses
+    if n == 0:
+        return {"diff": None, "low": None, "high": None, "score": None, "clamped": False}
+    s = (wins + 0.5 * draws) / n
+    var = (wins * (1 - s) ** 2 + draws * (0.5 - s) ** 2 + losses * s ** 2) / n
+    eps = 0.5 / n
+    lo_clamp, hi_clamp = eps, 1 - eps
+    s_c = min(max(s, lo_clamp), hi_clamp)
+    if var == 0:
+        var = s_c * (1 - s_c)
+    se = math.sqrt(var / n)
+    low, high = s - z * se, s + z * se
+    clamped = not (lo_clamp <= s <= hi_clamp and lo_clamp <= low and high <= hi_clamp)
+
+    def elo(x):
+        return round(elo_from_score(min(max(x, lo_clamp), hi_clamp)), 1)
+
+    return {"diff": elo(s), "low": elo(low), "high": elo(high), "score": s, "se": se, "clamped": clamped}
+
+
+def summarize(records: list[GameRecord]) -> dict:
+    wins = sum(r.model_score == 1.0 for r in records)
+    draws = sum(r.model_score == 0.5 for r in records)
+    losses = sum(r.model_score == 0.0 for r in records)
+    n = len(records)
+    model_moves = sum(r.model_moves for r in records)
+    illegal = sum(r.illegal_attempts for r in records)
+    by_color = {}
+    for color in ("red", "black"):
+        rs = [r for r in records if r.model_color == color]
+        by_color[color] = {"games": len(rs), "wins": sum(r.model_score == 1.0 for r in rs),
+                           "draws": sum(r.model_score == 0.5 for r in rs),
+                           "losses": sum(r.model_score == 0.0 for r in rs)}
+    return {
+        "games": n, "wins": wins, "draws": draws, "losses": losses,
+        "score": (wins + 0.5 * draws) / n if n else None,
+        "elo": elo_interval(wins, draws, losses),
+        "average_length": sum(r.plies for r in records) / n if n else None,
+        "illegal_attempts": {"count": illegal, "model_moves": model_moves,
+                             "rate": illegal / model_moves if model_moves else None},
+        "terminations": dict(sorted(Counter(r.termination for r in records).items())),
+        "by_color": by_color,
+    }
+
+
+def to_pgn_games(records: list[GameRecord], model_name: str, opponent_name: str, event: str):
+    from .pgn import Game
+
+    today = datetime.date.today().strftime("%Y.%m.%d")
+    games = []
+    for r in records:
+        red, black = (model_name, opponent_name) if r.model_color == "red" else (opponent_name, model_name)
+        headers = {"Event": event, "Site": "xiangqi-gpt arena", "Date": today, "Round": str(r.round), "Red": red,
+                   "Black": black, "Result": r.result, "Termination": r.termination,
+                   "Opening": " ".join(r.opening) or "-", "PlyCount": str(r.plies),
+                   "IllegalAttempts": f"{r.illegal_attempts}/{r.model_moves}"}
+        games.append(Game(headers=headers, moves=[Move.from_iccs(m) for m in r.moves], root_fen=STARTING_FEN,
+                          result=r.result, source="arena", index=r.round))
+    return games
+
+
+def run_match(player, opponent, n_games: int, seed: int = 0, max_plies: int = DEFAULT_MAX_PLIES,
+              book_plies: int = 2, sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0,
+              on_game=None, on_move=None) -> list[GameRecord]:
+    """``n_games`` games, the model Red in odd-numbered games (1, 3, ...). ``on_game(record)`` after each game."""
+    openings = opening_schedule(n_games, seed, book_plies)
+    records = []
+    for i in range(n_games):
+        record = play_game(player, opponent, RED if i % 2 == 0 else BLACK, openings[i], max_plies, sample_plies,
+                           opening_temperature, round_=i + 1, on_move=on_move)
+        records.append(record)
+        if on_game is not None:
+            on_game(record)
+    return records
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arena_command(p: argparse.ArgumentParser):
+    p.add_argument("--checkpoint", default=None, help="model file (.pt or .ckpt; default: the shipped default.pt)")
+    p.add_argument("--opponent", choices=("random", "fairy-stockfish"), default="random")
+    p.add_argument("--games", type=int, default=10, metavar="N", help="number of games (default 10)")
+    p.add_argument("--depth", type=int, default=None, metavar="D",
+                   help=f"Fairy-Stockfish search depth (default {DEFAULT_FAIRY_DEPTH} unless --movetime is given)")
+    p.add_argument("--movetime", type=int, default=None, metavar="MS", help="Fairy-Stockfish time per move in ms")
+    p.add_argument("--skill", type=int, default=None, metavar="S", help="Fairy-Stockfish Skill Level (-20..20)")
+    p.add_argument("--elo", type=int, default=None, metavar="E", help="Fairy-Stockfish UCI_Elo (1350..2850)")
+    p.add_argument("--engine-path", default=None, help="Fairy-Stockfish binary (default: found automatically)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the openings, the model's sampling and the random "
+                                                       "opponent (default 0)")
+    p.add_argument("--max-plies", type=int, default=DEFAULT_MAX_PLIES,
+                   help=f"stop a game after this many plies and score it a draw (default {DEFAULT_MAX_PLIES})")
+    p.add_argument("--book-plies", type=int, choices=(0, 1, 2), default=2,
+                   help="plies taken from the opening book (default 2)")
+    p.add_argument("--sample-plies", type=int, default=DEFAULT_SAMPLE_PLIES,
+                   help=f"the model samples its moves during the first N plies (default {DEFAULT_SAMPLE_PLIES})")
+    p.add_argument("--opening-temperature", type=float, default=1.0, help="temperature of those samples (1.0)")
+    p.add_argument("--temperature", type=float, default=0.0, help="the model's temperature after that (0: greedy)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
+    p.add_argument("--pgn", default=None, metavar="OUT", help="write all games as PGN (ICCS, UTF-8) to OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        _check_args(args)
+        from rich.console import Console
+
+        out, err = Console(), Console(stderr=True)
+        from .checkpoint import load_model
+        from .player import GPTPlayer
+
+        loaded = load_model(args.checkpoint)
+        player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed)
+        if args.opponent == "random":
+            opponent = RandomOpponent(args.seed)
+        else:
+            opponent = FairyOpponent(depth=args.depth, movetime=args.movetime, skill=args.skill, elo=args.elo,
+                                     path=args.engine_path)
+        model_name = f"xiangqi-gpt ({os.path.basename(args.checkpoint) if args.checkpoint else 'default'})"
+        t0 = time.perf_counter()
+        try:
+            records = _run_with_progress(player, opponent, args, err)
+        finally:
+            opponent.close()
+        report = {"checkpoint": args.checkpoint or "default", "tokenizer": loaded.tokenizer.name,
+                  "opponent": {"kind": args.opponent, "name": opponent.name, "depth": getattr(opponent, "depth", None),
+                               "movetime": args.movetime, "skill": args.skill, "elo": args.elo},
+                  **summarize(records),
+                  "settings": {"seed": args.seed, "max_plies": args.max_plies, "book_plies": args.book_plies,
+                               "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
+                               "temperature": args.temperature},
+                  "seconds": round(time.perf_counter() - t0, 2),
+                  "per_game": [{**asdict(r), "plies": r.plies} for r in records]}
+        print_summary(report, out)
+        if args.pgn:
+            from .pgn import write_games
+
+            try:
+                write_games(to_pgn_games(records, model_name, opponent.name, "xiangqi-gpt arena"), args.pgn)
+            except OSError as e:
+                raise XiangqiError(f"cannot write {args.pgn}: {e.strerror or e}") from None
+            out.print(f"games written to {args.pgn}")
+        if args.json:
+            try:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    json.dump(report, f, indent=2)
+                    f.write("\n")
+            except OSError as e:
+                raise XiangqiError(f"cannot write {args.json}: {e.strerror or e}") from None
+            out.print(f"report written to {args.json}")
+
+    return run
+
+
+def _check_args(args) -> None:
+    if args.games < 1:
+        raise ConfigError(f"--games must be >= 1, got {args.games}")
+    if args.max_plies < 1:
+        raise ConfigError(f"--max-plies must be >= 1, got {args.max_plies}")
+    for name in ("depth", "movetime"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    if args.sample_plies < 0:
+        raise ConfigError(f"--sample-plies must be >= 0, got {args.sample_plies}")
+    if not args.opening_temperature >= 0 or not args.temperature >= 0:
+        raise ConfigError("temperatures must be >= 0")
+    if args.opponent == "random" and any(getattr(args, k) is not None for k in ("depth", "movetime", "skill", "elo")):
+        raise ConfigError("--depth/--movetime/--skill/--elo only apply to --opponent fairy-stockfish")
+
+
+def _run_with_progress(player, opponent, args, console) -> list[GameRecord]:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [SpinnerColumn(), TextColumn("[bold]arena"), BarColumn(), MofNCompleteColumn(), TextColumn("games"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
+    done: list[GameRecord] = []
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        task = progress.add_task("arena", total=args.games, stats=f"vs {opponent.name}")
+
+        def on_move(board):
+            progress.update(task, stats=f"{_wdl(done)}  game {len(done) + 1}: ply {board.ply}")
+
+        def on_game(record):
+            done.append(record)
+            progress.update(task, advance=1, stats=f"{_wdl(done)}  last: {record.result} {record.termination}")
+
+        return run_match(player, opponent, args.games, args.seed, args.max_plies, args.book_plies,
+                         args.sample_plies, args.opening_temperature, on_game=on_game, on_move=on_move)
+
+
+def _wdl(records: list[GameRecord]) -> str:
+    w = sum(r.model_score == 1.0 for r in records)
+    d = sum(r.model_score == 0.5 for r in records)
+    l_ = sum(r.model_score == 0.0 for r in records)
+    illegal = sum(r.illegal_attempts for r in records)
+    return f"+{w} ={d} -{l_}  illegal {illegal}"
+
+
+def print_summary(report: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"xiangqi-gpt vs {report['opponent']['name']}: {report['games']} games", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    e = report["elo"]
+    t.add_row("wins / draws / losses", f"{report['wins']} / {report['draws']} / {report['losses']}")
+    t.add_row("score", f"{100 * report['score']:.1f}%")
+    t.add_row("Elo difference", f"{e['diff']:+.0f}  (95% {e['low']:+.0f} .. {e['high']:+.0f})"
+              + ("  clamped" if e["clamped"] else ""))
+    t.add_row("average length", f"{report['average_length']:.1f} plies")
+    ia = report["illegal_attempts"]
+    rate = "-" if ia["rate"] is None else f"{100 * ia['rate']:.1f}%"
+    t.add_row("illegal attempts", f"{ia['count']} of {ia['model_moves']} model moves ({rate})")
+    t.add_row("terminations", ", ".join(f"{k} {v}" for k, v in report["terminations"].items()))
+    for color, c in report["by_color"].items():
+        t.add_row(f"as {color}", f"+{c['wins']} ={c['draws']} -{c['losses']}")
+    console.print(t)
