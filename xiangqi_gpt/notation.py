@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from .board import (ADVISOR, BLACK, CANNON, COLOR_NAMES, ELEPHANT, FILES, HORSE, KING, PAWN, PIECE_NAMES, RED,
                     ROOK, Board, Move)
-from .errors import AmbiguousMoveError, IllegalMoveError, InvalidMoveError
+from .errors import AmbiguousMoveError, ConfigError, IllegalMoveError, InvalidMoveError
 
 __all__ = ["detect_notation", "parse_move", "parse_iccs", "parse_wxf", "parse_chinese", "move_to_wxf",
            "move_to_chinese", "format_move", "NOTATIONS"]
@@ -395,7 +395,7 @@ def parse_chinese(board: Board, text: str) -> Move:
 def parse_move(board: Board, text: str, notation: str | None = None) -> Move:
     """Parse a move in any notation (detected when ``notation`` is None) into a legal move on ``board``."""
     if notation is not None and notation not in NOTATIONS:
-        raise ValueError(f"unknown notation {notation!r}; expected one of {', '.join(NOTATIONS)}")
+        raise ConfigError(f"unknown notation {notation!r}; expected one of {', '.join(NOTATIONS)}")
     read = _read(text, notation)
     if read is None:
         raise _unreadable(text)
@@ -488,4 +488,4 @@ def format_move(board: Board, move: Move, notation: str) -> str:
         return move_to_chinese(board, move)
     if notation == "chinese-traditional":
         return move_to_chinese(board, move, traditional=True)
-    raise ValueError(f"unknown notation {notation!r}; expected one of {', '.join(NOTATIONS)}")
+    raise ConfigError(f"unknown notation {notation!r}; expected one of {', '.join(NOTATIONS)}")
