@@ -152,6 +152,18 @@ def test_score_candidates_equals_manual_log_probs(tokenizer, plies):
     assert len(set(scores.tolist())) > 1
 
 
+def test_score_candidates_shared_prefixes_and_duplicates():
+    model = tiny("char")
+    tok = get_tokenizer("char")
+    history = [0] + tok.encode_moves(["h2e2", "h9g7", "h0g2"])
+    moves = ["b0c2", "b0a2", "b2b9", "b2b3", "b2e2", "b2b9", "g3g4", "g3g4", "i0h0"]  # shared from-squares, repeats
+    candidates = [tok.move_ids(m) for m in moves]
+    scores = model.score_candidates(history, candidates)
+    expected = torch.tensor([manual_score(model, history, c, 3) for c in candidates])
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    assert scores[2] == scores[5] and scores[6] == scores[7]
+
+
 def test_score_candidates_mixed_lengths_and_edge_cases():
     model = tiny("char")
     history = [0] + random_ids(model, 30, seed=3).tolist()

@@ -391,36 +391,52 @@ class GPT(nn.Module):
                          cache: KVCache | None = None) -> Tensor:
         """Summed log-probability (float32, shape (N,)) of each candidate token sequence following the history.
 
-        One batched call: the history is run once (or taken from ``cache``), then every candidate's tokens but its
-        last are fed together as one flat sequence whose attention mask lets each candidate see the history and
-        its own earlier tokens only (all candidates share the history's keys/values; nothing is copied per
-        candidate). Candidates may differ in length (a move is 1 token for the move tokenizer, 4 for char)."""
-        n = len(candidates)
-        if n == 0:
+        One batched call. The history is run once (or taken from ``cache``, see :meth:`next_logprobs`). The
+        candidates' proper prefixes form a trie (char moves share their from-square, so 40 four-token moves
+        need about 60 nodes, not 120); all its nodes are fed as one flat sequence after the cached history, with an
+        attention mask letting each node see the history, its ancestors and itself only. The history's keys and
+        values are shared by all candidates, never recomputed or copied per candidate. Candidates may differ in
+        length (a move is 1 token for the move tokenizer, 4 for char)."""
+        if len(candidates) == 0:
             return torch.empty(0)
         cands = [[int(t) for t in c] for c in candidates]
-        lengths = [len(c) for c in cands]
-        if min(lengths) == 0:
+        if min(len(c) for c in cands) == 0:
             raise ValueError("every candidate needs at least one token")
-        m = max(lengths)
-        logits, cache = self._history_logits(history_ids, m - 1, cache)
+        self._as_ids([t for c in cands for t in c])  # range check
+        depth_needed = max(len(c) for c in cands) - 1
+        logits, cache = self._history_logits(history_ids, depth_needed, cache)
         device = logits.device
-        tokens = self._as_ids([c + [0] * (m - len(c)) for c in cands])  # (N, m), padded with 0
-        valid = torch.tensor([[j < len(c) for j in range(m)] for c in cands], device=device)
-        scores = F.log_softmax(logits.float(), dim=-1)[tokens[:, 0]]
-        if m == 1:
+        scores = F.log_softmax(logits.float(), dim=-1)[torch.tensor([c[0] for c in cands], device=device)]
+        if depth_needed == 0:
             return scores
-        # Feed tokens[:, :-1] as one sequence of n * (m - 1) tokens after the cached history.
-        k = m - 1
-        L = cache.length
-        feed = tokens[:, :-1].reshape(1, n * k)
-        pos = L + torch.arange(k, device=device).repeat(n)
-        own = torch.block_diag(*[torch.ones(k, k, dtype=torch.bool, device=device).tril()] * n)
-        mask = torch.cat([torch.ones(n * k, L, dtype=torch.bool, device=device), own], dim=1)
+        # Trie of proper prefixes: node q feeds token[q] at position L + depth[q]; reads say which node's
+        # prediction scores which candidate token.
+        node_of: dict[tuple[int, ...], int] = {}
+        token, depth, ancestors = [], [], []
+        read_cand, read_node, read_tok = [], [], []
+        for ci, c in enumerate(cands):
+            for j in range(len(c) - 1):
+                key = tuple(c[:j + 1])
+                q = node_of.get(key)
+                if q is None:
+                    q = node_of[key] = len(token)
+                    token.append(c[j])
+                    depth.append(j)
+                    ancestors.append((ancestors[node_of[key[:-1]]] if j else []) + [q])
+                read_cand.append(ci)
+                read_node.append(q)
+                read_tok.append(c[j + 1])
+        n_nodes, L = len(token), cache.length
+        own = torch.zeros(n_nodes, n_nodes, dtype=torch.bool)
+        for q, anc in enumerate(ancestors):
+            own[q, anc] = True
+        mask = torch.cat([torch.ones(n_nodes, L, dtype=torch.bool), own], dim=1).to(device)
+        pos = L + torch.tensor(depth, device=device)
+        feed = torch.tensor([token], device=device)
         h, _ = self._run(self.embed(feed), self.rope_cos[pos], self.rope_sin[pos], cache, mask)
-        logp = F.log_softmax(self.head(h).float(), dim=-1).view(n, k, -1)
-        later = logp.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # (n, k)
-        return scores + (later * valid[:, 1:]).sum(dim=1)
+        logp = F.log_softmax(self.head(h[0]).float(), dim=-1)  # (n_nodes, V)
+        later = logp[torch.tensor(read_node, device=device), torch.tensor(read_tok, device=device)]
+        return scores.index_add(0, torch.tensor(read_cand, device=device), later)
 
     @torch.inference_mode()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
