@@ -37,6 +37,7 @@ from .errors import InvalidMoveError, XiangqiError
 ENGINE_NAME = "xiangqi-gpt"
 ENGINE_AUTHOR = "the xiangqi-gpt authors"
 RANK_CONVENTIONS = ("0-9", "1-10")
+MAX_THREADS = 256
 UCCI_HOUSEKEEPING_OPTIONS = {"usemillisec", "batch", "debug", "ponder", "hashsize", "threads", "idle", "promotion",
                              "newgame", "bookfiles", "egtbpaths", "evalapi", "loadbook", "dualtime", "style",
                              "knowledge", "pruning", "randomness", "repetition", "drawmoves"}
@@ -47,6 +48,11 @@ class Player(Protocol):
     def move_probs(self, board: Board) -> list[tuple[Move, float]]: ...
 
     def choose(self, board: Board) -> Move: ...
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if isinstance(e, XiangqiError) else f"{type(e).__name__}: {text}"
 
 
 def parse_engine_move(text: str, ranks_from_one: bool = False) -> Move:
@@ -75,13 +81,15 @@ class _ModelSource:
     """Loads the checkpoint on demand (torch is imported in a background thread from the start) and builds the
     player for the current temperature."""
 
-    def __init__(self, checkpoint: str | None, temperature: float, seed: int | None,
+    def __init__(self, checkpoint: str | None, temperature: float, seed: int | None, threads: int = 1,
                  load: Callable[[str | None], Any] | None = None,
                  make_player: Callable[[Any, float, int | None], Player] | None = None):
         self.checkpoint = checkpoint
+        self.threads = threads
         self.temperature = temperature
         self.seed = seed
         self._load = load
+        self._real = load is None
         self._make_player = make_player
         self._loaded: Any = None
         self._player: Player | None = None
@@ -104,11 +112,19 @@ class _ModelSource:
         self.temperature = value
         self._player = None
 
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+        if self._real and self._loaded is not None:   # torch is fully imported; else applied at load time
+            sys.modules["torch"].set_num_threads(n)
+
     def player(self) -> Player:
         if self._loaded is None:
-            if self._load is None:
+            if self._real:
+                import torch
+
                 from .checkpoint import load_model
 
+                torch.set_num_threads(self.threads)   # one thread: fastest for one position at a time
                 self._load = load_model
             self._loaded = self._load(self.checkpoint)
         if self._player is None:
@@ -124,13 +140,13 @@ class Engine:
     """The protocol state machine. Feed it lines with :meth:`handle`; it writes answers to ``out``."""
 
     def __init__(self, out: IO[str] = sys.stdout, protocol: str = "uci", checkpoint: str | None = None,
-                 temperature: float = 0.0, seed: int | None = None, ranks_from_one: bool = False,
+                 temperature: float = 0.0, seed: int | None = None, ranks_from_one: bool = False, threads: int = 1,
                  load: Callable[[str | None], Any] | None = None,
                  make_player: Callable[[Any, float, int | None], Player] | None = None):
         self.out = out
         self.protocol = protocol
         self.ranks_from_one = ranks_from_one
-        self.model = _ModelSource(checkpoint, temperature, seed, load, make_player)
+        self.model = _ModelSource(checkpoint, temperature, seed, threads, load, make_player)
         self.board = Board()
         self.banned: set[Move] = set()
         self.pending: str | None = None    # the answer held during `go infinite` / `go ponder`
@@ -161,7 +177,7 @@ class Engine:
         except XiangqiError as e:
             self.error(str(e))
         except Exception as e:   # never crash on a GUI's input
-            self.error(f"{type(e).__name__}: {e}")
+            self.error(_one_line(e))
         return True
 
     def cmd_uci(self, args) -> None:
@@ -171,6 +187,7 @@ class Engine:
         self.send(f"option name Temperature type string default {self.model.temperature:g}")
         self.send(f"option name Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option name Ranks type combo default {self._ranks()} var 0-9 var 1-10")
+        self.send(f"option name Threads type spin default {self.model.threads} min 1 max {MAX_THREADS}")
         self.send("option name UCI_Variant type combo default xiangqi var xiangqi")
         self.send("uciok")
 
@@ -181,6 +198,7 @@ class Engine:
         self.send(f"option Temperature type string default {self.model.temperature:g}")
         self.send(f"option Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option Ranks type combo var 0-9 var 1-10 default {self._ranks()}")
+        self.send(f"option Threads type spin min 1 max {MAX_THREADS} default {self.model.threads}")
         self.send("ucciok")
 
     def _ranks(self) -> str:
@@ -189,8 +207,8 @@ class Engine:
     def cmd_isready(self, args) -> None:
         try:
             self.model.player()
-        except XiangqiError as e:
-            self.error(f"cannot load the model: {e}")
+        except Exception as e:   # a missing or broken checkpoint: say so, stay up
+            self.error(f"cannot load the model: {_one_line(e)}")
         self.send("readyok")
 
     def cmd_ucinewgame(self, args) -> None:
@@ -243,6 +261,11 @@ class Engine:
                 self.error(f"Ranks must be 0-9 or 1-10, got {value!r}")
                 return
             self.ranks_from_one = value == "1-10"
+        elif key == "threads":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+                self.error(f"Threads must be an integer from 1 to {MAX_THREADS}, got {value!r}")
+                return
+            self.model.set_threads(int(value))
         elif key == "uci_variant":
             if value.lower() != "xiangqi":
                 self.error(f"only the xiangqi variant is supported, got {value!r}")
@@ -317,8 +340,8 @@ class Engine:
             return none
         try:
             player = self.model.player()
-        except XiangqiError as e:
-            self.error(f"cannot load the model: {e}")
+        except Exception as e:
+            self.error(f"cannot load the model: {_one_line(e)}")
             return none
         t0 = time.perf_counter()
         probs = [(m, p) for m, p in player.move_probs(board) if m not in self.banned]
@@ -371,14 +394,17 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling at temperature > 0")
     p.add_argument("--ranks", choices=RANK_CONVENTIONS, default="0-9",
                    help="rank numbering of the coordinate moves (default 0-9; Fairy-Stockfish uses 1-10)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
 
 
 def _runner(protocol: str):
     def go(args: argparse.Namespace) -> None:
         if args.temperature < 0:
             raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
+        if not 1 <= args.threads <= MAX_THREADS:
+            raise XiangqiError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
         code = run(protocol=protocol, checkpoint=args.checkpoint, temperature=args.temperature, seed=args.seed,
-                   ranks_from_one=args.ranks == "1-10")
+                   ranks_from_one=args.ranks == "1-10", threads=args.threads)
         try:
             sys.stdout.flush()
         except BrokenPipeError:

@@ -358,11 +358,17 @@ class PlayerLoader:
         return self._player
 
 
-def default_player_factory(checkpoint: str | None, temperature: float, seed: int | None) -> Callable[[], Player]:
+def default_player_factory(checkpoint: str | None, temperature: float, seed: int | None,
+                           threads: int = 1) -> Callable[[], Player]:
+    """The real player. ``threads``: torch CPU threads; one is fastest for a small model answering one position at a
+    time, and by far the fastest when other processes keep the cores busy (no OpenMP spin-waiting)."""
     def make() -> Player:
+        import torch
+
         from .checkpoint import load_model
         from .player import GPTPlayer
 
+        torch.set_num_threads(threads)
         return GPTPlayer(load_model(checkpoint), temperature=temperature, seed=seed)
 
     return make
@@ -453,6 +459,8 @@ class Session:
         t0 = time.perf_counter()
         probs = player.move_probs(board)
         move = player.choose(board)
+        if not board.is_legal(move):   # the player promises legal moves; never let a bad one reach the board
+            move = probs[0][0]
         self.reply_ms.append(1000 * (time.perf_counter() - t0))
         text = chinese(board, move)
         self.view.candidates = [(chinese(board, m), m.iccs(), p) for m, p in probs[:5]]
@@ -675,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and more varied (default: 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling at temperature > 0")
     p.add_argument("--fen", default=None, help="start from this position instead of the standard one")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
     return p
 
 
@@ -685,12 +694,14 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
     try:
         if args.temperature < 0:
             raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
+        if args.threads < 1:
+            raise XiangqiError(f"--threads must be >= 1, got {args.threads}")
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
             if args.checkpoint is not None and not Path(args.checkpoint).is_file():
                 raise XiangqiError(f"checkpoint not found: {args.checkpoint}")
-            player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed)
+            player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed, args.threads)
     except XiangqiError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         return 2

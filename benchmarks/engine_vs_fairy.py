@@ -1,0 +1,168 @@
+"""A match between our UCI engine (``python -m xiangqi_gpt uci``, a subprocess) and Fairy-Stockfish (another),
+both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.board).
+
+    python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--pgn out.pgn]
+
+Colours alternate. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
+``Board.outcome()``), by an illegal move or a missing answer (that side loses), or is adjudicated a draw after
+``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` / ``--fsf-movetime`` and
+``--fsf-skill`` (-20..20). Prints one line per game and the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move  # noqa: E402
+from xiangqi_gpt.errors import XiangqiError  # noqa: E402
+from xiangqi_gpt.fairy import FairyStockfish  # noqa: E402
+
+
+class UciProcess:
+    """A minimal UCI driver for our engine: send lines, wait for answers."""
+
+    def __init__(self, argv: list[str], timeout: float = 120.0):
+        self.timeout = timeout
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, encoding="utf-8", bufsize=1, cwd=ROOT)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.send("uci")
+        self.until("uciok")
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def until(self, prefix: str) -> list[str]:
+        got = []
+        while True:
+            line = self.lines.get(timeout=self.timeout)
+            if line is None:
+                raise XiangqiError(f"engine exited: {self.proc.stderr.read()[-500:]}")
+            got.append(line)
+            if line.startswith(prefix):
+                return got
+
+    def isready(self) -> list[str]:
+        self.send("isready")
+        return self.until("readyok")
+
+    def bestmove(self, fen: str, moves: list[str], movetime: int) -> str | None:
+        base = "startpos" if fen == STARTING_FEN else f"fen {fen}"
+        self.send(f"position {base}" + (" moves " + " ".join(moves) if moves else ""))
+        self.send(f"go movetime {movetime}")
+        words = self.until("bestmove")[-1].split()
+        return None if len(words) < 2 or words[1] == "(none)" else words[1]
+
+    def close(self) -> None:
+        try:
+            self.send("quit")
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> tuple[str, str, Board]:
+    """One game; returns (result, reason, final board)."""
+    board = Board(args.fen)
+    ours.send("ucinewgame")
+    fairy.new_game()
+    while True:
+        outcome = board.outcome()
+        if outcome is not None:
+            return outcome.result(), outcome.reason, board
+        if board.ply >= args.max_plies:
+            return "1/2-1/2", f"adjudicated a draw after {args.max_plies} plies", board
+        moves = [m.iccs() for m in board.move_stack]
+        mover = board.turn
+        if mover == our_color:
+            name, text = "xiangqi-gpt", ours.bestmove(args.fen, moves, args.movetime)
+        else:
+            name = "Fairy-Stockfish"
+            text = fairy.bestmove(None if args.fen == STARTING_FEN else args.fen, moves,
+                                  depth=args.fsf_depth, movetime=args.fsf_movetime)
+        loss = "0-1" if mover == RED else "1-0"
+        if text is None:
+            return loss, f"{name} gave no move in a position with legal moves", board
+        try:
+            move = Move.from_iccs(text)
+        except XiangqiError:
+            return loss, f"{name} answered {text!r}, not a move", board
+        reason = board.why_illegal(move)
+        if reason is not None:
+            return loss, f"{name} played the illegal move {text}: {reason}", board
+        board.push(move)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--games", type=int, default=2)
+    p.add_argument("--checkpoint", default=None, help="our model (default: the shipped default.pt)")
+    p.add_argument("--temperature", type=float, default=0.0, help="our engine's temperature")
+    p.add_argument("--movetime", type=int, default=100, help="ms per move for our engine")
+    p.add_argument("--fsf-depth", type=int, default=1, help="Fairy-Stockfish search depth (default 1)")
+    p.add_argument("--fsf-movetime", type=int, default=None, help="Fairy-Stockfish ms per move (instead of depth)")
+    p.add_argument("--fsf-skill", type=int, default=-20, help="Fairy-Stockfish Skill Level -20..20 (default -20)")
+    p.add_argument("--max-plies", type=int, default=300, help="adjudicate a draw after this many plies")
+    p.add_argument("--fen", default=STARTING_FEN, help="start position")
+    p.add_argument("--pgn", default=None, help="write the games here (ICCS PGN)")
+    args = p.parse_args()
+    if args.fsf_movetime is not None:
+        args.fsf_depth = None
+
+    argv = [sys.executable, "-m", "xiangqi_gpt", "uci", "--temperature", str(args.temperature)]
+    if args.checkpoint:
+        argv += ["--checkpoint", args.checkpoint]
+    ours = UciProcess(argv)
+    errors = [line for line in ours.isready() if line.startswith("info string error")]
+    if errors:
+        ours.close()
+        raise SystemExit(f"our engine cannot play: {errors[0]}")
+    fairy = FairyStockfish(skill=args.fsf_skill, options={"Threads": 1, "Hash": 16})
+    score, records = 0.0, []
+    t0 = time.perf_counter()
+    try:
+        for g in range(args.games):
+            our_color = RED if g % 2 == 0 else BLACK
+            result, reason, board = play_game(ours, fairy, our_color, args)
+            points = {"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(result, (0.5, 0.5))[our_color]
+            score += points
+            side = "Red" if our_color == RED else "Black"
+            print(f"game {g + 1}: xiangqi-gpt as {side}: {result} in {board.ply} plies, {reason}", flush=True)
+            records.append((our_color, result, reason, board))
+    finally:
+        ours.close()
+        fairy.close()
+    depth = f"depth {args.fsf_depth}" if args.fsf_depth is not None else f"movetime {args.fsf_movetime} ms"
+    print(f"xiangqi-gpt {score:g} - {len(records) - score:g} Fairy-Stockfish (skill {args.fsf_skill}, {depth}) "
+          f"over {len(records)} games in {time.perf_counter() - t0:.0f} s")
+    if args.pgn:
+        from xiangqi_gpt.pgn import Game, write_game
+
+        with open(args.pgn, "w", encoding="utf-8") as f:
+            for i, (our_color, result, reason, board) in enumerate(records, 1):
+                names = ("xiangqi-gpt", "Fairy-Stockfish") if our_color == RED else ("Fairy-Stockfish", "xiangqi-gpt")
+                game = Game(headers={"Event": "engine_vs_fairy", "Round": str(i), "Red": names[0],
+                                     "Black": names[1], "Termination": reason},
+                            moves=list(board.move_stack), root_fen=board.root_fen(), result=result)
+                f.write(write_game(game))
+        print(f"wrote {args.pgn}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Render the README screenshots of ``play.py`` and of the engine mode to SVG (rich's ``Console.save_svg``).
+
+    python scripts/screenshots.py [--checkpoint FILE.pt] [--out docs]
+
+Writes ``play.svg`` (wide layout, you play Red), ``play-black.svg`` (you play Black: the board is turned),
+``play-compact.svg`` (a narrow terminal) and ``engine.svg`` (a UCI session). The games are the model playing
+both sides at temperature 0 from the start, so the pictures are reproducible for a given checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.text import Text  # noqa: E402
+
+from xiangqi_gpt.board import BLACK, RED  # noqa: E402
+from xiangqi_gpt.terminal import PlayerLoader, Session, default_player_factory  # noqa: E402
+
+
+def recording_console(width: int) -> Console:
+    return Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                   highlight=False)
+
+
+def session_screenshot(loader: PlayerLoader, path: Path, width: int, human: int, plies: int, title: str,
+                       typed: str | None = None) -> None:
+    """Play ``plies`` plies (the human side also plays the model's choice), then record one screen."""
+    console = recording_console(width)
+    session = Session(console, loader, human=human, input_fn=lambda prompt: "")
+    session.last_message = ""
+    player = loader.get()
+    if session.model_to_move():
+        session.model_move()
+    while session.board.ply < plies and session.outcome_result() is None:
+        session.play_move(player.choose(session.board).iccs())
+    console.export_text(clear=True)          # keep only the last screen
+    session.show()
+    if session.last_message:
+        session.say(session.last_message)
+    prompt = f"{'Red' if session.board.turn == RED else 'Black'} (you)> "
+    console.print(Text(prompt + (typed or ""), style="bold"))
+    console.save_svg(str(path), title=title)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+
+
+def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
+    """A short UCI conversation with the engine, GUI lines in cyan."""
+    from xiangqi_gpt.engine import Engine
+
+    out = io.StringIO()
+    engine = Engine(out=out, checkpoint=loader_checkpoint)
+    console = recording_console(92)
+    console.print(Text("$ python -m xiangqi_gpt uci", style="bold"))
+    for line in ("uci", "isready", "position startpos moves h2e2 h9g7", "go movetime 100",
+                 "position startpos moves h2e3", "quit"):
+        console.print(Text(line, style="bold cyan"))
+        out.seek(0)
+        out.truncate()
+        engine.handle(line)
+        for answer in out.getvalue().splitlines():
+            console.print(Text(answer, style="red" if "error" in answer else ""))
+    console.save_svg(str(path), title="python -m xiangqi_gpt uci")
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="model file (default: the shipped default.pt)")
+    p.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default: docs/)")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loader = PlayerLoader(default_player_factory(args.checkpoint, 0.0, None)).start()
+    session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="h0g2")
+    session_screenshot(loader, out / "play-black.svg", 96, BLACK, 9, "python play.py --side black",
+                       typed="馬８進７")
+    session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "python play.py (narrow terminal)")
+    engine_screenshot(args.checkpoint, out / "engine.svg")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""play.py / xiangqi_gpt.terminal: the board drawing, and whole sessions driven through piped stdin."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+
+from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.terminal import (COMPACT_BOARD_WIDTH, FULL_BOARD_WIDTH, MIN_WIDTH, View, render_board,
+                                  render_screen)
+
+ROOT = Path(__file__).resolve().parents[1]
+MATE_IN_ONE = "4k4/7R1/9/9/9/9/9/9/9/R2K5 w - - 0 1"      # a0a9 mates
+RED_PIECES = "帥仕相傌俥炮兵"
+BLACK_PIECES = "將士象馬車砲卒"
+
+
+def write_tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised one-layer GPT in the exported .pt format (legal moves come from the player)."""
+    import torch
+
+    from xiangqi_gpt.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=64, n_layer=1, n_head=2, n_embd=32)
+    torch.save({"format": "xiangqi-gpt-model", "version": 1, "config": asdict(config),
+                "state_dict": GPT(config).state_dict(), "info": {"note": "random weights for tests"}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def play(args: list[str], stdin: str, columns: int = 100, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS=str(columns), LINES="50", PYTHONIOENCODING="utf-8")
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run([sys.executable, str(ROOT / "play.py"), *args], input=stdin, capture_output=True,
+                          text=True, encoding="utf-8", env=env, cwd=ROOT, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Drawing (in process)
+
+def board_lines(board: Board, **kwargs) -> list[str]:
+    return render_board(board, **kwargs).plain.splitlines()
+
+
+def test_board_has_every_piece_river_and_labels():
+    text = render_board(Board()).plain
+    for glyph in RED_PIECES + BLACK_PIECES:
+        assert glyph in text
+    assert "楚 河" in text and "漢 界" in text
+    lines = text.splitlines()
+    assert lines[0].split() == list("１２３４５６７８９")            # Black's numbers on top, from its right
+    assert lines[-2].split() == list("九八七六五四三二一")          # Red's numbers below, from its right
+    assert lines[-1].split() == list("abcdefghi")
+    assert lines[1].startswith("9 車") and lines[-3].startswith("0 俥")
+    assert "╲" in lines[2] and "╱" in lines[2]                     # palace diagonals
+
+
+def test_flipped_board_puts_black_at_the_bottom():
+    lines = board_lines(Board(), flipped=True)
+    assert lines[0].split() == list("一二三四五六七八九")
+    assert lines[-2].split() == list("９８７６５４３２１")
+    assert lines[-1].split() == list("ihgfedcba")
+    assert lines[1].startswith("0 俥") and lines[-3].startswith("9 車")
+
+
+def test_columns_align_in_terminal_cells():
+    """Every point row is the same number of cells wide, and each piece sits in its file's column."""
+    board = Board("4k4/9/9/9/9/9/9/9/9/R2K4R w - - 0 1")
+    for compact, width in ((False, FULL_BOARD_WIDTH), (True, COMPACT_BOARD_WIDTH)):
+        lines = board_lines(board, compact=compact)
+        point_rows = [line for line in lines if line[:1].isdigit()]
+        assert len(point_rows) == 10
+        assert {cell_len(line) for line in point_rows} == {width}
+        step = 3 if compact else 4
+        bottom = point_rows[-1]                      # rank 0: 俥 on a and i, 帥 on d
+        for glyph, file in (("俥", 0), ("帥", 3)):
+            cells = cell_len(bottom[:bottom.index(glyph)])
+            assert cells == 2 + step * file
+        assert cell_len(bottom[:bottom.rindex("俥")]) == 2 + step * 8
+
+
+def test_last_move_and_check_are_highlighted():
+    board = Board(MATE_IN_ONE)
+    board.push_iccs("a0a9")
+    text = render_board(board, last_move=board.move_stack[-1])
+    styled = [(text.plain[span.start:span.end], str(span.style)) for span in text.spans]
+    assert [s for g, s in styled if g == "將"] == ["bold #111111 on #efd39b on #ff7b7b"]     # in check
+    assert sorted("#9fd18b" in s for g, s in styled if g == "俥") == [False, True]         # the rook that moved
+    assert any(g.startswith("└") and "#9fd18b" in s for g, s in styled)                    # a0, where it came from
+
+
+@pytest.mark.parametrize("width", [100, 60, 34, 20])
+def test_layouts_by_width(width):
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))
+    board = Board()
+    console.print(render_screen(board, View(human=0, flipped=False), width))
+    text = console.export_text()
+    if width < MIN_WIDTH:
+        assert "needs at least" in text and "車" not in text
+        return
+    assert "車" in text and "楚" in text
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    board_beside_panel = any("車" in line and "to move" in line for line in text.splitlines())
+    assert board_beside_panel == (width >= 79)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Whole sessions through piped stdin
+
+def test_scripted_session(checkpoint, tmp_path):
+    pgn_path = tmp_path / "game.pgn"
+    script = "\n".join(["h2g3", "zz", "h2e2", "hint", "undo", "C2.5", "flip", "help",
+                        f"save {pgn_path}", ""])
+    r = play(["--checkpoint", str(checkpoint)], script)
+    out = r.stdout
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr + out
+    for glyph in RED_PIECES + BLACK_PIECES:
+        assert glyph in out
+    assert "楚 河" in out and "漢 界" in out and "九  八  七" in out and "a   b   c" in out
+    assert "h2g3: a cannon moves in straight lines" in out
+    assert "cannot read move 'zz'" in out
+    assert "炮二平五 h2e2" in out                          # the legal move, in the move list
+    assert "The model plays" in out
+    assert "The model would consider" in out                # hint
+    assert "Took back h2e2" in out                          # undo took back the pair
+    assert "undo" in out and "resign" in out                # help
+    assert f"to {pgn_path}" in out
+
+    from xiangqi_gpt.pgn import read_games
+
+    games = list(read_games(str(pgn_path)))
+    assert len(games) == 1 and not isinstance(games[0], Exception)
+    game = games[0]
+    assert len(game.moves) == 2 and game.moves[0] == Move.from_iccs("h2e2")   # C2.5 == h2e2
+    assert Board().copy().is_legal(game.moves[0])
+    assert game.headers["Red"] == "human" and game.headers["Black"] == "xiangqi-gpt"
+
+
+def test_playing_black_flips_the_board_and_the_model_opens(checkpoint):
+    r = play(["--checkpoint", str(checkpoint), "--side", "black"], "")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    first_board = lines[:24]
+    assert first_board[0].split()[:9] == list("一二三四五六七八九")     # Red's numbers on top
+    assert any(line.startswith("0 俥") for line in first_board)
+    assert "The model plays" in r.stdout and "Black (you)>" in r.stdout
+
+
+def test_mate_ends_the_game_and_offers_to_save(tmp_path):
+    """No model is needed when the human mates at once: the game ends by the rules and the PGN says 1-0."""
+    pgn_path = tmp_path / "mate.pgn"
+    r = play(["--fen", MATE_IN_ONE, "--checkpoint", str(tmp_path / "unused.pt")], "a0a9\n", columns=90)
+    assert r.returncode == 2 and "checkpoint not found" in r.stderr    # the checkpoint is checked up front
+    (tmp_path / "unused.pt").write_bytes(b"not loaded unless the model must move")
+    r = play(["--fen", MATE_IN_ONE, "--checkpoint", str(tmp_path / "unused.pt")], f"a0a9\n{pgn_path}\nh2e2\n",
+             columns=90)
+    assert r.returncode == 0, r.stderr
+    assert "Game over: Black is checkmated (Red wins, 1-0)" in r.stdout
+    assert "Save the game as PGN?" in r.stdout
+    assert "The game is over" in r.stdout                           # moves after the end are refused
+    from xiangqi_gpt.pgn import read_games
+
+    game = next(iter(read_games(str(pgn_path))))
+    assert game.result == "1-0" and game.root_fen.split()[0] == MATE_IN_ONE.split()[0]
+    assert [m.iccs() for m in game.moves] == ["a0a9"]
+
+
+def test_bad_options_give_one_line_errors():
+    r = play(["--fen", "not a fen"], "")
+    assert r.returncode == 2 and r.stderr.startswith("error: bad FEN") and "Traceback" not in r.stderr
+    r = play(["--temperature", "-1"], "")
+    assert r.returncode == 2 and "--temperature" in r.stderr
+
+
+def test_narrow_terminal_says_so_and_still_plays(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"x")
+    r = play(["--fen", MATE_IN_ONE, "--checkpoint", str(tmp_path / "m.pt")], "a0a9\n\n", columns=24)
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    assert "needs at least 30" in flat and "車" not in flat
+    assert "Black is checkmated" in flat
+
+
+def test_ctrl_c_exits_without_traceback():
+    env = dict(os.environ, COLUMNS="90", PYTHONIOENCODING="utf-8")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "play.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while "(you)>".encode() not in seen and time.monotonic() < deadline:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+        assert "楚 河".encode() in seen
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert b"Traceback" not in err and b"bye" in out
