@@ -58,7 +58,7 @@ MAJOR_PIECES = frozenset("RNCrnc")
 FREE_RUN_KS = (1, 2, 4, 8, 16)
 DEFAULT_FREE_RUN_EVERY = 10
 PLY_BIN = 10
-CHUNK_TOKENS = 1024     # candidate tokens fed in one go (char tokenizer)
+CHUNK_TOKENS = 256      # trie nodes fed in one go (char tokenizer); smaller chunks attend over fewer columns
 
 
 def major_pieces(board: Board) -> int:
@@ -104,7 +104,7 @@ class GameScorer:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tpm = tokenizer.tokens_per_move
-        self.chunk_tokens = max(chunk_tokens, 3 * 200)
+        self.chunk_tokens = chunk_tokens
 
     # -- teacher forcing -----------------------------------------------------------------------------------------
 
@@ -187,47 +187,55 @@ class GameScorer:
         n_list = [1 + 4 * p for p in range(len(iccs))]
         starts, windows, which = self._windows(n_list, history)
         logp, kv = self._forward_windows(windows)
-        cands = [torch.tensor([self.tokenizer.move_ids(m.iccs()) for m in moves], device=device) for moves in legal]
+        cands = [torch.tensor([self.tokenizer.move_ids(m.iccs()) for m in moves]) for moves in legal]
         humans = [[m.iccs() for m in moves].index(iccs[p]) for p, moves in enumerate(legal)]
+        tries = [_Trie(c.tolist()) for c in cands]
         step_logp: list = [None] * len(iccs)   # per position: (n_cands, 3, V) log-probs after 1..3 own tokens
 
-        # Chunks of consecutive positions sharing a window; each chunk is one flat sequence after the window's cache.
+        # Chunks of consecutive positions sharing a window. The trie nodes of a chunk (each a proper prefix of a
+        # legal move: about 60 per position) are fed as one flat sequence after the window's keys/values; the mask
+        # lets a node see its position's history and its own ancestors only.
         p = 0
         while p < len(iccs):
             w = which[p]
-            chunk = [p]
-            size = 3 * len(cands[p])
+            chunk, size = [p], len(tries[p].tokens)
             while (p + len(chunk) < len(iccs) and which[p + len(chunk)] == w
-                   and size + 3 * len(cands[p + len(chunk)]) <= self.chunk_tokens):
-                size += 3 * len(cands[p + len(chunk)])
+                   and size + len(tries[p + len(chunk)].tokens) <= self.chunk_tokens):
+                size += len(tries[p + len(chunk)].tokens)
                 chunk.append(p + len(chunk))
-            cache = KVCache()
             L = len(windows[w])
+            cache = KVCache()
             cache.append([(k[w:w + 1, :, :L], v[w:w + 1, :, :L]) for k, v in kv])
-            c = torch.cat([cands[q] for q in chunk])                                  # (N, 4)
-            ctx = torch.cat([torch.full((len(cands[q]),), n_list[q] - starts[w], device=device) for q in chunk])
-            feed = c[:, :3].reshape(1, -1)                                            # (1, 3N)
-            pos = (ctx[:, None] + torch.arange(3, device=device)).reshape(-1)
-            # row r (candidate r // 3, own token r % 3) sees its history (cols < ctx) and its own tokens up to itself
-            r = torch.arange(feed.size(1), device=device)
-            cols = torch.arange(L + feed.size(1), device=device)
-            ctx_r = ctx.repeat_interleave(3)
-            mask = (cols[None, :] < ctx_r[:, None]) | (
-                (cols[None, :] >= L + 3 * (r // 3)[:, None]) & (cols[None, :] <= L + r[:, None]))
-            h, _ = model._run(model.embed(feed), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
-            lp = F.log_softmax(model.head(h[0]).float(), dim=-1)
-            row = 0
+            feed, pos, ctx, rows, cols = [], [], [], [], []
+            offset = 0
             for q in chunk:
-                n_c = len(cands[q])
-                step_logp[q] = lp[row:row + 3 * n_c].view(n_c, 3, -1)
-                row += 3 * n_c
+                t, c = tries[q], n_list[q] - starts[w]
+                feed.extend(t.tokens)
+                pos.extend(c + d for d in t.depths)
+                ctx.extend([c] * len(t.tokens))
+                for node, anc in enumerate(t.ancestors):
+                    rows.extend([offset + node] * len(anc))
+                    cols.extend(L + offset + a for a in anc)
+                offset += len(t.tokens)
+            ctx_t = torch.tensor(ctx, device=device)
+            mask = torch.arange(L + offset, device=device)[None, :] < ctx_t[:, None]
+            mask[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
+            pos_t = torch.tensor(pos, device=device)
+            h, _ = model._run(model.embed(torch.tensor([feed], device=device)), model.rope_cos[pos_t],
+                              model.rope_sin[pos_t], cache, mask)
+            lp = F.log_softmax(model.head(h[0]).float(), dim=-1)
+            offset = 0
+            for q in chunk:
+                t = tries[q]
+                step_logp[q] = lp[offset:offset + len(t.tokens)][torch.tensor(t.cand_nodes, device=device)]
+                offset += len(t.tokens)
             p += len(chunk)
 
         out = []
         for p, n in enumerate(n_list):
             w = which[p]
             root = logp[w, n - 1 - starts[w]]                 # (V,)
-            c = cands[p]                                      # (n_c, 4)
+            c = cands[p].to(device)                           # (n_c, 4)
             steps = step_logp[p]                              # (n_c, 3, V)
             scores = root[c[:, 0]] + steps.gather(-1, c[:, 1:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
             h = humans[p]
@@ -239,20 +247,77 @@ class GameScorer:
 
     # -- free runs -----------------------------------------------------------------------------------------------
 
-    def free_runs(self, moves, every: int, root_fen: str = STARTING_FEN, max_k: int = max(FREE_RUN_KS)) -> list[FreeRun]:
-        """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...)."""
+    def free_runs(self, moves, every: int, root_fen: str = STARTING_FEN, max_k: int = max(FREE_RUN_KS),
+                  batched: bool = True) -> list[FreeRun]:
+        """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...).
+
+        The prefixes whose continuation fits in the model's first window are generated together (one model call
+        per generated token for all of them, see :meth:`_generate_together`); the others, and all of them with
+        ``batched=False``, by :meth:`GPT.generate`. Both give the same tokens."""
+        import torch
+
         iccs = [m.iccs() for m in moves]
         history = [BOS] + self.tokenizer.encode_moves(iccs)
+        steps = max_k * self.tpm
+        plies = list(range(0, len(moves), every))
+        ns = [1 + self.tpm * p for p in plies]
+        together = [i for i, n in enumerate(ns) if batched and self.model.context_start(n + steps - 1) == 0]
+        generated: dict[int, list[int]] = {}
+        with torch.inference_mode():
+            if together:
+                out = self._generate_together(history, [ns[i] for i in together], steps)
+                generated.update(zip(together, out))
+            for i, n in enumerate(ns):
+                if i not in generated:
+                    generated[i] = self.model.generate(history[:n], steps, temperature=0.0)[0, n:].tolist()
         board = Board(root_fen)
         runs = []
         for p in range(len(moves)):
             if p % every == 0:
-                runs.append(self._free_run(board, history[:1 + self.tpm * p], iccs[p:], p, max_k))
+                i = p // every
+                runs.append(self._judge_run(board, generated[i], iccs[p:], p, max_k))
             _push_from(board, moves[p], board.legal_moves())
         return runs
 
-    def _free_run(self, board: Board, history: list[int], game_rest: list[str], ply: int, max_k: int) -> FreeRun:
-        seq = self.model.generate(history, max_k * self.tpm, temperature=0.0)[0, len(history):].tolist()
+    def _generate_together(self, history: list[int], ns: list[int], steps: int) -> list[list[int]]:
+        """Greedy ``steps`` tokens after each prefix ``history[:n]`` (n in ``ns``; every prefix plus its
+        continuation fits in block_size), all prefixes at once. The history is run once; then each step feeds the
+        last token of every continuation as one flat sequence whose mask lets it see its own history
+        (``history[:n]``) and its own earlier tokens only, as separate ``generate`` calls would."""
+        import torch
+
+        from .model import KVCache
+
+        model = self.model
+        device = model.rope_cos.device
+        L, P = max(ns), len(ns)
+        ids = torch.tensor([history[:L]], device=device)
+        h, hist_kv = model._run(model.embed(ids), model.rope_cos[:L], model.rope_sin[:L])
+        n_t = torch.tensor(ns, device=device)
+        tok = model.head(h[0, n_t - 1]).float().argmax(dim=-1)            # (P,) first generated tokens
+        out = [tok]
+        gen_kv: list | None = None
+        row = torch.arange(P, device=device)
+        hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
+        for t in range(1, steps):
+            cache = KVCache()
+            cache.append(hist_kv if gen_kv is None else
+                         [(torch.cat([hk, gk], dim=2), torch.cat([hv, gv], dim=2))
+                          for (hk, hv), (gk, gv) in zip(hist_kv, gen_kv)])
+            prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
+            mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
+            mask[:, :L] = hist_mask
+            for s in range(t):                       # earlier steps' tokens and itself: same continuation only
+                mask[row, L + s * P + row] = True
+            pos = n_t + t - 1
+            h, new_kv = model._run(model.embed(tok[None, :]), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+            gen_kv = new_kv if gen_kv is None else [(torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2))
+                                                     for (gk, gv), (k, v) in zip(gen_kv, new_kv)]
+            tok = model.head(h[0]).float().argmax(dim=-1)
+            out.append(tok)
+        return torch.stack(out, dim=1).tolist()
+
+    def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int) -> FreeRun:
         tokens = self.tokenizer.tokens
         texts = ["".join(tokens[i] for i in seq[j:j + self.tpm]) for j in range(0, len(seq), self.tpm)]
         phase = phase_of(board, ply)
@@ -266,6 +331,28 @@ class GameScorer:
             legal.append(ok)
         match = [texts[j] == game_rest[j] if j < len(game_rest) else None for j in range(max_k)]
         return FreeRun(ply=ply, phase=phase, legal=legal, match=match, generated=texts)
+
+
+class _Trie:
+    """The proper prefixes (1 to 3 tokens) of a position's 4-token candidates, as trie nodes: ``tokens[i]`` is
+    node i's last token, ``depths[i]`` its length - 1, ``ancestors[i]`` the nodes on its path (itself included),
+    and ``cand_nodes[c]`` the nodes of candidate c's prefixes of length 1, 2, 3."""
+
+    def __init__(self, cands: list[list[int]]):
+        index: dict[tuple[int, ...], int] = {}
+        self.tokens, self.depths, self.ancestors, self.cand_nodes = [], [], [], []
+        for c in cands:
+            path = []
+            for j in range(3):
+                key = tuple(c[:j + 1])
+                node = index.get(key)
+                if node is None:
+                    node = index[key] = len(self.tokens)
+                    self.tokens.append(c[j])
+                    self.depths.append(j)
+                    self.ancestors.append(path + [node])
+                path = self.ancestors[node]
+            self.cand_nodes.append(path)
 
 
 def _push_from(board: Board, move, legal: list) -> None:
