@@ -308,15 +308,20 @@ def add_arena_command(p: argparse.ArgumentParser):
     p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
     p.add_argument("--pgn", default=None, metavar="OUT", help="write all games as PGN (ICCS, UTF-8) to OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: fastest on a shared or small machine)")
 
     def run(args):
         _check_args(args)
         from rich.console import Console
 
         out, err = Console(), Console(stderr=True)
+        import torch
+
         from .checkpoint import load_model
         from .player import GPTPlayer
 
+        torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
         player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed)
         if args.opponent == "random":
@@ -369,6 +374,8 @@ def _check_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.sample_plies < 0:
         raise ConfigError(f"--sample-plies must be >= 0, got {args.sample_plies}")
     if not args.opening_temperature >= 0 or not args.temperature >= 0:

@@ -583,20 +583,27 @@ def add_evaluate_command(p: argparse.ArgumentParser):
                    help=f"free-run prefixes at plies 0, N, 2N, ... of each game (0: no free runs; "
                         f"default {DEFAULT_FREE_RUN_EVERY})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: fastest on a shared or small machine)")
 
     def run(args):
         if args.limit is not None and args.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {args.limit}")
         if args.free_run_every < 0:
             raise ConfigError(f"--free-run-every must be >= 0, got {args.free_run_every}")
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         from rich.console import Console
 
         err = Console(stderr=True)
         out = Console()
         games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(f"[yellow]{m}[/]",
                                                                                         highlight=False))
+        import torch
+
         from .checkpoint import load_model
 
+        torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
         t0 = time.perf_counter()
         report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
