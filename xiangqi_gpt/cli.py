@@ -62,6 +62,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("build a training dataset from PGN sources", ".corpus:add_prepare_command"),
     "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs", ".evaluate:add_evaluate_command"),
     "arena": ("play the model against a random mover or Fairy-Stockfish", ".arena:add_arena_command"),
+    "export": ("convert a train.py checkpoint to a slim model file (.pt)", ".checkpoint:add_export_command"),
 }
 
 

@@ -1,0 +1,191 @@
+"""Model files: load a trained GPT from a Lightning checkpoint or an exported ``.pt``, and export one.
+
+Two formats:
+
+* Lightning checkpoints (``.ckpt``) written by ``train.py``: ``hyper_parameters`` hold the GPTConfig fields
+  (tokenizer included) and the objective settings; ``state_dict`` keys are ``model.<GPT parameter>``.
+* Exported model files (``.pt``), what play / evaluate / arena / engine load by default::
+
+      {"format": "xiangqi-gpt-model", "version": 1, "config": asdict(GPTConfig), "state_dict": {...}, "info": {...}}
+
+  Weights may be stored as fp16 (the default for ``export``) and are loaded back as fp32; the tied embedding / head
+  matrix is stored once.
+
+``load_model(path=None)`` reads either; ``None`` is the model shipped in the package,
+``xiangqi_gpt/checkpoints/default.pt``. Every problem is a one-line :class:`~xiangqi_gpt.errors.CheckpointError`
+naming the file. ``python -m xiangqi_gpt export CKPT --out FILE.pt`` converts a Lightning checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import CheckpointError, ConfigError
+
+FORMAT = "xiangqi-gpt-model"
+VERSION = 1
+DEFAULT_PATH = Path(__file__).resolve().parent / "checkpoints" / "default.pt"
+#: hyper-parameters of the training objective copied into an exported file's info
+OBJECTIVE_KEYS = ("objective", "teaforn_n", "teaforn_weights", "teaforn_feed", "teaforn_mask_warmup",
+                  "teaforn_feedback_scale", "lr", "warmup_steps", "lr_decay_steps", "weight_decay")
+
+
+@dataclass
+class LoadedModel:
+    model: object  # xiangqi_gpt.model.GPT, in eval mode
+    tokenizer: object  # xiangqi_gpt.tokenizer.Tokenizer
+    info: dict = field(default_factory=dict)
+
+
+def _torch_load(path: Path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable model file ({first[:200]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a xiangqi-gpt model file (a {type(obj).__name__}, not a dict)")
+    return obj
+
+
+def _config_from(path: Path, values: dict):
+    from .model import GPTConfig
+
+    known = {f.name for f in fields(GPTConfig)}
+    try:
+        return GPTConfig.from_dict({k: v for k, v in values.items() if k in known})
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad model config ({e})") from None
+
+
+def read_checkpoint(path) -> tuple[object, dict, dict]:
+    """``(GPTConfig, state_dict (GPT keys, original dtypes), info)`` from a ``.ckpt`` or exported ``.pt``."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if obj.get("format") == FORMAT:
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"{path}: model file version {obj.get('version')!r}, this code reads {VERSION}")
+        if not isinstance(obj.get("config"), dict) or not isinstance(obj.get("state_dict"), dict):
+            raise CheckpointError(f"{path}: model file without config/state_dict")
+        info = dict(obj.get("info") or {})
+        return _config_from(path, obj["config"]), obj["state_dict"], info
+    if "state_dict" in obj and "hyper_parameters" in obj:  # Lightning checkpoint from train.py
+        hp = dict(obj["hyper_parameters"])
+        if "tokenizer" not in hp:
+            raise CheckpointError(f"{path}: Lightning checkpoint without a tokenizer in its hyper-parameters; "
+                                  f"not written by train.py")
+        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        if not state:
+            raise CheckpointError(f"{path}: Lightning checkpoint without model.* weights")
+        extra = obj.get("xiangqi_gpt") or {}
+        info = {"source": str(path), "source_format": "lightning", "global_step": obj.get("global_step"),
+                "epoch": obj.get("epoch"), **{k: hp[k] for k in OBJECTIVE_KEYS if k in hp}}
+        for key in ("num_params", "tokens_seen"):
+            if key in extra:
+                info[key] = extra[key]
+        for name, cb_state in (obj.get("callbacks") or {}).items():
+            if name.startswith("RunCheckpoint") or name.startswith("ModelCheckpoint"):
+                score = cb_state.get("current_score") if isinstance(cb_state, dict) else None
+                if score is not None:
+                    info["val_loss"] = float(score)
+        return _config_from(path, hp), state, info
+    raise CheckpointError(f"{path}: neither an exported xiangqi-gpt model (.pt) nor a train.py checkpoint (.ckpt)")
+
+
+def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:
+    """The model in ``path`` (``.ckpt`` or ``.pt``; None = the packaged default), fp32, in eval mode."""
+    import torch
+
+    from .model import GPT
+    from .tokenizer import get_tokenizer
+
+    if path is None:
+        if not DEFAULT_PATH.is_file():
+            raise CheckpointError(f"{DEFAULT_PATH}: no default model shipped; train one and export it with "
+                                  f"`python -m xiangqi_gpt export RUN/checkpoints/last.ckpt --out {DEFAULT_PATH}`")
+        path = DEFAULT_PATH
+    path = Path(path)
+    config, state, info = read_checkpoint(path)
+    model = GPT(config)
+    state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
+    if "lm_head.weight" not in state and "tok_emb.weight" in state:  # tied: stored once
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: weights do not fit the model config "
+                              f"({' '.join(s.strip() for s in first[:2])[:300]})") from None
+    model.to(device).eval()
+    info.setdefault("path", str(path))
+    return LoadedModel(model=model, tokenizer=get_tokenizer(config.tokenizer), info=info)
+
+
+def model_payload(model, info: dict | None = None, fp16: bool = True) -> dict:
+    """The exported-file dict for a GPT (weights fp16 by default; the tied head is not stored twice)."""
+    import torch
+
+    state = {}
+    for k, v in model.state_dict().items():
+        if k == "lm_head.weight" and v.data_ptr() == model.tok_emb.weight.data_ptr():
+            continue
+        v = v.detach().cpu()
+        state[k] = v.half() if fp16 and v.is_floating_point() else v.clone()
+    return {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(), "state_dict": state,
+            "info": {**(info or {}), "dtype": "float16" if fp16 else "float32"}}
+
+
+def export_model(ckpt_path, out, fp16: bool = True) -> dict:
+    """Convert a checkpoint (``.ckpt`` or ``.pt``) to an exported ``.pt``; returns its info."""
+    import torch
+
+    loaded = load_model(ckpt_path)
+    info = dict(loaded.info)
+    info.pop("path", None)
+    info["num_params"] = loaded.model.num_params()
+    payload = model_payload(loaded.model, info, fp16=fp16)
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        raise CheckpointError(f"{out.parent}: no such directory for the exported model")
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, out)
+    return payload["info"]
+
+
+def find_run_checkpoint(path) -> Path:
+    """A run directory -> its best checkpoint (``checkpoints/best-*.ckpt``), else ``checkpoints/last.ckpt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    ckpts = path / "checkpoints"
+    best = sorted(ckpts.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1]
+    if (ckpts / "last.ckpt").is_file():
+        return ckpts / "last.ckpt"
+    raise CheckpointError(f"{path}: a directory without checkpoints/best-*.ckpt or checkpoints/last.ckpt")
+
+
+def add_export_command(p: argparse.ArgumentParser):
+    p.add_argument("checkpoint", help="a train.py checkpoint (.ckpt), a run directory (its best checkpoint), "
+                                      "or an exported .pt")
+    p.add_argument("--out", required=True, help="the model file to write (.pt)")
+    p.add_argument("--fp32", action="store_true", help="store fp32 weights (default: fp16, half the size)")
+
+    def run(args):
+        src = find_run_checkpoint(args.checkpoint)
+        info = export_model(src, args.out, fp16=not args.fp32)
+        size = Path(args.out).stat().st_size
+        step = info.get("global_step")
+        print(f"exported {src} -> {args.out} ({size / 1e6:.1f} MB, {info.get('num_params', 0) / 1e6:.2f}M params"
+              f"{f', step {step}' if step is not None else ''}, {info['dtype']})")
+
+    return run

@@ -1,0 +1,323 @@
+"""Training data: a LightningDataModule over the memory-mapped uint16 token files written by ``prepare``.
+
+nanoGPT style: a split is one long array of token ids (games ``<bos> moves... <result>`` back to back, no padding),
+read through ``np.memmap``. A training batch is ``batch_size`` random windows of ``block_size + 1`` tokens; the model
+reads ``window[:-1]`` and predicts ``window[1:]``, so a window usually spans several games.
+
+* **Game-start bias.** With probability ``game_start_p`` a window starts exactly at a game's ``<bos>`` (from the
+  split's ``.idx.npy`` offsets), otherwise at a uniformly random token. At play time the model always sees a game from
+  position 0, so some aligned windows may help; ``0`` is plain nanoGPT sampling.
+* **Mirror augmentation.** With probability ``mirror_p`` a window is mirrored left-right (files a <-> i) through the
+  tokenizer's ``mirror_table``. The rules are exactly symmetric under this mirror, so mirrored games are real games.
+* **Determinism.** Batch number ``s`` of rank ``r`` is a pure function of ``(seed, r, s)``. Resuming a run at global
+  step ``s`` therefore continues with exactly the batches an uninterrupted run would have drawn, and the number of
+  dataloader workers (0 or 1 here: two cores) does not change the data.
+* **Validation** uses a fixed set of windows, each starting at a game start (evenly spaced games of the val split),
+  and returns, with each window, the "move phase" of every target: -1 for a special token, else the index of the
+  token inside its move (always 0 for the ``move`` tokenizer, 0..3 for ``char``). The LightningModule uses it for
+  next-move accuracy over whole moves.
+
+Every problem with the dataset directory is reported as a one-line :class:`~xiangqi_gpt.errors.DatasetError` when
+the data module is built, before any training starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from .errors import ConfigError, DatasetError
+from .tokenizer import N_SPECIAL, Tokenizer, get_tokenizer
+
+SPLITS = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading and checking a dataset directory
+
+
+def read_meta(data_dir: str | os.PathLike, splits=("train", "val")) -> dict:
+    """``DIR/meta.json``, validated by :func:`xiangqi_gpt.corpus.load_meta` (format version, both vocabularies, token
+    and offset files of ``splits`` against the recorded counts). DatasetError when anything is off."""
+    from .corpus import load_meta
+
+    return load_meta(Path(data_dir), splits=tuple(splits))
+
+
+def _meta_vocab_size(entry) -> int | None:
+    """The vocabulary size a meta.json tokenizer entry records, if any."""
+    if isinstance(entry, dict):
+        for key in ("vocab_size", "vocab"):
+            value = entry.get(key)
+            if isinstance(value, int):
+                return value
+            if isinstance(value, list):
+                return len(value)
+    return None
+
+
+def check_dataset(data_dir: str | os.PathLike, tokenizer: str | Tokenizer, splits=("train", "val")) -> dict:
+    """Check that ``DIR/<tokenizer>/<split>.bin`` exist and match the tokenizer; returns meta.json.
+
+    Raises DatasetError (one line, naming the file) when the directory is missing or incomplete, the tokenizer is not
+    in it, its vocabulary in meta.json differs from ours, or a token file is empty, odd-sized or holds an id outside
+    the vocabulary.
+    """
+    tok = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    path = Path(data_dir)
+    meta = read_meta(path, splits)
+    tokenizers = meta.get("tokenizers", {})
+    meta_path = path / "meta.json"
+    if tok.name not in tokenizers:
+        have = ", ".join(sorted(tokenizers)) or "none"
+        raise DatasetError(f"{meta_path}: the {tok.name!r} tokenizer is not in this dataset (it has: {have})")
+    entry = tokenizers[tok.name]
+    vocab = _meta_vocab_size(entry)
+    if vocab is not None and vocab != tok.vocab_size:
+        raise DatasetError(f"{meta_path}: {tok.name!r} vocabulary has {vocab} tokens but this tokenizer has "
+                           f"{tok.vocab_size}; rebuild the dataset with this version of `prepare`")
+    if isinstance(entry, dict) and isinstance(entry.get("tokens"), list) and entry["tokens"] != tok.tokens:
+        raise DatasetError(f"{meta_path}: {tok.name!r} token list differs from this tokenizer's; rebuild the dataset")
+    for split in splits:
+        bin_path = path / tok.name / f"{split}.bin"
+        if not bin_path.is_file():
+            raise DatasetError(f"{bin_path}: missing; the dataset is incomplete")
+        size = bin_path.stat().st_size
+        if size == 0 or size % 2:
+            raise DatasetError(f"{bin_path}: {size} bytes is not a non-empty uint16 token file")
+        top = int(np.memmap(bin_path, dtype=np.uint16, mode="r").max())
+        if top >= tok.vocab_size:
+            raise DatasetError(f"{bin_path}: token id {top} is outside the {tok.name!r} vocabulary "
+                               f"(0..{tok.vocab_size - 1}); the file does not belong to this tokenizer")
+    return meta
+
+
+def load_tokens(data_dir, tokenizer: str, split: str) -> np.memmap:
+    return np.memmap(Path(data_dir) / tokenizer / f"{split}.bin", dtype=np.uint16, mode="r")
+
+
+def load_game_offsets(data_dir, tokenizer: str, split: str, n_tokens: int) -> np.ndarray | None:
+    """Start offsets (the ``<bos>`` positions) of the split's games from ``<split>.idx.npy``, or None if absent.
+
+    The file may hold the starts only or the starts plus the final end offset; both are accepted."""
+    path = Path(data_dir) / tokenizer / f"{split}.idx.npy"
+    if not path.is_file():
+        return None
+    try:
+        offsets = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: unreadable game offsets ({e})") from None
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    if offsets.size and offsets[-1] == n_tokens:
+        offsets = offsets[:-1]
+    if offsets.size == 0 or offsets[0] != 0 or np.any(np.diff(offsets) <= 0) or offsets[-1] >= n_tokens:
+        raise DatasetError(f"{path}: game offsets are not increasing starts inside the {n_tokens}-token split")
+    return offsets
+
+
+def move_phase(tokens: np.ndarray, tokens_per_move: int) -> np.ndarray:
+    """Per token: -1 for a special token, else its index inside its move (0..tokens_per_move-1), counted from the
+    last special token (a game is ``<bos>`` followed by whole moves)."""
+    tokens = np.asarray(tokens)
+    special = tokens < N_SPECIAL
+    index = np.arange(len(tokens), dtype=np.int64)
+    last_special = np.maximum.accumulate(np.where(special, index, -1))
+    phase = ((index - last_special - 1) % tokens_per_move).astype(np.int8)
+    phase[special] = -1
+    return phase
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Datasets
+
+
+class TrainWindows(IterableDataset):
+    """Endless (but sized, for epochs and progress bars) stream of batches ``(batch_size, block_size + 1)`` int64.
+
+    Batch ``s`` of this rank is drawn from ``np.random.default_rng([seed, rank, s])``; iteration starts at batch
+    ``start_step`` (set to the trainer's global step, so a resumed run continues the same stream)."""
+
+    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
+                 game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
+                 start_step: int = 0, split: str = "train"):
+        self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
+        self.block_size, self.batch_size = block_size, batch_size
+        self.mirror_p, self.game_start_p = mirror_p, game_start_p
+        self.seed, self.rank = seed, rank
+        self.steps_per_epoch, self.start_step = steps_per_epoch, start_step
+        self.n_tokens = len(load_tokens(self.data_dir, tokenizer.name, split))
+        self.max_start = self.n_tokens - (block_size + 1)
+        if self.max_start < 0:
+            raise DatasetError(f"{Path(data_dir) / tokenizer.name / (split + '.bin')}: {self.n_tokens} tokens, "
+                               f"fewer than one window of block_size + 1 = {block_size + 1}")
+        self.game_starts = None
+        if game_start_p > 0:
+            offsets = load_game_offsets(self.data_dir, tokenizer.name, split, self.n_tokens)
+            if offsets is None:
+                raise DatasetError(f"{Path(data_dir) / tokenizer.name / (split + '.idx.npy')}: missing; "
+                                   f"game_start_p > 0 needs the game offsets")
+            self.game_starts = offsets[offsets <= self.max_start]
+        self.mirror_table = np.asarray(tokenizer.mirror_table, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def batch(self, step: int, data: np.ndarray | None = None) -> torch.Tensor:
+        """The batch number ``step`` of this rank (deterministic)."""
+        data = load_tokens(self.data_dir, self.tok.name, self.split) if data is None else data
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        starts = rng.integers(0, self.max_start + 1, size=self.batch_size)
+        if self.game_starts is not None and len(self.game_starts):
+            aligned = rng.random(self.batch_size) < self.game_start_p
+            starts[aligned] = self.game_starts[rng.integers(0, len(self.game_starts), size=int(aligned.sum()))]
+        x = data[starts[:, None] + np.arange(self.block_size + 1)].astype(np.int64)
+        if self.mirror_p > 0:
+            flip = rng.random(self.batch_size) < self.mirror_p
+            x[flip] = self.mirror_table[x[flip]]
+        return torch.from_numpy(x)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        data = load_tokens(self.data_dir, self.tok.name, self.split)
+        # the loader takes batches from the workers in turn, so worker w makes batches w, w + n, ...: same order
+        for i in range(worker, self.steps_per_epoch, n_workers):
+            yield self.batch(self.start_step + i, data)
+
+
+class ValWindows(Dataset):
+    """A fixed, deterministic set of windows ``(block_size + 1)`` tokens, each starting at a game start.
+
+    Item ``i`` is ``(window int64 (T + 1,), phase int64 (T,))``, phase being :func:`move_phase` of the targets."""
+
+    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, n_windows: int, split: str = "val"):
+        data = load_tokens(data_dir, tokenizer.name, split)
+        n = len(data)
+        path = Path(data_dir) / tokenizer.name / f"{split}.bin"
+        if n < block_size + 1:
+            raise DatasetError(f"{path}: {n} tokens, fewer than one window of block_size + 1 = {block_size + 1}")
+        max_start = n - (block_size + 1)
+        offsets = load_game_offsets(data_dir, tokenizer.name, split, n)
+        if offsets is None:  # no offsets: find the games from their <bos> tokens
+            offsets = np.flatnonzero(np.asarray(data) == 0)
+        offsets = offsets[offsets <= max_start]
+        if len(offsets) == 0:
+            offsets = np.array([0])
+        pick = np.unique(np.linspace(0, len(offsets) - 1, min(n_windows, len(offsets))).round().astype(np.int64))
+        self.starts = offsets[pick]
+        span = self.starts[:, None] + np.arange(block_size + 1)
+        self.windows = np.asarray(data[span], dtype=np.int64)
+        self.phase = move_phase(np.asarray(data), tokenizer.tokens_per_move)[span[:, 1:]].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i])
+
+
+class StepLoader(DataLoader):
+    """A DataLoader over :class:`TrainWindows` that sets the stream's start step each time an epoch begins, from
+    ``start_step()`` (the trainer's global step), before any worker is started. Epoch 2 thus continues where epoch 1
+    ended, and a resumed run continues where the checkpoint was saved, with any number of workers."""
+
+    def __init__(self, dataset: TrainWindows, start_step=None, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.start_step = start_step
+
+    def __iter__(self):
+        if self.start_step is not None:
+            self.dataset.start_step = int(self.start_step())
+        return super().__iter__()
+
+    # Stateful for Lightning: the position in the stream is the trainer's global step, restored with it.
+    def state_dict(self) -> dict:
+        return {"start_step": int(self.dataset.start_step)}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The data module
+
+
+class XiangqiDataModule(LightningDataModule):
+    """Token windows from a ``prepare`` dataset directory.
+
+    Args:
+        data_dir: the dataset directory (``DIR/meta.json``, ``DIR/<tokenizer>/{train,val}.bin``).
+        tokenizer: ``move`` or ``char``.
+        block_size: tokens the model reads per window (linked to the model's block size by the CLI).
+        batch_size: windows per batch (per device).
+        mirror_p: probability that a training window is mirrored left-right (0 disables augmentation).
+        game_start_p: probability that a training window starts at a game start (0 = uniform nanoGPT windows).
+        val_windows: number of fixed validation windows.
+        val_batch_size: validation batch size (default: batch_size).
+        steps_per_epoch: batches per "epoch" (default: about one pass over the train tokens, across all devices).
+        num_workers: dataloader workers, 0 or 1 on a small machine.
+        seed: data seed (the CLI links it to ``seed_everything``).
+    """
+
+    def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 32,
+                 mirror_p: float = 0.5, game_start_p: float = 0.0, val_windows: int = 256,
+                 val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
+                 seed: int = 0):
+        super().__init__()
+        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("val_windows", val_windows)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
+        for name, value in (("mirror_p", mirror_p), ("game_start_p", game_start_p)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"data.{name} is a probability in [0, 1], got {value!r}")
+        if num_workers not in (0, 1) and num_workers > (os.cpu_count() or 1):
+            raise ConfigError(f"data.num_workers={num_workers} is more than the {os.cpu_count()} CPUs here")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise ConfigError(f"data.steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.tok = get_tokenizer(tokenizer)  # ConfigError for an unknown name
+        self.data_dir = str(data_dir)
+        self.meta = check_dataset(self.data_dir, self.tok, splits=("train", "val"))
+        self.block_size, self.batch_size = block_size, batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.mirror_p, self.game_start_p = mirror_p, game_start_p
+        self.val_windows, self.num_workers, self.seed = val_windows, num_workers, seed
+        self.steps_per_epoch = steps_per_epoch
+        self.n_train_tokens = len(load_tokens(self.data_dir, self.tok.name, "train"))
+        # fail now (not in a DDP worker later) if a split is too short or game offsets are needed and missing
+        self._train_windows(rank=0, world_size=1, start_step=0)
+        self._val = ValWindows(self.data_dir, self.tok, block_size, val_windows)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.tok
+
+    def _train_windows(self, rank: int, world_size: int, start_step: int) -> TrainWindows:
+        steps = self.steps_per_epoch or max(1, math.ceil(self.n_train_tokens / (self.batch_size * self.block_size
+                                                                                 * world_size)))
+        return TrainWindows(self.data_dir, self.tok, self.block_size, self.batch_size, self.mirror_p,
+                            self.game_start_p, self.seed, rank, steps, start_step)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        if trainer is None:
+            return StepLoader(self._train_windows(0, 1, 0), batch_size=None, num_workers=self.num_workers)
+
+        def start_step() -> int:  # batches already consumed: resume / next epoch continue the same stream
+            return trainer.global_step * trainer.accumulate_grad_batches
+
+        dataset = self._train_windows(trainer.global_rank, trainer.world_size, start_step())
+        return StepLoader(dataset, start_step=start_step, batch_size=None, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self._val, batch_size=self.val_batch_size, shuffle=False, num_workers=0)
+
+    def state_dict(self) -> dict:
+        return {"tokenizer": self.tok.name, "vocab_size": self.tok.vocab_size, "data_dir": self.data_dir}

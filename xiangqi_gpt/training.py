@@ -1,0 +1,712 @@
+"""Training: the LightningModule, its callbacks and the ``train.py`` command line (LightningCLI + jsonargparse).
+
+Two ways to call ``train.py`` (both end in the same LightningCLI ``fit``)::
+
+    python train.py fit --config configs/small.yaml [--trainer.max_steps 2000 ...]    # LightningCLI, YAML configs
+    python train.py --data data/ccpd --objective teaforn --teaforn-n 3 --max-steps 2000   # shortcut flags
+
+The shortcut flags are rewritten to LightningCLI arguments (``python train.py --help`` prints the table, see
+:data:`SHORTCUTS`); arguments already in LightningCLI form (``--trainer.x``, ``--model.x``, ``--data.x``) pass through
+unchanged, so the two styles mix: ``python train.py --config configs/small.yaml --data DIR --max-steps 100``.
+
+A run lives in one directory, ``trainer.default_root_dir`` (shortcut ``--out``, default ``runs/default``)::
+
+    RUN/metrics.csv, RUN/hparams.yaml    CSVLogger (appended to on resume)
+    RUN/config.yaml                      the full resolved config
+    RUN/checkpoints/last.ckpt            after every validation and at the end of training
+    RUN/checkpoints/best-step=N.ckpt     best by val/loss
+    RUN/loss.png, RUN/accuracy.png       curves, written at the end (one curve per TeaForN level)
+
+``--ckpt-path last`` (``--ckpt_path last``) resumes ``RUN/checkpoints/last.ckpt``: same global step, optimizer state,
+LR schedule and data stream (batches are a function of the step, see :mod:`xiangqi_gpt.data`). On resume the
+``model`` section (architecture, objective, optimizer settings) is taken from the checkpoint, as LightningCLI does.
+
+Every user error (bad config value, missing or mismatched dataset, checkpoint from another tokenizer) is reported
+before training starts as one line ``error: ...`` on stderr with exit status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from .data import XiangqiDataModule
+from .errors import CheckpointError, ConfigError, XiangqiError
+from .model import GPT, GPTConfig, IGNORE_INDEX
+from .tokenizer import get_tokenizer
+
+OBJECTIVES = ("tf", "teaforn")
+DEFAULT_ROOT = "runs/default"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Metrics helpers
+
+
+def lr_factor(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier at optimizer step ``step``: linear warmup to 1 over ``warmup_steps``, then cosine down to
+    ``min_lr_ratio`` at ``decay_steps``, constant after."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if step >= decay_steps:
+        return min_lr_ratio
+    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def move_hits(logits: torch.Tensor, targets: torch.Tensor, phase: torch.Tensor, tokens_per_move: int,
+              first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, counted) whole-move top-1 predictions under teacher forcing, over targets at positions >= first.
+
+    ``phase`` (B, T) is -1 for special targets, else the target's index inside its move. A move counts when all its
+    ``tokens_per_move`` tokens lie in the window; it is correct when every one of its tokens is the argmax, which is
+    exactly "greedy decoding of the move gives the true move". For the move tokenizer this is plain top-1 accuracy
+    on move tokens."""
+    correct = logits.argmax(-1) == targets
+    T, m = targets.size(1), tokens_per_move
+    if T < m:
+        zero = correct.new_zeros((), dtype=torch.long)
+        return zero, zero
+    starts = phase[:, :T - m + 1] == 0
+    if first:
+        starts[:, :first] = False
+    whole = correct[:, :T - m + 1].clone()
+    for j in range(1, m):
+        whole &= correct[:, j:T - m + 1 + j]
+    return (whole & starts).sum(), starts.sum()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The LightningModule
+
+
+class GPTModule(LightningModule):
+    """A :class:`~xiangqi_gpt.model.GPT` trained by teacher forcing (``objective="tf"``) or TeaForN
+    (``objective="teaforn"``, Goodman et al. 2020) with AdamW and linear-warmup + cosine LR.
+
+    Model (the :class:`~xiangqi_gpt.model.GPTConfig` fields): tokenizer, block_size, n_layer, n_head, n_embd, dropout,
+    bias, rope_base, vocab_size (None = the tokenizer's).
+
+    Objective: ``teaforn_n`` levels, ``teaforn_weights`` (``uniform``, ``decay``, ``mean`` or N numbers),
+    ``teaforn_feed`` (``hidden`` as in the paper, or ``expected_embedding``), ``teaforn_mask_warmup`` (ignore level k's
+    first k-1 positions), ``teaforn_feedback_scale`` (a learnable scale on fed-back vectors, one per level).
+
+    Optimizer: ``lr`` peak, ``min_lr_ratio`` final LR / peak, ``warmup_steps``, ``lr_decay_steps`` (cosine horizon;
+    None = ``trainer.max_steps``, or the estimated total steps when training by epochs), ``weight_decay`` on
+    matrices only, ``betas``.
+    """
+
+    def __init__(self, tokenizer: str = "move", block_size: int = 256, n_layer: int = 4, n_head: int = 4,
+                 n_embd: int = 256, dropout: float = 0.0, bias: bool = False, rope_base: float = 10000.0,
+                 vocab_size: Optional[int] = None,
+                 objective: str = "tf", teaforn_n: int = 2, teaforn_weights: Union[str, list[float]] = "uniform",
+                 teaforn_feed: str = "hidden", teaforn_mask_warmup: bool = True, teaforn_feedback_scale: bool = False,
+                 lr: float = 1e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 200,
+                 lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
+                 betas: tuple[float, float] = (0.9, 0.95)):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                                n_embd=n_embd, dropout=dropout, tokenizer=tokenizer, bias=bias, rope_base=rope_base)
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"model.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if not lr > 0:
+            raise ConfigError(f"model.lr must be > 0, got {lr!r}")
+        if not 0 <= min_lr_ratio <= 1:
+            raise ConfigError(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+        if warmup_steps < 0:
+            raise ConfigError(f"model.warmup_steps must be >= 0, got {warmup_steps!r}")
+        if lr_decay_steps is not None and lr_decay_steps < 1:
+            raise ConfigError(f"model.lr_decay_steps must be >= 1 (or null for trainer.max_steps), got {lr_decay_steps}")
+        if weight_decay < 0:
+            raise ConfigError(f"model.weight_decay must be >= 0, got {weight_decay!r}")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"model.betas must be two numbers in [0, 1), got {betas!r}")
+        self.model = GPT(self.config)
+        self.tokenizer = get_tokenizer(tokenizer)
+        self.objective = objective
+        self.teaforn = None
+        if objective == "teaforn":
+            from teaforn import FEEDS, FeedbackScale, TeaForN
+
+            if isinstance(teaforn_n, bool) or not isinstance(teaforn_n, int) or teaforn_n < 1:
+                raise ConfigError(f"model.teaforn_n must be an integer >= 1, got {teaforn_n!r}")
+            if teaforn_feed not in FEEDS:
+                raise ConfigError(f"model.teaforn_feed must be one of {', '.join(FEEDS)}, got {teaforn_feed!r}")
+            try:
+                self.teaforn = TeaForN(n=teaforn_n, weights=teaforn_weights, feed=teaforn_feed,
+                                       mask_warmup=teaforn_mask_warmup, ignore_index=IGNORE_INDEX,
+                                       feedback_transform=FeedbackScale(teaforn_n) if teaforn_feedback_scale else None)
+            except ValueError as e:
+                raise ConfigError(f"model.teaforn_weights: {e}") from None
+        self.levels = teaforn_n if objective == "teaforn" else 1
+        self._val_sums: dict[str, torch.Tensor] = {}
+        self._step_time: float | None = None
+
+    # -- training ----------------------------------------------------------------------------------------------------
+
+    def _levels(self, x: torch.Tensor, y: torch.Tensor, return_logits: bool = False):
+        """TeaForN output (levels 1..N), or ``(loss, logits)`` for teacher forcing."""
+        if self.teaforn is None:
+            logits = self.model.head(self.model.decode(self.model.embed(x)))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX)
+            return loss, [loss], [logits]
+        out = self.teaforn(self.model.embed, self.model.decode, self.model.head, x, y,
+                           embedding_weight=self.model.tok_emb.weight, return_logits=return_logits)
+        return out.loss, out.level_losses, out.level_logits
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        x, y = batch[:, :-1], batch[:, 1:]
+        loss, level_losses, _ = self._levels(x, y)
+        self.log("train/loss", loss, prog_bar=True)
+        if self.levels > 1:
+            for k, level_loss in enumerate(level_losses, start=1):
+                self.log(f"train/loss_level{k}", level_loss)
+        now = time.perf_counter()
+        if self._step_time is not None:
+            self.log("train/tokens_per_sec", x.numel() * self.trainer.world_size / (now - self._step_time))
+        self._step_time = now
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._step_time = None
+
+    # -- validation --------------------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = {}
+        self._step_time = None  # do not count validation time as a training step
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().to(torch.float64)
+        self._val_sums[name] = self._val_sums[name] + value if name in self._val_sums else value
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        window, phase = batch
+        x, y = window[:, :-1], window[:, 1:]
+        _, _, level_logits = self._levels(x, y, return_logits=True)
+        m = self.tokenizer.tokens_per_move
+        for k, logits in enumerate(level_logits, start=1):
+            logits = logits.float()
+            first = k - 1  # level k's first k-1 positions only repeat lower levels
+            ce = F.cross_entropy(logits[:, first:].reshape(-1, logits.size(-1)), y[:, first:].reshape(-1),
+                                 reduction="sum")
+            self._add(f"loss_sum{k}", ce)
+            self._add(f"tokens{k}", torch.tensor(y[:, first:].numel(), device=ce.device))
+            hits, counted = move_hits(logits, y, phase, m, first)
+            self._add(f"move_hits{k}", hits)
+            self._add(f"moves{k}", counted)
+            if m > 1:  # char tokenizer: also per-token accuracy on move characters
+                mask = phase[:, first:] >= 0
+                right = (logits[:, first:].argmax(-1) == y[:, first:]) & mask
+                self._add(f"char_hits{k}", right.sum())
+                self._add(f"chars{k}", mask.sum())
+            elif k == 1:  # move tokenizer: top-5 on move tokens at level 1
+                mask = phase >= 0
+                top5 = (logits.topk(5, dim=-1).indices == y.unsqueeze(-1)).any(-1) & mask
+                self._add("top5_hits", top5.sum())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_sums:
+            return
+        names = sorted(self._val_sums)
+        stacked = torch.stack([self._val_sums[n] for n in names])
+        if self.trainer.world_size > 1:
+            stacked = self.trainer.strategy.reduce(stacked, reduce_op="sum")
+        s = dict(zip(names, stacked))
+
+        def ratio(a, b):
+            return (s[a] / s[b].clamp(min=1)).float()
+
+        metrics = {"val/loss": ratio("loss_sum1", "tokens1"), "val/acc": ratio("move_hits1", "moves1")}
+        if "top5_hits" in s:
+            metrics["val/acc5"] = ratio("top5_hits", "moves1")
+        if "char_hits1" in s:
+            metrics["val/char_acc"] = ratio("char_hits1", "chars1")
+        if self.levels > 1:
+            for k in range(1, self.levels + 1):
+                metrics[f"val/loss_level{k}"] = ratio(f"loss_sum{k}", f"tokens{k}")
+                key = f"char_hits{k}" if f"char_hits{k}" in s else f"move_hits{k}"
+                count = f"chars{k}" if key.startswith("char") else f"moves{k}"
+                # per-token accuracy at level k (for the char tokenizer: per character, labelled char_acc)
+                label = "char_acc" if key.startswith("char") else "acc"
+                metrics[f"val/{label}_level{k}"] = ratio(key, count)
+        self.log("val/acc", metrics.pop("val/acc"), prog_bar=True)
+        self.log_dict(metrics)
+
+    # -- optimizer ---------------------------------------------------------------------------------------------------
+
+    def decay_steps(self) -> int:
+        hp = self.hparams
+        if hp.lr_decay_steps:
+            return int(hp.lr_decay_steps)
+        if self.trainer.max_steps and self.trainer.max_steps > 0:
+            return int(self.trainer.max_steps)
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.model.optim_groups(hp.weight_decay)
+        if self.teaforn is not None:
+            extra = [p for p in self.teaforn.parameters() if p.requires_grad]
+            if extra:
+                groups.append({"params": extra, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        decay = self.decay_steps()
+        warmup, floor = int(hp.warmup_steps), float(hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, decay, floor))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["xiangqi_gpt"] = {"config": self.config.to_dict(), "num_params": self.model.num_params(),
+                                     "tokens_seen": self.trainer.global_step * self.trainer.accumulate_grad_batches
+                                     * self.trainer.world_size * self._batch_tokens()}
+
+    def _batch_tokens(self) -> int:
+        dm = getattr(self.trainer, "datamodule", None)
+        return int(getattr(dm, "batch_size", 0)) * int(getattr(dm, "block_size", 0))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Callbacks
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint keeping the best by val/loss and ``last.ckpt``; ``last.ckpt`` is also written at the end of
+    training (when the last step had no validation) and on Ctrl-C in single-process runs, so a run can always be
+    resumed with ``--ckpt-path last``."""
+
+    def __init__(self, dirpath: str, **kwargs):
+        kwargs.setdefault("filename", "best-step={step}")
+        kwargs.setdefault("monitor", "val/loss")
+        kwargs.setdefault("mode", "min")
+        kwargs.setdefault("save_top_k", 1)
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("auto_insert_metric_name", False)
+        super().__init__(dirpath=dirpath, **kwargs)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if (isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1 and not trainer.sanity_checking
+                and self._last_global_step_saved != trainer.global_step and trainer.global_step > 0):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class LossCurves(Callback):
+    """Writes ``loss.png`` (train and val loss, one curve per TeaForN level) and ``accuracy.png`` (val accuracy per
+    level) into the run directory from the CSV log, at the end of training (also after Ctrl-C)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.write(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.write(trainer)
+
+    def write(self, trainer: Trainer) -> list[str]:
+        if trainer.global_rank != 0:
+            return []
+        for logger in trainer.loggers:
+            logger.save()
+        csv_path = next((Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if csv_path is None or not csv_path.is_file():
+            return []
+        return plot_curves(csv_path, self.out_dir)
+
+
+def read_metrics(csv_path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.csv -> {metric: [(step, value), ...]} (rows without the metric skipped)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if not step:
+                continue
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    series.setdefault(key, []).append((int(float(step)), float(value)))
+                except ValueError:
+                    pass
+    return series
+
+
+def plot_curves(csv_path, out_dir) -> list[str]:
+    """Draw loss.png and accuracy.png from a metrics.csv; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = read_metrics(csv_path)
+    written = []
+    plots = {
+        "loss.png": ("loss (cross-entropy, nats/token)",
+                     [k for k in sorted(series) if k.startswith(("train/loss", "val/loss"))]),
+        "accuracy.png": ("validation next-move accuracy",
+                         [k for k in sorted(series) if k.startswith("val/") and "acc" in k]),
+    }
+    for name, (title, keys) in plots.items():
+        if not keys:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for key in keys:
+            steps, values = zip(*sorted(series[key]))
+            style = "-" if key.startswith("train/") else "o-"
+            ax.plot(steps, values, style, label=key, alpha=0.6 if key.startswith("train/") else 1.0,
+                    markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = Path(out_dir) / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Keeps an existing metrics.csv (a resumed run appends to it) instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class RunLogger(CSVLogger):
+    """CSVLogger writing ``RUN/metrics.csv`` and ``RUN/hparams.yaml``; ``append=True`` (resume) keeps the rows of
+    the interrupted run."""
+
+    def __init__(self, save_dir: str, append: bool = False):
+        super().__init__(save_dir=save_dir, name="", version="")
+        self.append = append
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = (_AppendingWriter if self.append else ExperimentWriter)(log_dir=self.log_dir)
+        return self._experiment
+
+
+def run_callbacks(root: str) -> list[Callback]:
+    return [RichProgressBar(), LearningRateMonitor(logging_interval="step"),
+            RunCheckpoint(dirpath=os.path.join(root, "checkpoints")), LossCurves(root)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Checkpoint resolution (resume)
+
+
+def resolve_ckpt_path(ckpt_path: str, root: str) -> str:
+    """``last`` -> ``ROOT/checkpoints/last.ckpt``; a run directory -> its last.ckpt; a file -> itself.
+    CheckpointError when there is nothing to resume."""
+    if ckpt_path == "last":
+        path = Path(root) / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise CheckpointError(f"--ckpt-path last: no {path} to resume (is the run directory "
+                                  f"(trainer.default_root_dir / --out) {root!r} right?)")
+        return str(path)
+    path = Path(ckpt_path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise CheckpointError(f"{path}: a directory without checkpoints/last.ckpt")
+        return str(last)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    return str(path)
+
+
+def read_lightning_checkpoint(path: str) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint written by train.py (no state_dict/hyper_parameters)")
+    return ckpt
+
+
+def check_resume_checkpoint(path: str, tokenizer: str) -> dict:
+    """The checkpoint's hyper-parameters, after checking it was trained with ``tokenizer`` and its vocabulary."""
+    ckpt = read_lightning_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    ckpt_tok = hp.get("tokenizer")
+    if ckpt_tok is None:
+        raise CheckpointError(f"{path}: no tokenizer in its hyper-parameters; not a checkpoint written by train.py")
+    if ckpt_tok != tokenizer:
+        raise CheckpointError(f"{path}: trained with the {ckpt_tok!r} tokenizer, but this run uses {tokenizer!r} "
+                              f"(set model.tokenizer / --tokenizer {ckpt_tok}, or start a new run)")
+    emb = ckpt["state_dict"].get("model.tok_emb.weight")
+    want = get_tokenizer(tokenizer).vocab_size
+    if emb is not None and emb.shape[0] < want:
+        raise CheckpointError(f"{path}: its embedding has {emb.shape[0]} tokens but the {tokenizer!r} tokenizer has "
+                              f"{want}; it was trained with a different vocabulary")
+    return hp
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# LightningCLI
+
+
+class _OneLineParser(LightningArgumentParser):
+    """Parse errors become :class:`ConfigError` (printed by :func:`main` as one line) instead of usage + exit."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        raise ConfigError(_parse_error_line(message)) from None
+
+
+def _parse_error_line(message: str) -> str:
+    """jsonargparse's multi-line message -> one line: 'model.n_layer: expected int, got abc'."""
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    if not lines:
+        return "invalid arguments"
+    head = lines[0]
+    if head.startswith('Parser key "') and len(lines) > 1:
+        key = head[len('Parser key "'):].split('"')[0]
+        given = next((ln for ln in lines if ln.startswith("Given value:")), None)
+        detail = lines[1]
+        if detail.startswith("Does not validate against any of the Union subtypes") and given:
+            detail = f"invalid value ({given[len('Given value:'):].strip()!r})"
+        return f"{key}: {detail}"
+    if head.startswith('Parser key "'):
+        key, _, rest = head[len('Parser key "'):].partition('"')
+        return f"{key}{rest}" if rest.startswith(":") else head
+    return head
+
+
+class XiangqiCLI(LightningCLI):
+    """LightningCLI with the project's links, defaults, run directory layout and one-line errors."""
+
+    def __init__(self, *args, extra_callbacks: list[Callback] | None = None, **kwargs):
+        self.extra_callbacks = list(extra_callbacks or [])
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--threads", type=Optional[int], default=None,
+                            help="torch CPU threads per process (torch.set_num_threads); default: torch's choice")
+        parser.link_arguments("model.tokenizer", "data.tokenizer")
+        parser.link_arguments("model.block_size", "data.block_size")
+        parser.link_arguments("seed_everything", "data.seed",
+                              compute_fn=lambda s: s if isinstance(s, int) and not isinstance(s, bool) else 0)
+
+    def _parse_ckpt_path(self) -> None:
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        ckpt_path = cfg.get("ckpt_path")
+        if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
+            return
+        root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+        cfg["ckpt_path"] = resolve_ckpt_path(str(ckpt_path), root)
+        check_resume_checkpoint(cfg["ckpt_path"], cfg.model.tokenizer)
+        super()._parse_ckpt_path()  # the model section comes from the checkpoint
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        threads = cfg.get("threads")
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        root = trainer_cfg.get("default_root_dir") or DEFAULT_ROOT
+        kwargs.setdefault("default_root_dir", root)
+        resuming = bool(self._get(self.config, "ckpt_path"))
+        if self.subcommand == "fit" and not resuming and (Path(root) / "checkpoints" / "last.ckpt").is_file():
+            raise ConfigError(f"{root} already holds a run ({Path(root) / 'checkpoints' / 'last.ckpt'}): resume it "
+                              f"with --ckpt-path last, or choose another run directory (--out / "
+                              f"--trainer.default_root_dir)")
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = RunLogger(root, append=resuming)
+        user = trainer_cfg.get("callbacks") or []
+        kwargs["callbacks"] = (list(user) if isinstance(user, list) else [user]) + run_callbacks(root) \
+            + self.extra_callbacks
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError, MisconfigurationException) as e:
+            raise ConfigError(f"trainer: {_one_line(str(e))}") from None
+
+
+TRAINER_DEFAULTS = {
+    "default_root_dir": DEFAULT_ROOT,
+    "max_steps": 2000,
+    "gradient_clip_val": 1.0,
+    "val_check_interval": 250,
+    "check_val_every_n_epoch": None,
+    "log_every_n_steps": 10,
+    "num_sanity_val_steps": 1,
+}
+
+
+#: Shortcut flag -> LightningCLI argument. ``--flag VALUE`` becomes ``--target VALUE``.
+SHORTCUTS = {
+    "--data": "--data.data_dir",
+    "--tokenizer": "--model.tokenizer",
+    "--objective": "--model.objective",
+    "--teaforn-n": "--model.teaforn_n",
+    "--teaforn-weights": "--model.teaforn_weights",
+    "--teaforn-feed": "--model.teaforn_feed",
+    "--teaforn-feedback-scale": "--model.teaforn_feedback_scale",
+    "--n-layer": "--model.n_layer",
+    "--n-head": "--model.n_head",
+    "--n-embd": "--model.n_embd",
+    "--block-size": "--model.block_size",
+    "--dropout": "--model.dropout",
+    "--lr": "--model.lr",
+    "--min-lr-ratio": "--model.min_lr_ratio",
+    "--warmup-steps": "--model.warmup_steps",
+    "--lr-decay-steps": "--model.lr_decay_steps",
+    "--weight-decay": "--model.weight_decay",
+    "--batch-size": "--data.batch_size",
+    "--mirror": "--data.mirror_p",
+    "--game-start-p": "--data.game_start_p",
+    "--val-windows": "--data.val_windows",
+    "--num-workers": "--data.num_workers",
+    "--max-steps": "--trainer.max_steps",
+    "--max-epochs": "--trainer.max_epochs",
+    "--val-every": "--trainer.val_check_interval",
+    "--grad-clip": "--trainer.gradient_clip_val",
+    "--accumulate": "--trainer.accumulate_grad_batches",
+    "--devices": "--trainer.devices",
+    "--accelerator": "--trainer.accelerator",
+    "--strategy": "--trainer.strategy",
+    "--num-nodes": "--trainer.num_nodes",
+    "--precision": "--trainer.precision",
+    "--out": "--trainer.default_root_dir",
+    "--seed": "--seed_everything",
+    "--ckpt-path": "--ckpt_path",
+    "--config": "--config",
+    "--threads": "--threads",
+}
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def shortcut_help() -> str:
+    lines = ["usage: python train.py --data DIR [shortcut flags] [--section.key VALUE ...]",
+             "       python train.py fit --config configs/small.yaml [--section.key VALUE ...]   (LightningCLI; "
+             "see `python train.py fit --help`)", "", "shortcut flags (each maps to one LightningCLI argument):"]
+    lines += [f"  {flag:<26} {target}" for flag, target in SHORTCUTS.items()]
+    lines += ["", "Arguments already in LightningCLI form (--model.x, --data.x, --trainer.x) pass through unchanged."]
+    return "\n".join(lines)
+
+
+def translate_shortcuts(argv: list[str]) -> list[str]:
+    """Shortcut flags -> ``fit`` + LightningCLI arguments (``--flag=value`` and ``--flag value`` both work)."""
+    out = ["fit"]
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if flag in SHORTCUTS:
+            out.append(SHORTCUTS[flag] + (eq + value if eq else ""))
+        elif arg.startswith("--") and "." not in flag and flag not in ("--help", "--print_config") \
+                and not flag.startswith("--print_config"):
+            raise ConfigError(f"unknown option {flag} (run `python train.py --help` for the shortcut flags)")
+        else:
+            out.append(arg)
+    return out
+
+
+class _ParseOnly(Exception):
+    pass
+
+
+class _ParseOnlyCLI(XiangqiCLI):
+    def _parse_ckpt_path(self) -> None:
+        raise _ParseOnly  # parsing succeeded: stop before anything is instantiated
+
+
+def build_cli(argv: list[str], extra_callbacks: list[Callback] | None = None, run: bool = True,
+              parse_only: bool = False) -> XiangqiCLI | None:
+    """Parse ``argv`` (after translating shortcut flags) and, with ``run``, run the subcommand."""
+    if parse_only:
+        try:
+            _ParseOnlyCLI(GPTModule, XiangqiDataModule, args=argv, run=run, trainer_defaults=TRAINER_DEFAULTS,
+                          seed_everything_default=1337, parser_class=_OneLineParser, auto_configure_optimizers=False)
+        except _ParseOnly:
+            pass
+        return None
+    return XiangqiCLI(GPTModule, XiangqiDataModule, args=argv, run=run, trainer_defaults=TRAINER_DEFAULTS,
+                      seed_everything_default=1337, save_config_kwargs={"overwrite": True},
+                      parser_class=_OneLineParser,
+                      auto_configure_optimizers=False, extra_callbacks=extra_callbacks)
+
+
+def _one_line(message: str) -> str:
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    return lines[0] if lines else "invalid arguments"
+
+
+def main(argv: list[str] | None = None, extra_callbacks: list[Callback] | None = None) -> int:
+    """``train.py`` entry point. User errors: one line on stderr, exit status 2."""
+    from jsonargparse import ArgumentError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    import warnings
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*IterableDataset. has .__len__. defined.*")
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # the seed is in config.yaml
+    try:
+        if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+            print(shortcut_help())
+            return 0
+        if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help") \
+                and not argv[0].startswith("--print_config"):
+            argv = translate_shortcuts(argv)
+        try:
+            build_cli(argv, extra_callbacks=extra_callbacks)
+        except ConfigError as e:
+            # jsonargparse reports some errors inside a subcommand (a missing required key, a bad union value) only
+            # as "unrecognized arguments: fit ...": parse the subcommand's arguments alone to find the real one
+            if argv and argv[0] in SUBCOMMANDS and str(e).startswith(f"unrecognized arguments: {argv[0]}"):
+                build_cli(argv[1:], run=False, parse_only=True)
+            raise
+    except XiangqiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ArgumentError as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as e:
+        print(f"error: trainer configuration: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
