@@ -123,7 +123,7 @@ def test_layouts_by_width(width):
 
 def test_scripted_session(checkpoint, tmp_path):
     pgn_path = tmp_path / "game.pgn"
-    script = "\n".join(["h2g3", "zz", "h2e2", "hint", "undo", "C2.5", "flip", "help",
+    script = "\n".join(["h2f3", "zz", "h2e2", "hint", "undo", "C2.5", "flip", "help",
                         f"save {pgn_path}", ""])
     r = play(["--checkpoint", str(checkpoint)], script)
     out = r.stdout
@@ -132,7 +132,7 @@ def test_scripted_session(checkpoint, tmp_path):
     for glyph in RED_PIECES + BLACK_PIECES:
         assert glyph in out
     assert "楚 河" in out and "漢 界" in out and "九  八  七" in out and "a   b   c" in out
-    assert "h2g3: a cannon moves in straight lines" in out
+    assert "h2f3: a cannon moves in straight lines" in out
     assert "cannot read move 'zz'" in out
     assert "炮二平五 h2e2" in out                          # the legal move, in the move list
     assert "The model plays" in out
