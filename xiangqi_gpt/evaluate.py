@@ -597,14 +597,14 @@ def add_evaluate_command(p: argparse.ArgumentParser):
 
         err = Console(stderr=True)
         out = Console()
-        games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(f"[yellow]{m}[/]",
-                                                                                        highlight=False))
         import torch
 
         from .checkpoint import load_model
 
         torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
+        games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(
+            f"[yellow]{m}[/]", highlight=False, markup=True, soft_wrap=True))
         t0 = time.perf_counter()
         report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
         report = {"checkpoint": args.checkpoint or "default", "pgn": args.pgn, "tokenizer": loaded.tokenizer.name,

@@ -1,0 +1,72 @@
+"""Tiny randomly initialised models saved in the exported ``.pt`` format, and small game records, for the player,
+evaluation and arena tests."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from xiangqi_gpt.board import Board
+from xiangqi_gpt.model import GPT, GPTConfig
+
+
+def tiny_model(tokenizer: str = "move", block_size: int = 64, seed: int = 0, n_embd: int = 32) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(tokenizer=tokenizer, block_size=block_size, n_layer=2, n_head=2, n_embd=n_embd)).eval()
+
+
+def save_pt(model: GPT, path) -> str:
+    torch.save({"format": "xiangqi-gpt-model", "version": 1, "config": asdict(model.config),
+                "state_dict": model.state_dict(), "info": {"note": "tiny random test model"}}, path)
+    return str(path)
+
+
+def load(path):
+    from xiangqi_gpt.checkpoint import load_model
+
+    return load_model(str(path))
+
+
+def tiny_checkpoint(tmp_path: Path, tokenizer: str = "move", block_size: int = 64, seed: int = 0) -> str:
+    return save_pt(tiny_model(tokenizer, block_size, seed), Path(tmp_path) / f"tiny-{tokenizer}-{block_size}.pt")
+
+
+def random_game(seed: int, max_plies: int = 60) -> list[str]:
+    """A legal game of random moves (ICCS), stopping early if the game ends."""
+    rng = random.Random(seed)
+    board = Board()
+    moves = []
+    while len(moves) < max_plies and board.outcome() is None:
+        move = rng.choice(sorted(board.legal_moves(), key=lambda m: m.iccs()))
+        board.push(move)
+        moves.append(move.iccs())
+    return moves
+
+
+def pgn_text(games: list[list[str]], results: list[str] | None = None) -> str:
+    out = []
+    for i, moves in enumerate(games):
+        result = results[i] if results else "*"
+        body = " ".join(f"{j // 2 + 1}. {m}" if j % 2 == 0 else m for j, m in enumerate(moves))
+        out.append(f'[Event "test {i + 1}"]\n[Result "{result}"]\n[Format "ICCS"]\n\n{body} {result}\n')
+    return "\n".join(out)
+
+
+def forced_move_model(move: str = "h2e2", block_size: int = 64) -> GPT:
+    """A move-tokenizer model whose output ignores its input: it always puts almost all probability on ``move``.
+    (Final LayerNorm weight 0 so its output is its bias, a large multiple of ``move``'s unit-norm embedding; the
+    head is tied to the embedding.)"""
+    from xiangqi_gpt.tokenizer import get_tokenizer
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(tokenizer="move", block_size=block_size, n_layer=1, n_head=2, n_embd=32, bias=True))
+    i = get_tokenizer("move").move_id(move)
+    with torch.no_grad():
+        e = model.tok_emb.weight
+        e[i] = e[i] / e[i].norm()
+        model.ln_f.weight.zero_()
+        model.ln_f.bias.copy_(20 * e[i])
+    return model.eval()

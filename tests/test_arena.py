@@ -1,0 +1,122 @@
+import json
+
+import pytest
+
+from eval_fixtures import forced_move_model, load, save_pt, tiny_checkpoint
+from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.cli import main
+from xiangqi_gpt.arena import (OPENINGS, RandomOpponent, elo_interval, opening_schedule, play_game, run_match,
+                               summarize)
+from xiangqi_gpt.fairy import find_fairy_stockfish
+from xiangqi_gpt.pgn import read_games
+from xiangqi_gpt.player import GPTPlayer, is_legal_text
+
+
+def test_elo_interval():
+    even = elo_interval(5, 0, 5)
+    assert even["diff"] == 0 and even["low"] < 0 < even["high"] and not even["clamped"]
+    assert elo_interval(3, 2, 1)["diff"] == pytest.approx(-400 * __import__("math").log10(1 / (4 / 6) - 1), abs=0.1)
+    assert elo_interval(30, 10, 10)["diff"] > elo_interval(20, 10, 20)["diff"] > elo_interval(10, 10, 30)["diff"]
+    wide, narrow = elo_interval(6, 0, 4), elo_interval(60, 0, 40)
+    assert wide["high"] - wide["low"] > narrow["high"] - narrow["low"] > 0
+    for e in (elo_interval(0, 0, 10), elo_interval(10, 0, 0), elo_interval(0, 10, 0), elo_interval(3, 4, 5)):
+        assert e["low"] <= e["diff"] <= e["high"]
+    zero, full = elo_interval(0, 0, 10), elo_interval(10, 0, 0)
+    assert zero["clamped"] and full["clamped"]
+    assert zero["diff"] == pytest.approx(-full["diff"]) and -1000 < zero["diff"] < -300   # finite, a bound
+    assert zero["high"] > zero["diff"]
+
+
+def test_openings_are_legal_and_paired():
+    for line in OPENINGS:
+        board = Board()
+        for m in line:
+            board.push_iccs(m)
+    sched = opening_schedule(30, seed=4)
+    assert len(sched) == 30 and all(sched[2 * i] == sched[2 * i + 1] for i in range(15))
+    assert len(set(sched)) == len(OPENINGS)            # 15 pairs use every line of the book
+    assert sched == opening_schedule(30, seed=4) != opening_schedule(30, seed=5)
+
+
+def replay(moves):
+    board = Board()
+    for m in moves:
+        board.push_iccs(m)   # raises on an illegal move
+    return board
+
+
+def test_match_against_random_completes_with_legal_moves(tmp_path):
+    player = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 32)), seed=1)
+    records = run_match(player, RandomOpponent(seed=2), 4, seed=3, max_plies=40)
+    assert [r.model_color for r in records] == ["red", "black", "red", "black"]
+    for r in records:
+        board = replay(r.moves)
+        assert r.moves[:2] == r.opening
+        assert 0 < r.plies <= 40
+        outcome = board.outcome()
+        if r.termination == "ply_cap":
+            assert outcome is None and r.plies == 40 and r.result == "1/2-1/2"
+        else:
+            assert outcome.termination == r.termination and outcome.result() == r.result
+        assert 0 <= r.illegal_attempts <= r.model_moves
+        assert r.model_moves == sum(1 for i in range(2, r.plies) if (i % 2 == 0) == (r.model_color == "red"))
+    s = summarize(records)
+    assert s["wins"] + s["draws"] + s["losses"] == 4
+    assert s["average_length"] == sum(r.plies for r in records) / 4
+
+
+def test_illegal_attempts_are_counted(tmp_path):
+    """A model whose raw move is always h2e2: its raw move is illegal at every one of its moves except where the
+    rule engine says h2e2 is legal."""
+    player = GPTPlayer(load(save_pt(forced_move_model("h2e2", 32), tmp_path / "forced.pt")))
+    record = play_game(player, RandomOpponent(seed=0), model_color=1, opening=(), max_plies=30, sample_plies=0)
+    board, expected = Board(), 0
+    for i, m in enumerate(record.moves):
+        if i % 2 == 1:
+            expected += not is_legal_text(board, "h2e2")
+        board.push_iccs(m)
+    assert record.illegal_attempts == expected == record.model_moves == 15     # never legal for Black
+    record = play_game(player, RandomOpponent(seed=0), model_color=0, opening=(), max_plies=2, sample_plies=0)
+    assert record.moves[0] == "h2e2" and record.illegal_attempts == 0
+
+
+def test_cli_arena_random_writes_pgn_and_json(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path, "char", 64)
+    pgn, out = tmp_path / "games.pgn", tmp_path / "arena.json"
+    assert main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "3", "--max-plies", "30",
+                 "--pgn", str(pgn), "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["games"] == 3 and report["wins"] + report["draws"] + report["losses"] == 3
+    assert 0 <= report["score"] <= 1 and report["elo"]["low"] <= report["elo"]["diff"] <= report["elo"]["high"]
+    assert sum(report["terminations"].values()) == 3
+    assert 0 <= report["illegal_attempts"]["rate"] <= 1
+    games = list(read_games(str(pgn)))
+    assert len(games) == 3 and all(not isinstance(g, Exception) for g in games)
+    for g, r in zip(games, report["per_game"]):
+        assert g.iccs() == r["moves"] and g.result == r["result"]
+        assert (g.headers["Red"].startswith("xiangqi-gpt")) == (r["model_color"] == "red")
+
+
+def test_cli_errors(tmp_path, capsys):
+    for argv in (["arena", "--checkpoint", str(tmp_path / "missing.pt"), "--games", "1"],
+                 ["arena", "--checkpoint", tiny_checkpoint(tmp_path), "--games", "0"],
+                 ["arena", "--checkpoint", tiny_checkpoint(tmp_path), "--depth", "2"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--quiet"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+
+
+@pytest.mark.fairy
+@pytest.mark.skipif(find_fairy_stockfish() is None, reason="Fairy-Stockfish not installed")
+def test_cli_arena_against_fairy_stockfish(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path, "move", 32)
+    out, pgn = tmp_path / "fairy.json", tmp_path / "fairy.pgn"
+    assert main(["arena", "--checkpoint", ckpt, "--opponent", "fairy-stockfish", "--depth", "1", "--games", "2",
+                 "--max-plies", "40", "--json", str(out), "--pgn", str(pgn), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["games"] == 2 and "Fairy-Stockfish" in report["opponent"]["name"]
+    for g in report["per_game"]:
+        replay(g["moves"])
+    assert len([g for g in read_games(str(pgn)) if not isinstance(g, Exception)]) == 2

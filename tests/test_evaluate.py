@@ -1,0 +1,146 @@
+import json
+import math
+
+import pytest
+
+from eval_fixtures import forced_move_model, load, pgn_text, random_game, save_pt, tiny_checkpoint
+from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.cli import main
+from xiangqi_gpt.evaluate import (ENDGAME_MAJOR_PIECES, FREE_RUN_KS, OPENING_PLIES, PHASES, GameScorer,
+                                  evaluate_games, phase_of, read_eval_games)
+from xiangqi_gpt.player import GPTPlayer, is_legal_text
+
+GAMES = [random_game(1, 70), random_game(2, 25), random_game(3, 8)]
+
+
+@pytest.fixture
+def pgn_file(tmp_path):
+    path = tmp_path / "games.pgn"
+    path.write_text(pgn_text(GAMES, ["1-0", "0-1", "*"]), encoding="utf-8")
+    return str(path)
+
+
+def as_moves(iccs):
+    return [Move.from_iccs(m) for m in iccs]
+
+
+@pytest.mark.parametrize("tokenizer,block", [("move", 32), ("char", 96)])
+def test_positions_match_the_player(tmp_path, tokenizer, block):
+    """The batched teacher-forced pass (windows for a 70-ply game longer than block_size) gives, position by
+    position, what GPTPlayer computes one position at a time."""
+    loaded = load(tiny_checkpoint(tmp_path, tokenizer, block))
+    scorer = GameScorer(loaded.model, loaded.tokenizer)
+    scores = scorer.score_game(as_moves(GAMES[0]))
+    assert len(scores) == len(GAMES[0])
+    player = GPTPlayer(loaded)
+    board = Board()
+    for p, move in enumerate(GAMES[0]):
+        logprobs = {m.iccs(): s for m, s in player.move_logprobs(board)}
+        assert math.isclose(scores[p].nll, -logprobs[move], rel_tol=1e-4, abs_tol=1e-4)
+        assert scores[p].rank == sum(v > logprobs[move] for v in logprobs.values())
+        raw = player.raw_move(board)
+        assert scores[p].legal == is_legal_text(board, raw)
+        assert scores[p].top1_raw == (raw == move)
+        assert scores[p].n_legal == len(board.legal_moves())
+        board.push_iccs(move)
+
+
+@pytest.mark.parametrize("tokenizer,block", [("move", 48), ("char", 192)])
+def test_batched_free_runs_equal_generate(tmp_path, tokenizer, block):
+    """Continuations generated together (one call per token for all prefixes) are the tokens GPT.generate gives
+    for each prefix alone; later prefixes of this 70-ply game outgrow the first window and use generate."""
+    loaded = load(tiny_checkpoint(tmp_path, tokenizer, block))
+    scorer = GameScorer(loaded.model, loaded.tokenizer)
+    moves = as_moves(GAMES[0])
+    together = scorer.free_runs(moves, 6)
+    alone = scorer.free_runs(moves, 6, batched=False)
+    assert [r.ply for r in together] == list(range(0, 70, 6))
+    assert [r.generated for r in together] == [r.generated for r in alone]
+    assert [r.legal for r in together] == [r.legal for r in alone]
+    model, tpm = loaded.model, loaded.tokenizer.tokens_per_move
+    assert model.context_start(1 + tpm * 6 + 16 * tpm - 1) == 0 < model.context_start(1 + tpm * 66 + 16 * tpm - 1)
+
+
+@pytest.mark.parametrize("tokenizer,block", [("move", 32), ("char", 96)])
+def test_report_keys_and_ranges(tmp_path, pgn_file, tokenizer, block):
+    loaded = load(tiny_checkpoint(tmp_path, tokenizer, block))
+    games, skipped = read_eval_games(pgn_file)
+    report = evaluate_games(loaded.model, loaded.tokenizer, games, free_run_every=5)
+    assert report["games"] == 3 and report["positions"] == sum(map(len, GAMES))
+    for key in ("top1", "top5", "top1_raw", "legal_rate"):
+        assert 0 <= report[key] <= 1
+    assert report["top1"] <= report["top5"]
+    assert report["top1_raw"] <= report["legal_rate"] or report["top1_raw"] == 0
+    assert report["nll"] > 0
+    assert sum(report["phases"][ph]["positions"] for ph in PHASES) == report["positions"]
+    fr = report["free_run"]
+    assert fr["prefixes"] == sum(len(range(0, len(g), 5)) for g in GAMES)
+    legal = [fr["legal"][str(k)] for k in FREE_RUN_KS]
+    assert all(0 <= x <= 1 for x in legal) and legal == sorted(legal, reverse=True)
+    assert fr["match_prefixes"]["16"] <= fr["match_prefixes"]["1"] == fr["prefixes"]
+    assert sum(report["by_ply"]["positions"]) == report["positions"]
+
+
+def test_forced_move_model_is_caught_playing_illegal_moves(tmp_path, pgn_file):
+    """A model that always says h2e2: legal only where h2e2 is legal, so legal_rate < 1, matching a count done with
+    the rule engine; its legal-only top-1 is unaffected by the illegal argmax."""
+    loaded = load(save_pt(forced_move_model("h2e2", block_size=32), tmp_path / "forced.pt"))
+    games, _ = read_eval_games(pgn_file)
+    report = evaluate_games(loaded.model, loaded.tokenizer, games, free_run_every=4)
+    h2e2 = Move.from_iccs("h2e2")
+    legal_here, human_h2e2, prefix_legal = [], [], []
+    for g in GAMES:
+        board = Board()
+        for p, m in enumerate(g):
+            legal_here.append(board.is_legal(h2e2))
+            human_h2e2.append(m == "h2e2")
+            if p % 4 == 0:
+                prefix_legal.append(board.is_legal(h2e2))
+            board.push_iccs(m)
+    assert report["legal_rate"] == pytest.approx(sum(legal_here) / len(legal_here))
+    assert report["legal_rate"] < 1
+    assert report["top1_raw"] == pytest.approx(sum(human_h2e2) / len(human_h2e2))
+    assert report["free_run"]["legal"]["1"] == pytest.approx(sum(prefix_legal) / len(prefix_legal))
+    assert report["free_run"]["legal"]["2"] == 0      # the same side cannot play h2e2 twice in a row
+
+
+def test_phases():
+    board = Board()
+    assert phase_of(board, 0) == "opening" and phase_of(board, OPENING_PLIES - 1) == "opening"
+    assert phase_of(board, OPENING_PLIES) == "middlegame"
+    # two chariots, one horse, two cannons, one more chariot = 6 major pieces: endgame from ply 20 on
+    few = Board("2bak4/9/2n6/9/2r6/9/2R6/2C3C2/4A4/4K2R1 w - - 0 40")
+    assert sum(1 for p in few.pieces().values() if p in "RNCrnc") == ENDGAME_MAJOR_PIECES
+    assert phase_of(few, OPENING_PLIES) == "endgame" and phase_of(few, 5) == "opening"
+
+
+def test_cli_writes_json_and_plots(tmp_path, pgn_file):
+    ckpt = tiny_checkpoint(tmp_path, "move", 32)
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--checkpoint", ckpt, "--pgn", pgn_file, "--json", str(out), "--plots",
+                 str(tmp_path / "plots"), "--limit", "2", "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["games"] == 2 and report["positions"] == len(GAMES[0]) + len(GAMES[1])
+    for key in ("top1", "top5", "top1_raw", "legal_rate", "nll", "free_run", "phases"):
+        assert key in report
+    assert (tmp_path / "plots" / "accuracy_by_ply.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "free_run.png").stat().st_size > 1000
+
+
+def test_cli_errors_are_one_line(tmp_path, pgn_file, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for argv in (["evaluate", "--checkpoint", str(bad), "--pgn", pgn_file],
+                 ["evaluate", "--checkpoint", tiny_checkpoint(tmp_path), "--pgn", str(tmp_path / "missing.pgn")]):
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--quiet"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_unreadable_games_are_skipped(tmp_path):
+    path = tmp_path / "mixed.pgn"
+    path.write_text(pgn_text([GAMES[2]]) + '\n[Event "broken"]\n\n1. h2e2 h2e2 *\n', encoding="utf-8")
+    games, skipped = read_eval_games(str(path))
+    assert len(games) == 1 and skipped["unreadable"] == 1
