@@ -21,15 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def time_to_first_board(args: list[str]) -> float:
-    """Seconds from spawning play.py to the moment its first board (the river line) is on stdout."""
+def time_to_first_board(args: list[str], marker: str = "楚 河") -> float:
+    """Seconds from spawning play.py to the moment its first board (the river line; or ``marker``) is on stdout."""
     env = dict(os.environ, COLUMNS="100", PYTHONIOENCODING="utf-8")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "play.py"), *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     seen = b""
     try:
-        while "楚 河".encode() not in seen:
+        while marker.encode() not in seen:
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
                 raise SystemExit(f"play.py exited before drawing a board: {seen.decode(errors='replace')[-300:]}")
@@ -76,6 +76,9 @@ def main() -> None:
           f"over {len(starts)} starts of play.py (target < 2 s)")
     starts_black = [time_to_first_board(extra + ["--side", "black"]) for _ in range(args.starts)]
     print(f"first board as Black (model to move first): median {statistics.median(starts_black):.3f} s")
+    first_reply = [time_to_first_board(extra + ["--side", "black"], "The model plays") for _ in range(args.starts)]
+    print(f"first model move as Black (includes importing torch and loading the model): median "
+          f"{statistics.median(first_reply):.3f} s")
 
     times, load_s = reply_times(args.checkpoint, args.replies)
     times.sort()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ class UciProcess:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, encoding="utf-8", bufsize=1, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
+        self.reply_ms: list[float] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.send("uci")
         self.until("uciok")
@@ -65,8 +67,10 @@ class UciProcess:
     def bestmove(self, fen: str, moves: list[str], movetime: int) -> str | None:
         base = "startpos" if fen == STARTING_FEN else f"fen {fen}"
         self.send(f"position {base}" + (" moves " + " ".join(moves) if moves else ""))
+        t0 = time.perf_counter()
         self.send(f"go movetime {movetime}")
         words = self.until("bestmove")[-1].split()
+        self.reply_ms.append(1000 * (time.perf_counter() - t0))
         return None if len(words) < 2 or words[1] == "(none)" else words[1]
 
     def close(self) -> None:
@@ -151,6 +155,9 @@ def main() -> None:
     depth = f"depth {args.fsf_depth}" if args.fsf_depth is not None else f"movetime {args.fsf_movetime} ms"
     print(f"xiangqi-gpt {score:g} - {len(records) - score:g} Fairy-Stockfish (skill {args.fsf_skill}, {depth}) "
           f"over {len(records)} games in {time.perf_counter() - t0:.0f} s")
+    if ours.reply_ms:
+        print(f"our engine: median {statistics.median(ours.reply_ms):.1f} ms from `go` to `bestmove` "
+              f"over {len(ours.reply_ms)} moves")
     if args.pgn:
         from xiangqi_gpt.pgn import Game, write_game
 
