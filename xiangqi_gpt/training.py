@@ -414,9 +414,10 @@ class RunLogger(CSVLogger):
         return self._experiment
 
 
-def run_callbacks(root: str) -> list[Callback]:
-    return [RichProgressBar(), LearningRateMonitor(logging_interval="step"),
-            RunCheckpoint(dirpath=os.path.join(root, "checkpoints")), LossCurves(root)]
+def run_callbacks(root: str, progress_bar: bool = True) -> list[Callback]:
+    return ([RichProgressBar()] if progress_bar else []) + [
+        LearningRateMonitor(logging_interval="step"), RunCheckpoint(dirpath=os.path.join(root, "checkpoints")),
+        LossCurves(root)]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -551,7 +552,8 @@ class XiangqiCLI(LightningCLI):
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = RunLogger(root, append=resuming)
         user = trainer_cfg.get("callbacks") or []
-        kwargs["callbacks"] = (list(user) if isinstance(user, list) else [user]) + run_callbacks(root) \
+        kwargs["callbacks"] = (list(user) if isinstance(user, list) else [user]) \
+            + run_callbacks(root, progress_bar=trainer_cfg.get("enable_progress_bar") is not False) \
             + self.extra_callbacks
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -678,6 +680,7 @@ def main(argv: list[str] | None = None, extra_callbacks: list[Callback] | None =
     import warnings
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # Lightning's own use of jsonargparse
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*IterableDataset. has .__len__. defined.*")
