@@ -81,7 +81,7 @@ def main() -> None:
     session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="h0g2")
     session_screenshot(loader, out / "play-black.svg", 96, BLACK, 9, "python play.py --side black",
                        typed="馬８進７")
-    session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "python play.py (narrow terminal)")
+    session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "play.py, 34 columns")
     engine_screenshot(args.checkpoint, out / "engine.svg")
 
 

@@ -279,7 +279,8 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
 
     if view.candidates:
         text.append("\n")
-        text.append(f"Model's candidates for {view.candidates_for}\n", "bold underline")
+        title = "Candidates" if compact else "Model's candidates"
+        text.append(f"{title}, {view.candidates_for}\n", "bold underline")
         for chinese, iccs, p in view.candidates:
             text.append(f"  {chinese} ")
             text.append(iccs, "dim")
@@ -412,8 +413,7 @@ class Session:
         try:
             line = self.input_fn(prompt)
         except EOFError:
-            if self.echo or not self.console.is_terminal:
-                self.console.print()
+            self.console.print()   # end the prompt's line
             raise Quit from None
         if self.echo:
             print(line, flush=True)
