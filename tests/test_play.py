@@ -215,3 +215,43 @@ def test_ctrl_c_exits_without_traceback():
         proc.kill()
     assert proc.returncode == 130
     assert b"Traceback" not in err and b"bye" in out
+
+
+def test_commands_that_need_no_model(tmp_path):
+    """resign / save at game end / undo / load (FEN and PGN) / new, with Red to move so the model is never asked."""
+    (tmp_path / "m.pt").write_bytes(b"never loaded")
+    first, second = tmp_path / "resigned.pgn", tmp_path / "mate.pgn"
+    script = [
+        "resign", str(first),                     # game over by resignation, saved from the prompt
+        "h2e2",                                   # refused: the game is over
+        "undo",                                   # takes back the resignation
+        f"load {MATE_IN_ONE}", "a0a9", str(second),
+        "load /nonexistent/x.pgn", "load not-a-fen",
+        f"load {second}",                         # the record's final position: Black is mated
+        "new", "resign", "quit",                  # a command typed at the save prompt is run as a command
+    ]
+    r = play(["--checkpoint", str(tmp_path / "m.pt")], "\n".join(script) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Game over: Red resigns (Black wins, 0-1)" in out
+    assert "The game is over: type new, undo, save or quit." in out
+    assert "cannot load: no such file: /nonexistent/x.pgn" in out and "cannot load: bad FEN 'not-a-fen'" in out
+    assert out.count("Save the game as PGN?") == 3                   # resign, a0a9, resign; not after the load
+    assert "Saved 0 plies" in out and "Saved 1 ply " in out
+    assert out.count("Black is checkmated") >= 2                      # after a0a9 and after loading the record
+    assert not (tmp_path / "quit").exists() and out.rstrip().endswith("bye")
+    from xiangqi_gpt.pgn import read_games
+
+    resigned = next(iter(read_games(str(first))))
+    assert resigned.result == "0-1" and resigned.moves == [] and resigned.headers["Termination"] == "Red resigns"
+    mate = next(iter(read_games(str(second))))
+    assert mate.result == "1-0" and [m.iccs() for m in mate.moves] == ["a0a9"]
+
+
+def test_broken_checkpoint_is_one_line_error(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"this is not a model")
+    r = play(["--checkpoint", str(broken), "--side", "black"], "")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "broken.pt" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -28,8 +28,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square, square_name
-from .errors import FenError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
+from .errors import CheckpointError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
 
 # --------------------------------------------------------------------------------------------------------------------
 # Glyphs and styles
@@ -354,6 +354,10 @@ class PlayerLoader:
     def get(self) -> Player:
         while not self._done.wait(0.1):   # short waits keep Ctrl-C responsive
             pass
+        if isinstance(self._error, XiangqiError):
+            raise self._error
+        if isinstance(self._error, Exception):   # e.g. torch failing on a file: still one line, no traceback
+            raise CheckpointError(f"cannot load the model: {type(self._error).__name__}: {self._error}")
         if self._error is not None:
             raise self._error
         return self._player
@@ -518,18 +522,22 @@ class Session:
             self.model_move()
         self.after_moves()
 
-    def after_moves(self) -> None:
+    def after_moves(self, offer_save: bool = True) -> None:
         self.show()
         if self.last_message:
             self.say(self.last_message)
         if self.outcome_result() is not None:
-            self.game_over()
+            self.game_over(offer_save)
 
-    def game_over(self) -> None:
+    def game_over(self, offer_save: bool = True) -> None:
         self.say(self.result_line(), "bold")
-        answer = self.read("Save the game as PGN? Enter a file name (or press Enter to skip): ")
-        if answer:
-            self.cmd_save(answer)
+        if offer_save:
+            answer = self.read("Save the game as PGN? Enter a file name (or press Enter to skip): ")
+            if answer.split(" ")[0].lower() in COMMANDS:   # a command typed here is run, not taken as a file name
+                self.handle(answer)
+                return
+            if answer:
+                self.cmd_save(answer)
         self.say("Type new for another game, undo to take back, or quit.")
 
     def cmd_help(self, _: str) -> None:
@@ -613,7 +621,8 @@ class Session:
         except OSError as e:
             self.say(f"could not save {path}: {e.strerror or e}", "bold red")
             return
-        self.say(f"Saved {len(game.moves)} plies to {path}")
+        plies = len(game.moves)
+        self.say(f"Saved {plies} {'ply' if plies == 1 else 'plies'} to {path}")
 
     def cmd_load(self, arg: str) -> None:
         if not arg:
@@ -629,7 +638,7 @@ class Session:
         self.view.candidates = []
         self.last_message = ""
         self.reply_if_model_to_move()
-        self.after_moves()
+        self.after_moves(offer_save=False)   # a loaded record that is already over is not offered for saving
 
     def _load_board(self, arg: str) -> Board:
         path = Path(arg).expanduser()
@@ -657,6 +666,10 @@ class Session:
 COMMANDS = {name: name for name in ("undo", "hint", "new", "flip", "save", "load", "resign", "help", "quit",
                                     "switch")}
 COMMANDS.update({"exit": "quit", "?": "help", "takeback": "undo"})
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def illegal_reason(board: Board, text: str, error: IllegalMoveError) -> str:
@@ -703,7 +716,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
                 raise XiangqiError(f"checkpoint not found: {args.checkpoint}")
             player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed, args.threads)
     except XiangqiError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        err.print(f"error: {one_line(e)}", markup=False, highlight=False, soft_wrap=True)
         return 2
     loader = PlayerLoader(player_factory).start()
     interactive = sys.stdin.isatty()
@@ -723,7 +736,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         console.print("\nbye")
         code = 130
     except XiangqiError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        err.print(f"error: {one_line(e)}", markup=False, highlight=False, soft_wrap=True)
         code = 2
     except BrokenPipeError:
         code = 0
