@@ -264,3 +264,30 @@ def test_threads_option():
     assert any(line.startswith("option name Threads type spin default 1 min 1") for line in out)
     assert [line for line in out if line.startswith("info string")] == [
         "info string error: Threads must be an integer from 1 to 256, got '0'"]
+
+
+def test_every_go_gets_one_bestmove_even_without_stop():
+    out = talk("position startpos", "go infinite", "position startpos moves h2e2", "go depth 1")
+    bestmoves = [line for line in out if line.startswith("bestmove")]
+    assert bestmoves == ["bestmove a0a1", "bestmove a6a5"]     # the held answer comes out before the new position
+
+
+def test_checkpoint_option_reloads_and_temperature_rebuilds_the_player():
+    loads, players = [], []
+
+    def load(path):
+        loads.append(path)
+        return f"model from {path}"
+
+    def make_player(loaded, temperature, seed):
+        players.append((loaded, temperature))
+        return FirstMovePlayer()
+
+    engine = Engine(out=io.StringIO(), checkpoint="a.pt", load=load, make_player=make_player)
+    for line in ("isready", "go depth 1", "setoption name Temperature value 0.5", "go depth 1",
+                 "setoption name Checkpoint value b.pt", "isready", "setoption name Checkpoint value <empty>",
+                 "go depth 1"):
+        engine.handle(line)
+    assert loads == ["a.pt", "b.pt", None]                        # loaded once per checkpoint; <empty> = default
+    assert players == [("model from a.pt", 0.0), ("model from a.pt", 0.5), ("model from b.pt", 0.5),
+                       ("model from None", 0.5)]

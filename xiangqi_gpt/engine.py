@@ -214,7 +214,7 @@ class Engine:
     def cmd_ucinewgame(self, args) -> None:
         self.board = Board()
         self.banned = set()
-        self.pending = None
+        self.cmd_stop([])   # every go gets its bestmove, even if the GUI skipped stop
 
     def cmd_debug(self, args) -> None:
         pass
@@ -293,7 +293,7 @@ class Engine:
         board = Board(fen)   # FenError -> info string error; the previous position stays
         self.board = board
         self.banned = set()
-        self.pending = None
+        self.cmd_stop([])
         for i, text in enumerate(moves):
             try:
                 move = parse_engine_move(text, self.ranks_from_one)
@@ -319,6 +319,7 @@ class Engine:
     # ---- search ------------------------------------------------------------------------------------------------
 
     def cmd_go(self, args) -> None:
+        self.cmd_stop([])
         words = [a.lower() for a in args]
         hold = "infinite" in words or "ponder" in words
         known = {"depth", "movetime", "wtime", "btime", "winc", "binc", "movestogo", "nodes", "mate", "infinite",
