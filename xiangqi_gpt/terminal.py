@@ -712,8 +712,11 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
-            if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-                raise XiangqiError(f"checkpoint not found: {args.checkpoint}")
+            from .checkpoint import DEFAULT_PATH   # light: torch is imported only when a model is loaded
+
+            if not Path(args.checkpoint or DEFAULT_PATH).is_file():
+                raise CheckpointError(f"checkpoint not found: {args.checkpoint or DEFAULT_PATH}"
+                                      + ("" if args.checkpoint else " (pass --checkpoint FILE.pt)"))
             player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed, args.threads)
     except XiangqiError as e:
         err.print(f"error: {one_line(e)}", markup=False, highlight=False, soft_wrap=True)
