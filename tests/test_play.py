@@ -196,10 +196,10 @@ def test_narrow_terminal_says_so_and_still_plays(tmp_path):
     assert "Black is checkmated" in flat
 
 
-def test_ctrl_c_exits_without_traceback():
+def test_ctrl_c_exits_without_traceback(checkpoint):
     env = dict(os.environ, COLUMNS="90", PYTHONIOENCODING="utf-8")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "play.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "play.py"), "--checkpoint", str(checkpoint)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:
         seen = b""
         deadline = time.monotonic() + 60
