@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -46,7 +47,7 @@ def play(args: list[str], stdin: str, columns: int = 100, timeout: float = 120) 
     env = dict(os.environ, COLUMNS=str(columns), LINES="50", PYTHONIOENCODING="utf-8")
     env.pop("FORCE_COLOR", None)
     return subprocess.run([sys.executable, str(ROOT / "play.py"), *args], input=stdin, capture_output=True,
-                          text=True, encoding="utf-8", env=env, cwd=ROOT, timeout=timeout)
+                          text=True, encoding="utf-8", env=env, cwd=tempfile.gettempdir(), timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------------------------------
