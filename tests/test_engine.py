@@ -99,6 +99,9 @@ def test_uci_session_like_a_gui(checkpoint):
 
     e.send("this is not uci")
     assert e.until("info string")[-1].startswith("info string error: unknown command")
+    e.proc.stdin.buffer.write(b"\xff\xfe\x00 binary junk\n")
+    e.proc.stdin.flush()
+    assert e.until("info string")[-1].startswith("info string error: unknown command")
     e.send("position startpos moves h2e2 h2e3")
     error = e.until("info string")[-1]
     assert "illegal move h2e3" in error and "move 2" in error

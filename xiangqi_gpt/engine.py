@@ -404,6 +404,9 @@ def _runner(protocol: str):
             raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
         if not 1 <= args.threads <= MAX_THREADS:
             raise XiangqiError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
+        for stream in (sys.stdin, sys.stdout):   # bytes that are not UTF-8 must not kill the engine
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="replace")
         code = run(protocol=protocol, checkpoint=args.checkpoint, temperature=args.temperature, seed=args.seed,
                    ranks_from_one=args.ranks == "1-10", threads=args.threads)
         try:

@@ -722,6 +722,8 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         err.print(f"error: {one_line(e)}", markup=False, highlight=False, soft_wrap=True)
         return 2
     loader = PlayerLoader(player_factory).start()
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")   # undecodable bytes become an unreadable move, not a crash
     interactive = sys.stdin.isatty()
     if interactive:
         try:
