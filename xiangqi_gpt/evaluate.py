@@ -28,10 +28,13 @@ that reaches the endgame stays there.
 Efficiency: the teacher-forced metrics of a game come from one batched forward pass. A game whose history is longer
 than the model's ``block_size`` is cut into the windows the model itself would use (:meth:`GPT.context_start`), and
 all windows go through the model as one batch; every prediction is therefore exactly what ``GPTPlayer`` /
-``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of all
-positions are scored as one flat sequence per chunk over the cached keys/values of the game (an attention mask
-lets each candidate see its own history and its earlier tokens only), as ``score_candidates`` does for a single
-position. Free runs use :meth:`GPT.generate` (KV cache), one call per sampled prefix.
+``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of
+consecutive positions are scored together: the trie nodes of their prefixes (about 60 per position) are fed as one
+flat sequence per chunk after the cached keys/values of the game, with an attention mask that lets each node see
+its own position's history and its own ancestors only, as ``score_candidates`` does for a single position. The free runs of a game are generated together: the game's history is run once, then one model call
+per generated token feeds the latest token of every continuation (each sees its own prefix and its own earlier
+tokens only); prefixes whose continuation would outgrow the first window use :meth:`GPT.generate`. Free runs are
+greedy, so the whole report is deterministic.
 
 Games that cannot be read are skipped with a warning; games that do not start from the standard position are
 skipped too (the model only knows games from the start).
