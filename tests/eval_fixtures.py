@@ -7,6 +7,7 @@ import random
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 import torch
 
 from xiangqi_gpt.board import Board
@@ -70,3 +71,13 @@ def forced_move_model(move: str = "h2e2", block_size: int = 64) -> GPT:
         model.ln_f.weight.zero_()
         model.ln_f.bias.copy_(20 * e[i])
     return model.eval()
+
+
+@pytest.fixture(autouse=False)
+def one_thread():
+    """torch on one thread for the test (restored after): tiny models are fastest so, and on a busy 2-core machine
+    two threads per process can be several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,14 +2,17 @@ import json
 
 import pytest
 
+from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, save_pt, tiny_checkpoint
-from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.board import Board
 from xiangqi_gpt.cli import main
 from xiangqi_gpt.arena import (OPENINGS, RandomOpponent, elo_interval, opening_schedule, play_game, run_match,
                                summarize)
 from xiangqi_gpt.fairy import find_fairy_stockfish
 from xiangqi_gpt.pgn import read_games
 from xiangqi_gpt.player import GPTPlayer, is_legal_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_elo_interval():

@@ -3,12 +3,15 @@ import math
 
 import pytest
 
+from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, pgn_text, random_game, save_pt, tiny_checkpoint
 from xiangqi_gpt.board import Board, Move
 from xiangqi_gpt.cli import main
 from xiangqi_gpt.evaluate import (ENDGAME_MAJOR_PIECES, FREE_RUN_KS, OPENING_PLIES, PHASES, GameScorer,
                                   evaluate_games, phase_of, read_eval_games)
 from xiangqi_gpt.player import GPTPlayer, is_legal_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 GAMES = [random_game(1, 70), random_game(2, 25), random_game(3, 8)]
 

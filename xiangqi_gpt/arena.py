@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from .board import BLACK, RED, STARTING_FEN, Board, Move
-from .errors import ConfigError, IllegalMoveError, InvalidMoveError, XiangqiError
+from .errors import ConfigError, InvalidMoveError, XiangqiError
 from .player import is_legal_text
 
 DEFAULT_MAX_PLIES = 300
