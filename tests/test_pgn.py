@@ -1,5 +1,4 @@
 import io
-import os
 import random
 import tarfile
 from pathlib import Path

@@ -53,7 +53,7 @@ import numpy as np
 
 from .board import STARTING_FEN
 from .errors import DatasetError, PgnError, XiangqiError
-from .pgn import Game, is_standard_fen, pgn_text, read_games
+from .pgn import is_standard_fen, pgn_text, read_games
 from .tokenizer import BOS, RESULT_TOKENS, TOKENIZER_NAMES, get_tokenizer
 
 FORMAT_VERSION = 1
