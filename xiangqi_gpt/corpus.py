@@ -10,8 +10,9 @@ Steps:
 2. Empty games (no moves) are dropped. Games under a computer-games folder (CCPD ``電腦對局``) form their own subset,
    written under ``DIR/computer/`` with the same layout and never mixed into the main splits.
 3. Duplicates are removed by (start position, move sequence). A game that is an exact prefix of another from the
-   same start (a truncated copy) is a duplicate too and goes with the longer game; of exact copies the first read is
-   kept. Only the maximal games remain, so no game or copy of it can sit on two sides of the split.
+   same start (a truncated copy) is a duplicate too and goes with the longer game; of exact copies the first read
+   with a known result is kept. The start position compared is the FEN's placement and side to move. Only the
+   maximal games remain, so no game or copy of it can sit on two sides of the split.
 4. Each remaining game is assigned to train/val/test by a seeded hash of its start position and moves
    (``--val-frac``, ``--test-frac``, ``--seed``): deterministic, and a game keeps its split when other sources are
    added.
