@@ -105,14 +105,24 @@ def test_generate_samples_valid_tokens_with_top_k():
     assert torch.equal(a, b)
 
 
-def test_context_start_rule():
-    model = tiny()
-    hop = model.window_hop
-    assert model.context_start(BLOCK) == 0
+@pytest.mark.parametrize("tokenizer", ["move", "char"])
+def test_context_start_rule(tokenizer):
+    model = tiny(tokenizer)
+    hop, own = model.window_hop, model.context_reserve
+    assert own == get_tokenizer(tokenizer).tokens_per_move - 1
+    assert model.context_start(BLOCK - own) == 0 and model.context_start(BLOCK - own + 1) > 0
     for n in range(BLOCK + 1, 5 * BLOCK):
-        for reserve in (0, 3):
+        for reserve in (0, 3, 5):
             s = model.context_start(n, reserve)
-            assert s % hop == 0 and 0 < n - s <= BLOCK - reserve and n - s > BLOCK - reserve - hop
+            max_ctx = BLOCK - max(reserve, own)
+            assert s % hop == 0 and 0 < n - s <= max_ctx and n - s > max_ctx - hop
+
+
+def test_char_generate_beyond_block_size_follows_the_window_rule():
+    model = tiny("char")
+    out = model.generate([0, 7, 8, 9, 10], 2 * BLOCK, temperature=0)[0].tolist()
+    for t in range(5, len(out)):
+        assert out[t] == int(window_logprobs(model, out[:t]).argmax()), t
 
 
 @pytest.mark.parametrize("length", [1, 9, BLOCK, BLOCK + 1, 3 * BLOCK + 5])
@@ -238,7 +248,8 @@ def test_config_defaults_and_round_trip():
     (dict(n_embd=36, n_head=4), "must be even"),
     (dict(n_layer=0), "n_layer must be a positive integer"),
     (dict(n_head=2.5), "n_head must be a positive integer"),
-    (dict(block_size=1), "block_size must be at least 2"),
+    (dict(block_size=1), "block_size must be at least 2 tokens"),
+    (dict(block_size=4, tokenizer="char"), "block_size must be at least 5 tokens"),
     (dict(vocab_size=100), "smaller than the move tokenizer's 2091"),
     (dict(tokenizer="bpe"), "tokenizer must be one of move, char"),
     (dict(dropout=1.0), "dropout must be a number in"),

@@ -14,12 +14,15 @@ With RoPE the fed-back vectors need no position re-added.
 
 Long histories. A game can be longer than ``block_size`` tokens (430+ plies; four times that with the char
 tokenizer). The prediction after ``n`` history tokens always looks at the window ``history[s:n]`` with
-``s = context_start(n)``: ``s = 0`` while the history fits, and otherwise the smallest multiple of ``window_hop``
-that leaves at most ``block_size`` tokens. The window therefore jumps forward by ``window_hop`` tokens at a time
-(default ``block_size // 8``), and between jumps the KV cache of the window is extended one token at a time; at a
-jump it is rebuilt by one prefill of the new window (no cache rolling: a rolled cache would hold keys computed
-while attending to tokens that have left the window, which training never shows the model). Every prediction is
-thus exactly what a plain forward pass over its window gives, whether or not a cache was reused.
+``s = context_start(n)``: ``s = 0`` while the history fits in ``max_context`` tokens, and otherwise the smallest
+multiple of ``window_hop`` (default ``block_size // 8``) that leaves at most ``max_context`` tokens.
+``max_context = block_size - (tokens_per_move - 1)``, so that one whole move can always be scored after the window
+(256 for the move tokenizer, 253 for char). The window therefore jumps forward by ``window_hop`` tokens at a time;
+between jumps the KV cache of the window is extended token by token, and at a jump it is rebuilt by one prefill
+of the new window (no cache rolling: a rolled cache would hold keys computed while attending to tokens that have
+left the window, which training never shows the model). Every prediction is thus exactly what a plain forward
+pass over its window gives, whether or not a cache was reused, and :meth:`GPT.next_logprobs`,
+:meth:`GPT.score_candidates` and :meth:`GPT.generate` all use the same windows.
 
 Inference methods run under ``torch.inference_mode``; call ``model.eval()`` first (dropout stays on in train mode).
 """
@@ -72,8 +75,10 @@ class GPTConfig:
         if self.vocab_size < needed:
             raise ConfigError(f"model vocab_size {self.vocab_size} is smaller than the {self.tokenizer} tokenizer's "
                               f"{needed} tokens")
-        if self.block_size < 2:
-            raise ConfigError(f"model block_size must be at least 2 tokens, got {self.block_size}")
+        min_block = get_tokenizer(self.tokenizer).tokens_per_move + 1
+        if self.block_size < min_block:
+            raise ConfigError(f"model block_size must be at least {min_block} tokens (<bos> and one move), "
+                              f"got {self.block_size}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"model n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if (self.n_embd // self.n_head) % 2:
@@ -239,6 +244,8 @@ class GPT(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         #: how far (in tokens) the context window jumps once a history outgrows block_size; see the module docs
         self.window_hop = max(1, config.block_size // 8)
+        #: positions kept free after a history's window: room for the tokens of one move
+        self.context_reserve = get_tokenizer(config.tokenizer).tokens_per_move - 1
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -347,8 +354,10 @@ class GPT(nn.Module):
         return self.prefill(ids, cache)[0]
 
     def context_start(self, n_tokens: int, reserve: int = 0) -> int:
-        """Index where the context window of an ``n_tokens`` history starts, leaving ``reserve`` positions free
-        for tokens fed after the history (a candidate's own tokens). See the module docs."""
+        """Index where the context window of an ``n_tokens`` history starts. The window leaves
+        ``max(reserve, context_reserve)`` positions free for tokens fed after it (a candidate's own tokens; by
+        default one move's worth), so every method agrees on the windows. See the module docs."""
+        reserve = max(reserve, self.context_reserve)
         max_ctx = self.config.block_size - reserve
         if max_ctx < 1:
             raise ValueError(f"cannot reserve {reserve} of block_size {self.config.block_size} positions")
