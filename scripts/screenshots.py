@@ -55,7 +55,12 @@ def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
     from xiangqi_gpt.engine import Engine
 
     out = io.StringIO()
-    engine = Engine(out=out, checkpoint=loader_checkpoint)
+    if loader_checkpoint is None:
+        engine = Engine(out=out)
+    else:   # show the engine as shipped (Checkpoint <empty>), with the given model standing in for default.pt
+        from xiangqi_gpt.checkpoint import load_model
+
+        engine = Engine(out=out, load=lambda _: load_model(loader_checkpoint))
     console = recording_console(92)
     console.print(Text("$ python -m xiangqi_gpt uci", style="bold"))
     for line in ("uci", "isready", "position startpos moves h2e2 h9g7", "go movetime 100",
