@@ -45,10 +45,11 @@ def parse_pair(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def model_config(size: str, block_size: int, tokenizer: str = "move") -> GPTConfig:
+def model_config(size: str, block_size: int, tokenizer: str = "move", dropout: float = 0.0) -> GPTConfig:
     n_layer, n_embd = parse_pair(size)
     n_head = max(1, n_embd // 64) if n_embd >= 128 else max(1, n_embd // 32)
-    return GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size, tokenizer=tokenizer)
+    return GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size, tokenizer=tokenizer,
+                     dropout=dropout)
 
 
 def fixed_batch(batch: int, block: int, vocab: int, data: str | None, seed: int = 0) -> torch.Tensor:
@@ -220,7 +221,8 @@ def bench_sizes(args) -> None:
     sizes = args.sizes.split(",")
     batches = [parse_pair(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads_list.split(",")]
-    print(f"training tokens/s (bare loop: fwd+bwd+AdamW{', bf16 autocast' if args.bf16 else ''}), "
+    print(f"training tokens/s (bare loop: fwd+bwd+AdamW{', bf16 autocast' if args.bf16 else ''}"
+          f"{f', dropout {args.dropout}' if args.dropout else ''}), "
           f"median of {args.rounds} x {args.steps} steps")
     print("wall = tokens per wall second (depends on the load from other processes); "
           "cpu = tokens per CPU second of this process (with 1 thread: the speed on a core of its own)")
@@ -228,7 +230,7 @@ def bench_sizes(args) -> None:
           + " ".join(f"{f'{t}thr wall':>11} {f'{t}thr cpu':>10}" for t in threads))
     for size in sizes:
         for batch_size, block in batches:
-            cfg = model_config(size, block)
+            cfg = model_config(size, block, dropout=args.dropout)
             torch.manual_seed(0)
             model = GPT(cfg)
             batch = fixed_batch(batch_size, block, cfg.vocab_size, args.data)
@@ -256,6 +258,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="a prepared dataset directory (real token windows); "
                                                  "default: random tokens")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (Lightning: precision=bf16-mixed)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="sizes: model dropout")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)

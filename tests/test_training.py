@@ -59,6 +59,25 @@ def test_train_batches_are_a_function_of_step_and_rank(dataset):
     assert not torch.equal(batches[0], batches[1])
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loader_starts_at_the_trainers_step(dataset, workers):
+    """Each epoch (and a resumed run) starts the stream at the trainer's global step, with or without a worker."""
+    from types import SimpleNamespace
+
+    dm = XiangqiDataModule(str(dataset), "move", block_size=16, batch_size=2, steps_per_epoch=4, val_windows=2,
+                           num_workers=workers, seed=5)
+    fake = SimpleNamespace(global_step=0, accumulate_grad_batches=1, global_rank=1, world_size=2)
+    dm.trainer = fake
+    loader = dm.train_dataloader()
+    first = list(loader)
+    assert len(first) == 4
+    fake.global_step = 4  # the next epoch
+    second = list(loader)
+    reference = TrainWindows(dataset, get_tokenizer("move"), 16, 2, mirror_p=0.5, game_start_p=0.5, seed=5, rank=1)
+    for step, batch in enumerate(first + second):
+        assert torch.equal(batch, reference.batch(step))
+
+
 def test_windows_are_contiguous_slices_and_mirror_is_exact(dataset):
     tok = get_tokenizer("move")
     data = np.fromfile(Path(dataset) / "move" / "train.bin", dtype=np.uint16).astype(np.int64)

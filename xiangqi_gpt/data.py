@@ -265,8 +265,8 @@ class XiangqiDataModule(LightningDataModule):
         seed: data seed (the CLI links it to ``seed_everything``).
     """
 
-    def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 32,
-                 mirror_p: float = 0.5, game_start_p: float = 0.0, val_windows: int = 256,
+    def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 16,
+                 mirror_p: float = 0.5, game_start_p: float = 0.5, val_windows: int = 256,
                  val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
                  seed: int = 0):
         super().__init__()

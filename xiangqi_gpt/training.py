@@ -111,12 +111,12 @@ class GPTModule(LightningModule):
     matrices only, ``betas``.
     """
 
-    def __init__(self, tokenizer: str = "move", block_size: int = 256, n_layer: int = 4, n_head: int = 4,
-                 n_embd: int = 256, dropout: float = 0.0, bias: bool = False, rope_base: float = 10000.0,
+    def __init__(self, tokenizer: str = "move", block_size: int = 256, n_layer: int = 6, n_head: int = 4,
+                 n_embd: int = 256, dropout: float = 0.1, bias: bool = False, rope_base: float = 10000.0,
                  vocab_size: Optional[int] = None,
                  objective: str = "tf", teaforn_n: int = 2, teaforn_weights: Union[str, list[float]] = "uniform",
                  teaforn_feed: str = "hidden", teaforn_mask_warmup: bool = True, teaforn_feedback_scale: bool = False,
-                 lr: float = 1e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 200,
+                 lr: float = 2e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 300,
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
                  betas: tuple[float, float] = (0.9, 0.95)):
         super().__init__()
@@ -563,9 +563,12 @@ class XiangqiCLI(LightningCLI):
             raise ConfigError(f"trainer: {_one_line(str(e))}") from None
 
 
+#: Defaults = configs/default.yaml's recommendation (see there). bf16-mixed: 2.4x faster than fp32 on CPUs with
+#: AVX512-BF16/AMX (and fine on GPUs); on an older CPU pass --precision 32-true.
 TRAINER_DEFAULTS = {
     "default_root_dir": DEFAULT_ROOT,
-    "max_steps": 2000,
+    "max_steps": 6000,
+    "precision": "bf16-mixed",
     "gradient_clip_val": 1.0,
     "val_check_interval": 250,
     "check_val_every_n_epoch": None,
