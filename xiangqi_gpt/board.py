@@ -478,10 +478,25 @@ class Board:
         return [Move(m >> 7, m & 127) for m in self._legal()]
 
     def is_legal(self, move: Move) -> bool:
-        return self.why_illegal(move) is None
+        fr, to = move.from_square, move.to_square
+        return 0 <= fr < 90 and 0 <= to < 90 and self._is_legal_int(fr << 7 | to)
 
     def _is_legal_int(self, m: int) -> bool:
-        return m in self._legal()
+        """The test for one move, without generating every legal move: it must be pseudo-legal and must not leave
+        the mover's general attacked (which covers the two generals facing each other too)."""
+        b = self._sq
+        fr, to = m >> 7, m & 127
+        p = b[fr]
+        if not p or p >> 3 != self.turn or m not in self._pseudo():
+            return False
+        cap = b[to]
+        b[to] = p
+        b[fr] = 0
+        try:
+            return not self._attacked(to if p & 7 == KING else self._kings[self.turn], self.turn ^ 1)
+        finally:
+            b[fr] = p
+            b[to] = cap
 
     # ---- making moves ------------------------------------------------------------------------------------------
 
@@ -526,11 +541,13 @@ class Board:
         self.key = self._keys[-1]
         return m
 
-    def push(self, move: Move) -> None:
-        """Play a legal move. Raises :class:`IllegalMoveError` (with the reason) if it is not legal."""
-        reason = self.why_illegal(move)
-        if reason is not None:
-            raise IllegalMoveError(f"illegal move {move.iccs()}: {reason}")
+    def push(self, move: Move, *, validate: bool = True) -> None:
+        """Play a legal move. Raises :class:`IllegalMoveError` (with the reason) if it is not legal.
+
+        ``validate=False`` skips the test, for a move already known to be legal (one from :meth:`legal_moves` or
+        a parser that checked it); an illegal move then corrupts the board."""
+        if validate and not self.is_legal(move):
+            raise IllegalMoveError(f"illegal move {move.iccs()}: {self.why_illegal(move)}")
         self._make(move._int())
         self.move_stack.append(move)
 
@@ -573,7 +590,7 @@ class Board:
         if b[to] and b[to] >> 3 == c:
             return f"{dst} is occupied by your own {PIECE_NAMES[b[to] & 7]}"
         m = fr << 7 | to
-        if m in self._legal():
+        if self._is_legal_int(m):
             return None
         if m not in self._pseudo():
             return self._geometry_reason(p, fr, to)

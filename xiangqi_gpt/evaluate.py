@@ -363,8 +363,7 @@ def _push_from(board: Board, move, legal: list) -> None:
     ``Board.push`` would generate them a second time to validate."""
     if move not in legal:
         raise IllegalMoveError(f"illegal move {move.iccs()} at ply {board.ply + 1} in {board.fen()}")
-    board._make(move._int())
-    board.move_stack.append(move)
+    board.push(move, validate=False)
 
 
 def _greedy_in_trie(root, steps, cands, human: int) -> tuple[bool, bool]:

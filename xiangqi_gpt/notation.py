@@ -289,20 +289,9 @@ def _file_text(color: int, number: int) -> str:
 
 
 def _is_legal(board: Board, m: int) -> bool:
-    """Is the move ``m`` (from << 7 | to) legal? The engine's own test for one move, without generating every legal
-    move: it must be among the pseudo-legal moves and must not leave the mover's general attacked (which also
-    covers the two generals facing each other)."""
-    if m not in board._pseudo():
-        return False
-    b = board._sq
-    frm, to = m >> 7, m & 127
-    piece, captured = b[frm], b[to]
-    color = piece >> 3
-    b[to], b[frm] = piece, 0
-    try:
-        return not board._attacked(to if piece & 7 == KING else board._kings[color], color ^ 1)
-    finally:
-        b[frm], b[to] = piece, captured
+    """Is the move ``m`` (from << 7 | to) legal? The engine's test for one move, without generating every legal
+    move."""
+    return board._is_legal_int(m)
 
 
 def _resolve(board: Board, spec, text: str) -> Move:

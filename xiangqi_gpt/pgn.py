@@ -490,8 +490,7 @@ def _parse(board: Board, token: str, notation: str | None, retry: bool) -> Move:
 def _push_legal(board: Board, move: Move) -> None:
     """Play a move that :func:`notation.parse_move` returned, hence legal, without generating the legal moves a
     second time (``Board.push`` re-validates; this halves the cost of reading a corpus)."""
-    board._make(move._int())
-    board.move_stack.append(move)
+    board.push(move, validate=False)
 
 
 def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> Game | PgnError | None:
