@@ -276,10 +276,11 @@ def tables(agg: dict, rows: list[dict], ratios: dict) -> str:
                      f"{pct(m['arena_fsf'])} | {pct(m['train_seconds'], 1, 0)} | {pct(m['ms_per_step'], 1, 0)} | "
                      f"{ratio} |")
     lines += ["", "| row | legal@1 | legal@2 | legal@4 | legal@8 | legal@16 | match@1 | match@2 | match@4 | "
-              "match@8 | match@16 |", "|---|" + "---:|" * 10]
+              "match@8 | match@16 | arena illegal |", "|---|" + "---:|" * 11]
     for n in names:
         m = agg[n]["metrics"]
         cells = [pct(m[f"free_legal@{k}"]) for k in FREE_RUN_KS] + [pct(m[f"free_match@{k}"]) for k in FREE_RUN_KS]
+        cells.append(pct(m["arena_illegal_rate"]))
         lines.append(f"| `{n}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -305,7 +306,10 @@ def markdown(args, rows: list[dict], records: dict, agg: dict, ratios: dict, eva
           f"`{args.data}/test.pgn` ({eval_info.get('positions')} positions, {eval_info.get('prefixes')} free-run "
           f"prefixes); arena: {args.games} games against each opponent (seed 0: the same openings for every row). "
           "Cells: mean over seeds ±half the range (max-min)/2; percentages except nll (nats/move) and train s "
-          "(wall seconds of the train.py command). Step time: seconds per step relative to `tf` (median tokens/s).",
+          "(wall seconds of the train.py command). ms/step: from the median training tokens/s; step time: that relative "
+          "to `tf` (the machine is shared, so these are noisy). Free run: legal@k = the first k greedy unconstrained "
+          "moves are all legal, match@k = the k-th equals the game's; arena illegal = share of the model's moves in "
+          "the arena games whose unconstrained greedy move was illegal (mean of both opponents).",
           "", tables(agg, rows, ratios), "", "## Per-seed values", ""]
     for n, a in agg.items():
         m = a["metrics"]
