@@ -455,9 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("argv",)}
     (docs / "study.json").write_text(json.dumps(
         {"settings": settings, "eval": eval_info, "step_time_ratio": ratios, "rows": agg,
-         "runs": [{k: v for k, v in r.items() if k != "eval"} | {"eval": {k: r["eval"][k] for k in
+         "runs": [{k: v for k, v in r.items() if k not in ("eval", "command")} | {"eval": {k: r["eval"][k] for k in
                   ("games", "positions", *EVAL_METRICS, "perplexity", "free_run", "phases")}}
-                  for r in records.values()]}, indent=1))
+                  for r in records.values()]}, separators=(",", ":")) + "\n")
     (docs / "study.md").write_text(markdown(args, rows, records, agg, ratios, eval_info))
     plot(rows, records, agg, ratios, docs / "study.png")
     print(tables(agg, rows, ratios))
