@@ -46,7 +46,7 @@ class EngineProcess:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def until(self, prefix: str, timeout: float = 60) -> list[str]:
+    def until(self, prefix: str, timeout: float = 300) -> list[str]:
         """Lines up to and including the first starting with ``prefix``."""
         got = []
         while True:
@@ -71,7 +71,7 @@ class EngineProcess:
             self.send("quit")
         except BrokenPipeError:
             pass
-        code = self.proc.wait(timeout=30)
+        code = self.proc.wait(timeout=120)
         self.stderr = self.proc.stderr.read()
         return code
 
@@ -145,7 +145,7 @@ def test_ucci_handshake_and_nobestmove(checkpoint):
     assert board.is_legal(Move.from_iccs(reply.split()[1]))
     e.send("quit")
     assert e.until("bye")[-1] == "bye"
-    assert e.proc.wait(timeout=30) == 0
+    assert e.proc.wait(timeout=120) == 0
 
 
 def test_missing_checkpoint_is_reported_not_fatal():

@@ -211,7 +211,7 @@ def test_ctrl_c_exits_without_traceback(checkpoint):
             seen += chunk
         assert "楚 河".encode() in seen
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 130
