@@ -1,5 +1,5 @@
 """Mirror augmentation ablation: ``--mirror 0`` vs ``--mirror 0.5`` (probability that a training window is mirrored
-left-right, files a <-> i), in two data regimes, with the TeaForN study's model and recipe (teacher forcing).
+left-right, files a <-> i), in three data regimes, with the TeaForN study's model and recipe (teacher forcing).
 
     .venv/bin/python benchmarks/mirror_ablation.py [--seeds 1,2] [--small-data data/ccpd_small] [--small-steps 500]
     .venv/bin/python benchmarks/mirror_ablation.py --report-only      # rebuild docs/mirror.* from finished runs
@@ -9,9 +9,10 @@ Regimes (rows ``REGIME-mP``):
 
 ``small``  multi-epoch: a small dataset (``prepare ... --limit 6000``: about 250k train move tokens) trained
            ``--small-steps`` steps, i.e. several passes over its train split (the data repeats)
+``long``   the small dataset again, ``--long-steps`` steps (about 12 passes), seeds ``--long-seeds``
 ``full``   sub-epoch: the full dataset ``--data`` trained ``--full-steps`` (the study's S=300: a third of an epoch)
 
-Both regimes are evaluated on the same positions: the first ``--eval-games`` games of ``--data``/test.pgn (the full
+Every regime is evaluated on the same positions: the first ``--eval-games`` games of ``--data``/test.pgn (the full
 dataset's test split; the split is a seeded hash of each game, so the small dataset's train games are, up to prefix
 duplicates, not in it: see docs/mirror.md). Diagnostic: the same games mirrored left-right (``OUT/test-mirrored.pgn``,
 written by this script), to see how much of the symmetry each model has learnt. Within a seed, the mirror 0 and 0.5 runs draw the same windows (the
@@ -37,11 +38,17 @@ from teaforn_study import EVAL_METRICS, FREE_RUN_KS, ROOT, execute, read_metrics
 MIRRORS = ("0", "0.5")
 
 
+REGIMES = ("small", "long", "full")
+
+
 def row_specs(args) -> list[dict]:
     rows = []
-    for regime, data, steps in (("small", args.small_data, args.small_steps), ("full", args.data, args.full_steps)):
+    for regime, data, steps, seeds in (("small", args.small_data, args.small_steps, args.seed_list),
+                                       ("long", args.small_data, args.long_steps, args.long_seed_list),
+                                       ("full", args.data, args.full_steps, args.seed_list)):
         for m in MIRRORS:
-            rows.append({"name": f"{regime}-m{m}", "regime": regime, "data": data, "steps": steps, "mirror": m})
+            rows.append({"name": f"{regime}-m{m}", "regime": regime, "data": data, "steps": steps, "mirror": m,
+                         "seeds": seeds})
     return rows
 
 
@@ -136,6 +143,10 @@ def run_one(args, row: dict, seed: int) -> dict:
     metrics["val_acc"] = series["val/acc"][-1][1]
     metrics["val_loss"] = series["val/loss"][-1][1]
     metrics["train_seconds"] = record["train_seconds"]
+    for phase in ("opening", "middlegame", "endgame"):
+        metrics[f"{phase}_top1"] = ev["phases"][phase]["top1"]
+    metrics["opening_free_match@1"] = ev["phases"]["opening"]["free_run"]["match"]["1"]
+    metrics |= start_probe(path / "model.pt", args.threads)
     mirrored = path / "eval-mirrored.json"
     if mirrored.is_file():
         evm = json.loads(mirrored.read_text())
@@ -144,6 +155,31 @@ def run_one(args, row: dict, seed: int) -> dict:
     return {"row": row["name"], "seed": seed, "metrics": metrics, "seconds": record,
             "eval_info": {k: ev[k] for k in ("games", "positions")} | {"prefixes": ev["free_run"]["prefixes"]},
             "commands": {"train": show(cmd), **{k: show(v) for k, v in evals.items()}}}
+
+
+START_MOVES = ("h2e2", "b2e2")   # the central cannon, played from the right (human custom) or from the left
+
+
+def start_probe(model: Path, threads: int) -> dict[str, float]:
+    """The model's probabilities (over legal moves) of the two central-cannon openings at the start position: a
+    mirror image of each other, so a model that has learnt the symmetry puts the same weight on both."""
+    import torch
+
+    from xiangqi_gpt.board import Board, Move
+    from xiangqi_gpt.player import GPTPlayer
+
+    torch.set_num_threads(threads)
+    probs = {m.iccs(): p for m, p in GPTPlayer.load(str(model)).move_probs(Board())}
+    assert Move.from_iccs(START_MOVES[0]).mirror() == Move.from_iccs(START_MOVES[1])
+    return {f"start_p_{m}": probs[m] for m in START_MOVES}
+
+
+def first_move_shares(pgn: Path, limit: int) -> dict[str, float]:
+    """Share of the first ``limit`` games of ``pgn`` (standard start) that open with each of START_MOVES."""
+    from xiangqi_gpt.pgn import read_games
+
+    firsts = [g.iccs()[0] for _, g in zip(range(limit), read_games(str(pgn))) if g.standard_start and g.moves]
+    return {m: firsts.count(m) / len(firsts) for m in START_MOVES}
 
 
 def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -155,6 +191,8 @@ def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 MIRRORED_COLUMNS = (("mirrored_top1", 100, 1), ("mirrored_top5", 100, 1), ("mirrored_top1_raw", 100, 1),
                     ("mirrored_legal_rate", 100, 1), ("mirrored_nll", 1, 3), ("mirrored_free_legal@4", 100, 1))
+PHASE_COLUMNS = (("opening_top1", 100, 1), ("middlegame_top1", 100, 1), ("endgame_top1", 100, 1),
+                 ("opening_free_match@1", 100, 1), ("start_p_h2e2", 100, 1), ("start_p_b2e2", 100, 1))
 COLUMNS = (("top1", 100, 1), ("top5", 100, 1), ("top1_raw", 100, 1), ("legal_rate", 100, 1), ("nll", 1, 3),
            ("free_legal@4", 100, 1), ("free_match@4", 100, 1), ("val_acc", 100, 1), ("train_seconds", 1, 0))
 
@@ -163,7 +201,7 @@ def table(rows: list[dict], runs: dict, args, columns=COLUMNS) -> str:
     lines = ["| row | data | steps | epochs | seeds | " + " | ".join(c[0] for c in columns) + " |",
              "|---|---|---:|---:|---|" + "---:|" * len(columns)]
     for row in rows:
-        done = [runs[(row["name"], s)] for s in args.seed_list if runs.get((row["name"], s))]
+        done = [runs[(row["name"], s)] for s in row["seeds"] if runs.get((row["name"], s))]
         done = [d for d in done if all(k in d["metrics"] for k, _, _ in columns)]
         if not done:
             continue
@@ -178,8 +216,8 @@ def deltas(rows: list[dict], runs: dict, args, columns=COLUMNS[:-2]) -> str:
     """Per regime and seed: mirror 0.5 minus mirror 0 (paired: same seed, same windows)."""
     lines = ["| regime | seed | " + " | ".join(f"Δ{c[0]}" for c in columns) + " |",
              "|---|---|" + "---:|" * len(columns)]
-    for regime in ("small", "full"):
-        for s in args.seed_list:
+    for regime in REGIMES:
+        for s in sorted({s for r in rows if r["regime"] == regime for s in r["seeds"]}):
             a, b = runs.get((f"{regime}-m0", s)), runs.get((f"{regime}-m0.5", s))
             if not (a and b) or not all(k in a["metrics"] and k in b["metrics"] for k, _, _ in columns):
                 continue
@@ -196,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small-data", default="data/ccpd_small",
                    help="small dataset for the multi-epoch regime (prepare ../shared/data/ccpd.tar.xz --limit 6000)")
     p.add_argument("--small-steps", type=int, default=500)
+    p.add_argument("--long-steps", type=int, default=1500)
+    p.add_argument("--long-seeds", default="1", help="seeds of the long regime")
     p.add_argument("--full-steps", type=int, default=300)
-    p.add_argument("--regimes", default="small,full", help="which regimes to run (comma-separated)")
+    p.add_argument("--regimes", default="small,full,long", help="which regimes to run (comma-separated)")
     p.add_argument("--out", default="runs/mirror")
     p.add_argument("--docs", default="docs")
     p.add_argument("--seeds", default="1,2")
@@ -217,15 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     args.seed_list = [int(s) for s in args.seeds.split(",") if s]
+    args.long_seed_list = [int(s) for s in args.long_seeds.split(",") if s]
     rows = row_specs(args)
     regimes = set(args.regimes.split(","))
     (ROOT / args.out).mkdir(parents=True, exist_ok=True)
     if args.mirrored_test and not args.dry_run and not (ROOT / mirrored_pgn_path(args)).is_file():
         write_mirrored_pgn(ROOT / args.data / "test.pgn", ROOT / mirrored_pgn_path(args), args.eval_games)
     runs = {}
-    # seed-major within a regime: a complete first pair (mirror 0, 0.5), then the second; the small regime first
-    order = [(row, s) for regime in ("small", "full") for s in args.seed_list for row in rows
-             if row["regime"] == regime and (regime in regimes or args.report_only)]
+    # seed-major within a regime: a complete first pair (mirror 0, 0.5), then the second; small, full, then long
+    order = [(row, s) for regime in ("small", "full", "long") for s in sorted({s for r in rows for s in r["seeds"]})
+             for row in rows if row["regime"] == regime and s in row["seeds"]
+             and (regime in regimes or args.report_only)]
     for row, s in order:
         runs[(row["name"], s)] = run_one(args, row, s)
     if args.dry_run:
@@ -249,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
           "each dataset's own val split (64 windows), so it is comparable within a regime only.", "",
           table(rows, runs, args), "", "Paired differences, mirror 0.5 minus mirror 0 (same seed, same windows):", "",
           deltas(rows, runs, args), "",
+          "Where the difference is: top1 by phase (opening = the first 20 plies; endgame = from ply 20 with at most 6 "
+          "chariots, horses and cannons left; middlegame = the rest), opening_free_match@1 (the greedy unconstrained "
+          "move equals the game's, free-run prefixes before ply 20, every 10th ply: ply 0 and 10 of each game), and "
+          "the model's probabilities of the two mirror-image central-cannon openings at the start position "
+          f"(`start_p_h2e2` from the right, `start_p_b2e2` from the left). In the evaluated games, "
+          + ", ".join(f"{100 * v:.1f}% open with {m}" for m, v in
+                      first_move_shares(ROOT / args.data / "test.pgn", args.eval_games).items()) + ".", "",
+          table(rows, runs, args, PHASE_COLUMNS), "", deltas(rows, runs, args, PHASE_COLUMNS), "",
           f"Diagnostic: the same {info['games']} games mirrored left-right (`{mirrored_pgn_path(args)}`, written by "
           "the script: every move and start position mirrored). A model that has learnt the symmetry scores the same "
           "on both; human openings are not symmetric, so a model trained on unmirrored games only may not.", "",

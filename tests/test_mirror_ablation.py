@@ -25,9 +25,9 @@ def load_ablation():
 
 
 def args_for(ab, **kw):
-    base = dict(data="data/ccpd", small_data="data/ccpd_small", small_steps=500, full_steps=300, n_layer=2,
+    base = dict(data="data/ccpd", small_data="data/ccpd_small", small_steps=500, long_steps=1500, full_steps=300, n_layer=2,
                 n_head=2, n_embd=128, block=128, batch=16, lr=3e-3, warmup=30, val_windows=64, eval_games=300,
-                threads=1, seed_list=[1, 2], out="runs/mirror")
+                threads=1, seed_list=[1, 2], long_seed_list=[1], out="runs/mirror")
     return argparse.Namespace(**(base | kw))
 
 
@@ -35,8 +35,10 @@ def test_pair_commands_differ_only_in_mirror_and_out():
     ab = load_ablation()
     args = args_for(ab)
     rows = {r["name"]: r for r in ab.row_specs(args)}
-    assert set(rows) == {"small-m0", "small-m0.5", "full-m0", "full-m0.5"}
-    for regime, data, steps in (("small", "data/ccpd_small", 500), ("full", "data/ccpd", 300)):
+    assert set(rows) == {f"{r}-m{m}" for r in ("small", "long", "full") for m in ("0", "0.5")}
+    assert rows["long-m0"]["seeds"] == [1] and rows["small-m0.5"]["seeds"] == [1, 2]
+    for regime, data, steps in (("small", "data/ccpd_small", 500), ("long", "data/ccpd_small", 1500),
+                                ("full", "data/ccpd", 300)):
         a = ab.train_command(args, rows[f"{regime}-m0"], 1, "A")
         b = ab.train_command(args, rows[f"{regime}-m0.5"], 1, "B")
         diff = [(x, y) for x, y in zip(a, b) if x != y]
@@ -59,6 +61,8 @@ def test_mirrored_test_pgn(tmp_path):
     games = list(read_games(str(tmp_path / "m.pgn")))
     assert [g.iccs() for g in games] == [["b2e2", "b9c7", "b0c2", "a9b9"], ["g3g4"]]
     assert [g.result for g in games] == ["1-0", "0-1"] and games[0].headers["Event"] == "a"
+    assert ab.first_move_shares(src, 3) == {"h2e2": 1 / 3, "b2e2": 1 / 3}
+    assert ab.first_move_shares(tmp_path / "m.pgn", 2) == {"h2e2": 0.0, "b2e2": 0.5}
 
 
 def test_mirror_half_draws_the_same_windows_as_no_mirror(tmp_path):
