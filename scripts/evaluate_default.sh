@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Measure a model the way the README's "Default model" table reports it: evaluate on the held-out test split, then
+# arena matches against a random mover and Fairy-Stockfish (depth 1, Skill Level 0, UCI_Elo 1350).
+#
+#   scripts/evaluate_default.sh [MODEL.pt] [OUT_DIR] [GAMES]
+#
+# Defaults: the shipped model, docs/default, 20 games per match. Needs data/ccpd (python -m xiangqi_gpt prepare).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model="${1:-xiangqi_gpt/checkpoints/default.pt}"
+out="${2:-docs/default}"
+games="${3:-20}"
+py=.venv/bin/python
+mkdir -p "$out"
+$py -m xiangqi_gpt evaluate --checkpoint "$model" --pgn data/ccpd/test.pgn --json "$out/evaluate.json" --plots "$out"
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent random --games "$games" --json "$out/arena_random.json" --pgn "$out/arena_random.pgn"
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --depth 1 --games "$games" --json "$out/arena_fsf_depth1.json" --pgn "$out/arena_fsf_depth1.pgn"
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --skill 0 --movetime 100 --games "$games" --json "$out/arena_fsf_skill0.json" --pgn "$out/arena_fsf_skill0.pgn"
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --elo 1350 --movetime 100 --games "$games" --json "$out/arena_fsf_elo1350.json" --pgn "$out/arena_fsf_elo1350.pgn"
