@@ -119,3 +119,47 @@ def test_errors(tmp_path):
     assert player.move_probs(mated) == []
     with pytest.raises(IllegalMoveError):
         player.choose(mated)
+
+
+# ---- the rules' one-move safety net (GPTPlayer(safety=True)) --------------------------------------------------
+
+from xiangqi_gpt.player import _allows_immediate_loss, _safety_scores  # noqa: E402
+
+MATE_IN_ONE = "4k4/R8/9/9/9/9/9/9/9/1R1K5 w - - 0 1"     # b0b9 mates
+
+
+def test_safety_takes_a_mate_in_one_the_model_does_not_like():
+    board = Board(MATE_IN_ONE)
+    moves = board.legal_moves()
+    mate = Move.from_iccs("b0b9")
+    scores = [5.0 if m != mate else -5.0 for m in moves]
+    adjusted = _safety_scores(board, moves, scores)
+    choice = moves[max(range(len(moves)), key=lambda i: adjusted[i])]
+    board.push(choice)
+    outcome = board.outcome()
+    board.pop()
+    assert outcome is not None and outcome.winner == board.turn     # mate (b0b9) or stalemate (a8f8) both win
+    assert choice in (mate, Move.from_iccs("a8f8"))
+    assert board.fen() == MATE_IN_ONE and not board.move_stack      # the board is left as it was
+
+
+def test_safety_avoids_a_favourite_that_allows_mate_in_one():
+    board = Board("4k4/R8/9/9/9/9/9/9/5r3/1R1K5 b - - 0 1")      # Black to move; Red threatens b0b9 mate
+    moves = board.legal_moves()
+    bad = [m for m in moves if _allows_immediate_loss(board, m)]
+    good = [m for m in moves if m not in bad]
+    assert bad and good
+    scores = [10.0 if m == bad[0] else 0.0 for m in moves]
+    adjusted = _safety_scores(board, moves, scores)
+    choice = moves[max(range(len(moves)), key=lambda i: adjusted[i])]
+    assert choice in good
+    assert _safety_scores(board, moves, scores) != scores
+
+
+def test_safety_off_by_default_follows_the_model(tmp_path):
+    board = Board(MATE_IN_ONE)
+    plain = GPTPlayer(load(tiny_checkpoint(tmp_path)))
+    safe = GPTPlayer(load(tiny_checkpoint(tmp_path)), safety=True)
+    assert not plain.safety
+    assert safe.choose(board) in (Move.from_iccs("b0b9"), Move.from_iccs("a8f8"))
+    assert plain.choose(board) == plain.move_probs(board)[0][0]

@@ -305,6 +305,9 @@ def add_arena_command(p: argparse.ArgumentParser):
                    help=f"the model samples its moves during the first N plies (default {DEFAULT_SAMPLE_PLIES})")
     p.add_argument("--opening-temperature", type=float, default=1.0, help="temperature of those samples (1.0)")
     p.add_argument("--temperature", type=float, default=0.0, help="the model's temperature after that (0: greedy)")
+    p.add_argument("--safety", action="store_true",
+                   help="the rules' one-move safety net on the model's choice: take a win by the rules at once, "
+                        "never lose by the rules at once, avoid moves that allow mate in one (see player.py)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
     p.add_argument("--pgn", default=None, metavar="OUT", help="write all games as PGN (ICCS, UTF-8) to OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -323,7 +326,7 @@ def add_arena_command(p: argparse.ArgumentParser):
 
         torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
-        player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed)
+        player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed, safety=args.safety)
         if args.opponent == "random":
             opponent = RandomOpponent(args.seed)
         else:
@@ -341,7 +344,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                   **summarize(records),
                   "settings": {"seed": args.seed, "max_plies": args.max_plies, "book_plies": args.book_plies,
                                "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
-                               "temperature": args.temperature},
+                               "temperature": args.temperature, "safety": args.safety},
                   "seconds": round(time.perf_counter() - t0, 2),
                   "per_game": [{**asdict(r), "plies": r.plies} for r in records]}
         print_summary(report, out)

@@ -70,7 +70,8 @@ def _fork(cache):
 class GPTPlayer:
     """Chooses legal moves with a GPT. See the module docs."""
 
-    def __init__(self, loaded: "LoadedModel", temperature: float = 0.0, seed: int | None = None):
+    def __init__(self, loaded: "LoadedModel", temperature: float = 0.0, seed: int | None = None,
+                 safety: bool = False):
         from .model import KVCache
 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
@@ -80,6 +81,7 @@ class GPTPlayer:
         self.model.eval()
         self.tokenizer = loaded.tokenizer
         self.temperature = float(temperature)
+        self.safety = bool(safety)
         self.seed = seed
         self.rng = random.Random(seed)
         self._cache = KVCache()        # history cache for scoring the legal moves
@@ -147,10 +149,11 @@ class GPTPlayer:
         s = self._score(board)
         if not s.moves:
             raise IllegalMoveError(f"no legal move in {board.fen()}")
+        scores = _safety_scores(board, s.moves, s.scores) if self.safety else s.scores
         if t <= 0:
-            best = max(range(len(s.moves)), key=lambda i: s.scores[i])   # first of equals: deterministic
+            best = max(range(len(s.moves)), key=lambda i: scores[i])   # first of equals: deterministic
             return s.moves[best]
-        probs = _softmax(s.scores, t)
+        probs = _softmax(scores, t)
         r = self.rng.random()
         acc = 0.0
         for move, p in zip(s.moves, probs):
@@ -197,6 +200,54 @@ class GPTPlayer:
             logprobs = self.model.next_logprobs(list(history) + out, fork)
             out.append(int(logprobs.argmax()))
         return out
+
+
+_WIN, _LOSS = 1e9, -1e9
+
+
+def _safety_scores(board: Board, moves: Sequence[Move], scores: Sequence[float]) -> list[float]:
+    """The rules' one-move safety net (``safety=True``), applied on top of the model's scores:
+
+    * a move that wins at once by the rules (mate, stalemate, the opponent's perpetual check) is played;
+    * a move that loses at once by the rules (our perpetual check) is never played while another move exists;
+    * the model's best moves that let the opponent mate (or stalemate) at once are dropped, best first, down to
+      the first one that does not (unless every move does).
+
+    So the greedy choice is the model's best safe move; no search beyond that."""
+    me = board.turn
+    out = list(scores)
+    for i, move in enumerate(moves):
+        board.push(move, validate=False)
+        outcome = board.outcome()
+        board.pop()
+        if outcome is not None and outcome.winner is not None:
+            out[i] = _WIN + scores[i] if outcome.winner == me else _LOSS + scores[i]
+    if max(out) >= _WIN / 2:
+        return out
+    order = sorted((i for i in range(len(moves)) if out[i] > _LOSS / 2), key=lambda i: -out[i])
+    unsafe = []
+    for i in order:            # best first, up to the first move that does not lose at once
+        if not _allows_immediate_loss(board, moves[i]):
+            for j in unsafe:
+                out[j] = _LOSS + scores[j]
+            break
+        unsafe.append(i)
+    return out
+
+
+def _allows_immediate_loss(board: Board, move: Move) -> bool:
+    """After ``move``, can the opponent end the game in its favour with one move (mate or stalemate)?"""
+    board.push(move, validate=False)
+    try:
+        for reply in board.legal_moves():
+            board.push(reply, validate=False)
+            lost = not board.legal_moves()
+            board.pop()
+            if lost:
+                return True
+        return False
+    finally:
+        board.pop()
 
 
 def _softmax(scores: Sequence[float], temperature: float) -> list[float]:
