@@ -17,3 +17,7 @@ $py -m xiangqi_gpt arena --checkpoint "$model" --opponent random --games "$games
 $py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --depth 1 --games "$games" --json "$out/arena_fsf_depth1.json" --pgn "$out/arena_fsf_depth1.pgn"
 $py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --skill 0 --movetime 100 --games "$games" --json "$out/arena_fsf_skill0.json" --pgn "$out/arena_fsf_skill0.pgn"
 $py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --elo 1350 --movetime 100 --games "$games" --json "$out/arena_fsf_elo1350.json" --pgn "$out/arena_fsf_elo1350.pgn"
+# The same two headline matches with the rules' one-move safety net (player.py: take a win, never lose at once,
+# avoid moves that allow mate in one).
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent random --safety --games "$games" --json "$out/arena_random_safety.json" --pgn "$out/arena_random_safety.pgn"
+$py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --depth 1 --safety --games "$games" --json "$out/arena_fsf_depth1_safety.json" --pgn "$out/arena_fsf_depth1_safety.pgn"
