@@ -182,6 +182,40 @@ def first_move_shares(pgn: Path, limit: int) -> dict[str, float]:
     return {m: firsts.count(m) / len(firsts) for m in START_MOVES}
 
 
+def overlap_note(args) -> str:
+    o = train_test_overlap(ROOT / args.small_data / "train.pgn", ROOT / args.data / "test.pgn", args.eval_games)
+    return (f"Overlap check (computed by the script): {o['train_games']} games of `{args.small_data}/train.pgn` "
+            f"are equal to, or a prefix of, or extend one of {o['test_games']} evaluated games "
+            f"({o['test_positions']} of the {o['all_test_positions']} evaluated positions, "
+            f"{100 * o['test_positions'] / max(1, o['all_test_positions']):.1f}%; the same for every row of a "
+            "regime, so it cannot favour either mirror setting). The full dataset's train split has none by "
+            "construction.")
+
+
+def train_test_overlap(train_pgn: Path, test_pgn: Path, limit: int) -> dict:
+    """Games of ``train_pgn`` equal to, a prefix of, or extended by one of the first ``limit`` games of ``test_pgn``
+    (same start position). ``prepare`` splits by a seeded hash of each game and keeps only the longest of games that
+    are prefixes of one another, so a smaller read of the same source can keep in train a prefix of a game that the
+    full dataset has in test. Returns the counts and the evaluated positions in the test games concerned."""
+    from xiangqi_gpt.pgn import read_games
+
+    def load(path, n=None):
+        games = ((g.root_fen, " ".join(g.iccs())) for g in read_games(str(path)))
+        return list(games) if n is None else [g for _, g in zip(range(n), games)]
+
+    test = load(test_pgn, limit)
+    hit_test = set()
+    n_train = 0
+    for root, moves in load(train_pgn):
+        hits = [i for i, (r, m) in enumerate(test)
+                if r == root and (m == moves or m.startswith(moves + " ") or moves.startswith(m + " "))]
+        n_train += bool(hits)
+        hit_test.update(hits)
+    return {"train_games": n_train, "test_games": len(hit_test),
+            "test_positions": sum(len(test[i][1].split()) for i in hit_test),
+            "all_test_positions": sum(len(m.split()) for _, m in test)}
+
+
 def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     """mean (v1 / v2 ...), scaled."""
     mean = statistics.fmean(values) * scale
@@ -235,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="small dataset for the multi-epoch regime (prepare ../shared/data/ccpd.tar.xz --limit 6000)")
     p.add_argument("--small-steps", type=int, default=500)
     p.add_argument("--long-steps", type=int, default=1500)
-    p.add_argument("--long-seeds", default="1", help="seeds of the long regime")
+    p.add_argument("--long-seeds", default="1,2", help="seeds of the long regime")
     p.add_argument("--full-steps", type=int, default=300)
     p.add_argument("--regimes", default="small,full,long", help="which regimes to run (comma-separated)")
     p.add_argument("--out", default="runs/mirror")
@@ -289,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
           "free-run prefixes). Cells: mean over seeds (per-seed values); percentages except nll (nats/move) and "
           "train_seconds. epochs = steps x batch x block / train move tokens of the row's dataset. val_acc is on "
           "each dataset's own val split (64 windows), so it is comparable within a regime only.", "",
+          overlap_note(args), "",
           table(rows, runs, args), "", "Paired differences, mirror 0.5 minus mirror 0 (same seed, same windows):", "",
           deltas(rows, runs, args), "",
           "Where the difference is: top1 by phase (opening = the first 20 plies; endgame = from ply 20 with at most 6 "
@@ -303,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
           "the script: every move and start position mirrored). A model that has learnt the symmetry scores the same "
           "on both; human openings are not symmetric, so a model trained on unmirrored games only may not.", "",
           table(rows, runs, args, MIRRORED_COLUMNS), "", deltas(rows, runs, args, MIRRORED_COLUMNS), "",
-          "## Commands", "",
+          "Reading: README.md, section *Mirror augmentation*.", "", "## Commands", "",
           "Run from the repository root (`python` = `.venv/bin/python`):", ""]
     for row, s in order:
         r = runs.get((row["name"], s))

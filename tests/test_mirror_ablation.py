@@ -65,6 +65,19 @@ def test_mirrored_test_pgn(tmp_path):
     assert ab.first_move_shares(tmp_path / "m.pgn", 2) == {"h2e2": 0.0, "b2e2": 0.5}
 
 
+def test_train_test_overlap(tmp_path):
+    ab = load_ablation()
+    test = tmp_path / "test.pgn"
+    test.write_text('[Event "t1"]\n\n1. h2e2 h9g7 2. h0g2 1-0\n\n[Event "t2"]\n\n1. c3c4 c6c5 0-1\n\n'
+                    '[Event "t3"]\n\n1. b2e2 1-0\n\n', encoding="utf-8")
+    train = tmp_path / "train.pgn"
+    train.write_text('[Event "prefix of t1"]\n\n1. h2e2 h9g7 *\n\n[Event "other"]\n\n1. h2e2 b9c7 *\n\n'
+                     '[Event "extends t3"]\n\n1. b2e2 b9c7 *\n\n', encoding="utf-8")
+    assert ab.train_test_overlap(train, test, 2) == {"train_games": 1, "test_games": 1, "test_positions": 3,
+                                                      "all_test_positions": 5}
+    assert ab.train_test_overlap(train, test, 3)["train_games"] == 2
+
+
 def test_mirror_half_draws_the_same_windows_as_no_mirror(tmp_path):
     """The pairing claim: with one seed, mirror 0.5 flips some windows of exactly the batch mirror 0 draws."""
     dataset = make_dataset(tmp_path / "ds")
