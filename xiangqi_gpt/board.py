@@ -21,7 +21,7 @@ Not implemented: the Asian-rule judgements of perpetual *chase* (长捉), of one
 from __future__ import annotations
 
 import random
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from .errors import FenError, IllegalMoveError, InvalidMoveError
 
@@ -746,7 +746,3 @@ def _perft(board: Board, depth: int) -> int:
 
 def _expand_row(row: str) -> str:
     return "".join("1" * int(ch) if ch in DIGITS else ch for ch in row)
-
-
-def iter_squares() -> Iterator[int]:
-    return iter(range(90))

@@ -288,12 +288,6 @@ def _file_text(color: int, number: int) -> str:
     return (_DIGIT_STYLES[0] if color == RED else _DIGIT_STYLES[1])[number - 1]
 
 
-def _is_legal(board: Board, m: int) -> bool:
-    """Is the move ``m`` (from << 7 | to) legal? The engine's test for one move, without generating every legal
-    move."""
-    return board._is_legal_int(m)
-
-
 def _resolve(board: Board, spec, text: str) -> Move:
     ptype, label, file_number, direction, number, wxf = spec
     color = board.turn
@@ -332,7 +326,7 @@ def _resolve(board: Board, spec, text: str) -> Move:
             candidates.append((frm, to))
     if not candidates:
         raise IllegalMoveError(f"illegal move {text!r}: a {PIECE_NAMES[ptype]} cannot move like that")
-    found = [(frm, to) for frm, to in candidates if _is_legal(board, frm << 7 | to)]
+    found = [(frm, to) for frm, to in candidates if board._is_legal_int(frm << 7 | to)]
     if len(found) == 1:
         return Move(*found[0])
     if not found:
@@ -352,7 +346,7 @@ def _unreadable(text) -> InvalidMoveError:
 def _checked_iccs(board: Board, squares: tuple[int, int], text: str) -> Move:
     frm, to = squares
     move = Move(frm, to)
-    if not _is_legal(board, frm << 7 | to):
+    if not board._is_legal_int(frm << 7 | to):
         raise IllegalMoveError(f"illegal move {text!r}: {board.why_illegal(move)}")
     return move
 
@@ -401,7 +395,7 @@ def parse_move(board: Board, text: str, notation: str | None = None) -> Move:
 def _describe(board: Board, move: Move):
     """(ptype, color, label, file_number, direction, number, groups) of a legal move, mover's point of view."""
     frm, to = move.from_square, move.to_square
-    if not _is_legal(board, frm << 7 | to):
+    if not board._is_legal_int(frm << 7 | to):
         raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
     b = board._sq
     code = b[frm]
@@ -468,7 +462,7 @@ def move_to_chinese(board: Board, move: Move, traditional: bool = False, fullwid
 def format_move(board: Board, move: Move, notation: str) -> str:
     """Text of ``move`` in ``notation``: ``"iccs"``, ``"wxf"``, ``"chinese"`` or ``"chinese-traditional"``."""
     if notation == "iccs":
-        if not _is_legal(board, move.from_square << 7 | move.to_square):
+        if not board._is_legal_int(move.from_square << 7 | move.to_square):
             raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
         return move.iccs()
     if notation == "wxf":
