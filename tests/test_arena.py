@@ -123,3 +123,29 @@ def test_cli_arena_against_fairy_stockfish(tmp_path):
     for g in report["per_game"]:
         replay(g["moves"])
     assert len([g for g in read_games(str(pgn)) if not isinstance(g, Exception)]) == 2
+
+
+def test_cli_arena_level_reports_time_and_nodes(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path, "move", 64)
+    out = tmp_path / "level.json"
+    assert main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "2", "--max-plies", "24",
+                 "--level", "2", "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["level"] == 2 and report["games"] == 2
+    assert report["model_ms_per_move"] >= 0 and 0 < report["model_nodes_per_move"] <= 300
+    for g in report["per_game"]:
+        replay(g["moves"])
+        assert len(g["move_ms"]) == len(g["move_nodes"]) == g["model_moves"]
+    plain = tmp_path / "plain.json"
+    assert main(["arena", "--checkpoint", ckpt, "--games", "1", "--max-plies", "10", "--json", str(plain),
+                 "--quiet"]) == 0
+    report = json.loads(plain.read_text())
+    assert report["model_nodes_per_move"] is None and report["model_ms_per_move"] >= 0
+
+
+def test_cli_arena_bad_level(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["arena", "--checkpoint", tiny_checkpoint(tmp_path), "--level", "99", "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "level" in err and "\n" not in err

@@ -139,6 +139,8 @@ class GameRecord:
     model_moves: int = 0
     illegal_attempts: int = 0
     illegal_examples: list[str] = field(default_factory=list)
+    move_ms: list[int] = field(default_factory=list)        # wall ms of each of the model's moves
+    move_nodes: list[int] = field(default_factory=list)     # search nodes of each (a searching player only)
 
     @property
     def plies(self) -> int:
@@ -148,13 +150,17 @@ class GameRecord:
 def play_game(player, opponent, model_color: int, opening=(), max_plies: int = DEFAULT_MAX_PLIES,
               sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0, round_: int = 1,
               on_move=None) -> GameRecord:
-    """One game of ``player`` (a GPTPlayer) against ``opponent`` (``choose(board) -> Move``), refereed by Board."""
+    """One game of ``player`` (a GPTPlayer or a search.SearchPlayer) against ``opponent``
+    (``choose(board) -> Move``), refereed by Board. The wall time of each model move is recorded, and for a
+    searching player (one with ``last``, a SearchResult) its nodes."""
     board = Board(STARTING_FEN)
     for text in opening:
         board.push_iccs(text)
     opponent.new_game()
     model_moves = illegal = 0
     examples: list[str] = []
+    move_ms: list[int] = []
+    move_nodes: list[int] = []
     while True:
         outcome = board.outcome()
         if outcome is not None:
@@ -164,7 +170,12 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
             result, termination, reason = "1/2-1/2", "ply_cap", f"stopped after {max_plies} plies (scored as a draw)"
             break
         if board.turn == model_color:
+            t0 = time.perf_counter()
             move = player.choose(board, temperature=opening_temperature if board.ply < sample_plies else None)
+            move_ms.append(round((time.perf_counter() - t0) * 1000))
+            last = getattr(player, "last", None)    # a SearchPlayer's last search (None for a pure GPT)
+            if last is not None:
+                move_nodes.append(last.info.nodes)
             raw = player.raw_move(board)   # after choose: for char it reuses the history cache just built
             model_moves += 1
             if not is_legal_text(board, raw):
@@ -181,7 +192,7 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
     return GameRecord(round=round_, model_color="red" if model_color == RED else "black", opening=list(opening),
                       moves=[m.iccs() for m in board.move_stack], result=result, model_score=score,
                       termination=termination, reason=reason, model_moves=model_moves, illegal_attempts=illegal,
-                      illegal_examples=examples)
+                      illegal_examples=examples, move_ms=move_ms, move_nodes=move_nodes)
 
 
 def opening_schedule(n_games: int, seed: int, book_plies: int = 2) -> list[tuple[str, ...]]:
@@ -238,6 +249,8 @@ def summarize(records: list[GameRecord]) -> dict:
         by_color[color] = {"games": len(rs), "wins": sum(r.model_score == 1.0 for r in rs),
                            "draws": sum(r.model_score == 0.5 for r in rs),
                            "losses": sum(r.model_score == 0.0 for r in rs)}
+    all_ms = [x for r in records for x in r.move_ms]
+    all_nodes = [x for r in records for x in r.move_nodes]
     return {
         "games": n, "wins": wins, "draws": draws, "losses": losses,
         "score": (wins + 0.5 * draws) / n if n else None,
@@ -247,7 +260,18 @@ def summarize(records: list[GameRecord]) -> dict:
                              "rate": illegal / model_moves if model_moves else None},
         "terminations": dict(sorted(Counter(r.termination for r in records).items())),
         "by_color": by_color,
+        "model_ms_per_move": _median(all_ms),
+        "model_nodes_per_move": _median(all_nodes),
     }
+
+
+def _median(values: list) -> float | None:
+    """The median, or None for no values."""
+    if not values:
+        return None
+    v = sorted(values)
+    mid = len(v) // 2
+    return float(v[mid]) if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 def to_pgn_games(records: list[GameRecord], model_name: str, opponent_name: str, event: str):
@@ -308,6 +332,9 @@ def add_arena_command(p: argparse.ArgumentParser):
     p.add_argument("--safety", action="store_true",
                    help="the rules' one-move safety net on the model's choice: take a win by the rules at once, "
                         "never lose by the rules at once, avoid moves that allow mate in one (see player.py)")
+    p.add_argument("--level", type=int, default=0, metavar="N",
+                   help="our side's strength level: 0 = the pure GPT (default), higher levels search more "
+                        "(see xiangqi_gpt/search.py LEVELS)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
     p.add_argument("--pgn", default=None, metavar="OUT", help="write all games as PGN (ICCS, UTF-8) to OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -327,12 +354,18 @@ def add_arena_command(p: argparse.ArgumentParser):
         torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
         player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed, safety=args.safety)
+        if args.level:
+            from .search import SearchPlayer
+
+            player = SearchPlayer(player, args.level)
         if args.opponent == "random":
             opponent = RandomOpponent(args.seed)
         else:
             opponent = FairyOpponent(depth=args.depth, movetime=args.movetime, skill=args.skill, elo=args.elo,
                                      path=args.engine_path)
         model_name = f"xiangqi-gpt ({os.path.basename(args.checkpoint) if args.checkpoint else 'default'})"
+        if args.level:
+            model_name += f" level {args.level}"
         t0 = time.perf_counter()
         try:
             records = _run_with_progress(player, opponent, args, err)
@@ -344,7 +377,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                   **summarize(records),
                   "settings": {"seed": args.seed, "max_plies": args.max_plies, "book_plies": args.book_plies,
                                "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
-                               "temperature": args.temperature, "safety": args.safety},
+                               "temperature": args.temperature, "safety": args.safety, "level": args.level},
                   "seconds": round(time.perf_counter() - t0, 2),
                   "per_game": [{**asdict(r), "plies": r.plies} for r in records]}
         print_summary(report, out)
@@ -369,6 +402,9 @@ def add_arena_command(p: argparse.ArgumentParser):
 
 
 def _check_args(args) -> None:
+    from .search import level_limits
+
+    level_limits(args.level)
     if args.games < 1:
         raise ConfigError(f"--games must be >= 1, got {args.games}")
     if args.max_plies < 1:
@@ -431,6 +467,10 @@ def print_summary(report: dict, console) -> None:
     ia = report["illegal_attempts"]
     rate = "-" if ia["rate"] is None else f"{100 * ia['rate']:.1f}%"
     t.add_row("illegal attempts", f"{ia['count']} of {ia['model_moves']} model moves ({rate})")
+    if report.get("model_ms_per_move") is not None:
+        nodes = report.get("model_nodes_per_move")
+        t.add_row("model per move (median)", f"{report['model_ms_per_move']:.0f} ms"
+                  + (f", {nodes:.0f} nodes" if nodes is not None else ""))
     t.add_row("terminations", ", ".join(f"{k} {v}" for k, v in report["terminations"].items()))
     for color, c in report["by_color"].items():
         t.add_row(f"as {color}", f"+{c['wins']} ={c['draws']} -{c['losses']}")

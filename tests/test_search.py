@@ -1,0 +1,168 @@
+"""The search: tactics, rules inside the search, budgets, levels. Behaviour only, never time."""
+
+import threading
+
+import pytest
+
+from eval_fixtures import load, tiny_checkpoint
+from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.errors import ConfigError
+from xiangqi_gpt.player import GPTPlayer
+from xiangqi_gpt.search import (DEFAULT_LEVEL, LEVELS, MATE_BOUND, Limits, Searcher, SearchPlayer, evaluate,
+                                level_limits)
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield GPTPlayer.load()          # the shipped model
+    torch.set_num_threads(before)
+
+
+def board_after(fen: str, moves: str = "") -> Board:
+    board = Board(fen)
+    for m in moves.split():
+        board.push_iccs(m)
+    return board
+
+
+def search(gpt, board, **limits):
+    return Searcher(gpt).search(board, Limits(**limits))
+
+
+def test_mate_in_one(gpt):
+    board = Board("4k4/R8/1R7/9/9/9/9/9/3K2p2/9 w - - 0 1")
+    result = search(gpt, board, nodes=2000)
+    assert str(result.move) == "b7b9" and result.info.mate == 1
+
+
+def test_mate_in_two(gpt):
+    board = Board("3R5/4k4/9/9/9/2N6/3p5/9/9/5K3 w - - 0 1")     # the only mate in 2 is the quiet d9d3
+    result = search(gpt, board, depth=5)
+    assert str(result.move) == "d9d3" and result.info.mate == 2
+    assert [str(m) for m in result.info.pv][:1] == ["d9d3"]
+
+
+def test_does_not_leave_a_chariot_hanging(gpt):
+    board = Board("3k5/9/9/9/9/3n5/9/2R6/9/4K4 w - - 0 1")       # the horse on d4 attacks the chariot on c2
+    move = search(gpt, board, nodes=3000).move
+    board.push(move)
+    assert not any(board.piece_at(m.to_square) == "R" for m in board.legal_moves())
+
+
+def test_takes_a_free_piece(gpt):
+    board = Board("3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1")
+    assert str(search(gpt, board, nodes=2000).move) == "a0a5"
+    # in a game: Black's cannon walks into the red chariot's file unprotected
+    board = board_after(Board().fen(), "h2e2 h9g7 h0g2 g6g5 i0h0 h7h3")
+    result = search(gpt, board, nodes=4000)
+    assert board.is_capture(result.move) and board.piece_at(result.move.to_square) == "c"
+
+
+def test_plays_the_only_legal_move(gpt):
+    board = Board("3nk1b2/4a1n2/4ba3/2N6/2p5p/3rC1P2/8P/3K5/9/3A1R1N1 w - - 1 55")
+    assert [str(m) for m in board.legal_moves()] == ["d2e2"]
+    assert str(search(gpt, board, nodes=1000).move) == "d2e2"
+
+
+def test_no_legal_move(tmp_path):
+    board = board_after("4k4/R8/1R7/9/9/9/9/9/3K2p2/9 w - - 0 1", "b7b9")     # checkmated
+    assert not board.legal_moves()
+    out = Searcher(GPTPlayer(load(tiny_checkpoint(tmp_path)))).search(board, Limits(nodes=100))
+    assert out.move is None and out.info.mate == 0
+
+
+# Red's chariot checks on a9 / a8 while Black's general steps e9 <-> e8. Black is a chariot and a cannon up.
+PERPETUAL_FEN = "4k4/R8/9/9/9/2c6/9/9/r8/3K5 w - - 0 1"
+
+
+def test_avoids_a_losing_perpetual_check(gpt):
+    board = board_after(PERPETUAL_FEN, "a8a9 e9e8 a9a8 e8e9 a8a9 e9e8")
+    # a9a8+ again: Black steps back to e9, the third time, and Red, who checked with every move, loses
+    board.push_iccs("a9a8")
+    board.push_iccs("e8e9")
+    assert board.outcome().termination == "perpetual_check" and board.outcome().winner == 1
+    board.pop()
+    board.pop()
+    result = search(gpt, board, nodes=3000)
+    assert str(result.move) != "a9a8" and result.info.score_cp > -MATE_BOUND
+
+
+def test_claims_the_repetition_win_when_the_opponent_checks(gpt):
+    # Black's chariot checks on a0 / a1 while Red's general steps e0 <-> e1; Black is a chariot up
+    board = board_after("3k5/9/9/9/9/9/2R6/9/r8/4K4 b - - 0 1", "a1a0 e0e1 a0a1 e1e0 a1a0 e0e1 a0a1")
+    result = search(gpt, board, nodes=3000)
+    assert str(result.move) == "e1e0" and result.info.mate == 1
+    board.push(result.move)
+    assert board.outcome().termination == "perpetual_check" and board.outcome().winner == 0
+    # one cycle earlier the search already walks into the repetition: the checks cannot go on for Black
+    board = board_after("3k5/9/9/9/9/9/2R6/9/r8/4K4 b - - 0 1", "a1a0 e0e1 a0a1")
+    assert str(search(gpt, board, nodes=3000).move) == "e1e0"
+
+
+def test_node_budget_is_exact(gpt):
+    board = board_after(Board().fen(), "h2e2 h9g7")
+    infos = []
+    result = Searcher(gpt).search(board, Limits(nodes=1234), on_info=infos.append)
+    assert result.info.nodes == 1234 and board.legal_moves() and result.move in board.legal_moves()
+    assert infos and infos[-1] == result.info and all(i.nodes <= 1234 for i in infos)
+    assert all(a.depth < b.depth for a, b in zip(infos[:-2], infos[1:-1]))
+    # the same budget gives the same move and the same tree (machine-independent levels)
+    again = Searcher(gpt).search(board, Limits(nodes=1234))
+    assert again.move == result.move and again.info.score_cp == result.info.score_cp
+    assert board.fen() == board_after(Board().fen(), "h2e2 h9g7").fen() and len(board.move_stack) == 2
+
+
+def test_depth_limit_and_stop(gpt):
+    board = Board()
+    result = Searcher(gpt).search(board, Limits(depth=2))
+    assert result.info.depth == 2 and result.move in board.legal_moves() and result.info.gpt_calls >= 1
+    stop = threading.Event()
+    stop.set()
+    result = Searcher(gpt).search(board, Limits(), stop=stop)     # unlimited, but stopped: answers at once
+    assert result.move in board.legal_moves() and result.info.nodes <= 300
+
+
+def test_level_zero_is_the_gpt(gpt):
+    board = Board()
+    player = SearchPlayer(gpt, 0)
+    for m in ["h2e2", "h9g7", "h0g2", "i9h9", "i0h0"]:
+        assert player.choose(board) == gpt.choose(board)
+        assert player.move_probs(board) == gpt.move_probs(board)
+        board.push_iccs(m)
+    assert player.last is None
+
+
+def test_search_player(gpt):
+    board = board_after(Board().fen(), "h2e2 h9g7")
+    player = SearchPlayer(gpt, 2)
+    move = player.choose(board)
+    assert move in board.legal_moves() and player.last.move == move and player.last.info.nodes <= LEVELS[2].nodes
+    assert player.tokenizer is gpt.tokenizer and player.raw_move(board) == gpt.raw_move(board)
+
+
+def test_levels_and_bad_budgets():
+    assert LEVELS[0] == Limits() and DEFAULT_LEVEL in LEVELS
+    for level in LEVELS:
+        if level:
+            limits = level_limits(level)
+            assert limits.nodes is not None or limits.depth is not None     # machine-independent budgets
+    for bad in (-1, max(LEVELS) + 1, "3", 2.0, True, None):
+        with pytest.raises(ConfigError) as e:
+            level_limits(bad)
+        assert "\n" not in str(e.value) and f"from 0 to {max(LEVELS)}" in str(e.value)
+    for kwargs in ({"depth": 0}, {"depth": 65}, {"nodes": 0}, {"nodes": -5}, {"movetime_ms": 0},
+                   {"nodes": 1.5}, {"depth": True}, {"movetime_ms": "100"}):
+        with pytest.raises(ConfigError) as e:
+            Limits(**kwargs)
+        assert "\n" not in str(e.value) and next(iter(kwargs)) in str(e.value)
+
+
+def test_evaluation_is_symmetric():
+    board = board_after(Board().fen(), "h2e2 h9g7 h0g2")
+    assert evaluate(Board()) == 0
+    assert evaluate(board) == -evaluate(Board(board.fen().replace(" b ", " w ")))
+    assert evaluate(board.mirror()) == evaluate(board)

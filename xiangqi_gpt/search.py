@@ -1,0 +1,869 @@
+"""Look-ahead for the GPT: the model proposes, an alpha-beta search over the rule engine verifies.
+
+Design (measured against the alternatives in ``benchmarks/bench_search.py``; numbers in the README):
+
+* **Iterative-deepening PVS** (principal-variation alpha-beta) with a transposition table on the board's Zobrist
+  keys, check extension, killer and history move ordering, null-move pruning and late-move reductions at the
+  nodes the GPT does not see, mate-distance scores, and a captures-only quiescence search (all evasions when in
+  check, so mates by capture are seen).
+* **The GPT is the policy** at the shallow plies (``gpt_plies``, default 2: the root and the opponent's replies).
+  The root's move probabilities come from the game history (one call over a KV cache that grows with the game);
+  the replies' probabilities for *every* root move come from **one** batched call: all the root moves are fed as
+  one flat sequence after the cached history with a tree attention mask, so each sees the history and itself.
+  Deeper policy levels (``gpt_plies`` 3+) make one such call per node, batched over its children. Policies are
+  cached per position key for the whole game. At those plies the moves are ordered by probability and, below the
+  root, pruned: only the most likely moves covering ``policy_mass`` of the probability (at least ``min_moves``),
+  plus every capture and every check, are searched. At the root every move is searched, and a small **style
+  bonus** (at most ``style_cp`` centipawns, ``style_per_nat`` per nat of log-probability below the model's top
+  move) is added to each root move's score, so among moves the search finds equal the model's human choice wins.
+* **Leaf evaluation**: material plus piece-square tables from the board, kept incrementally (centipawns, a soldier
+  before the river = 100). There is no learned value head: the model is trained as a policy only, and a value head
+  would need a new training run (results per position) that this module does not own; the search is what adds
+  the tactics the policy lacks.
+* **Rules inside the search.** A position that repeats one already on the path or in the game since the last
+  capture ends the line: if one side gave check with every one of its moves in the cycle and the other did not,
+  the checking side loses (perpetual check), else it is a draw. So the search avoids a losing perpetual check and
+  walks into a repetition that the *opponent's* checks make a win. 120 plies without a capture is a draw; no
+  legal move loses (mate or stalemate). At the root each move is first judged exactly by :meth:`Board.outcome`
+  (threefold repetition, perpetual check, mate).
+
+Budgets (:class:`Limits`): ``depth``, ``nodes`` and ``movetime_ms`` in any combination. A node is one position
+entered by the search (main or quiescence); a node budget is exact: the search stops at exactly that many nodes,
+so a level (a fixed node budget, :data:`LEVELS`) plays the same moves on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from .board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
+                    ZOBRIST_BLACK_TO_MOVE, Board, Move, square_name)
+from .errors import ConfigError, IllegalMoveError
+
+if TYPE_CHECKING:
+    from .player import GPTPlayer
+
+MATE = 30000
+MATE_BOUND = MATE - 1000         # |score| above this: a forced win/loss (mate or a rule win) at MATE - |score| plies
+INF = 32000
+MAX_DEPTH = 64
+MAX_PLY = 100
+_EXACT, _LOWER, _UPPER = 0, 1, 2
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The interface
+
+
+@dataclass
+class Limits:
+    """A search budget; any combination, ``None`` = unlimited (all ``None``: searches until stopped)."""
+
+    depth: int | None = None
+    nodes: int | None = None
+    movetime_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("depth", 1, MAX_DEPTH), ("nodes", 1, None), ("movetime_ms", 1, None)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                allowed = f"from {low} to {high}" if high else f">= {low}"
+                raise ConfigError(f"search {name} must be an integer {allowed}, got {value!r}")
+
+
+@dataclass
+class SearchInfo:
+    """One completed iteration (and the final answer). Scores are the side to move's, in centipawns."""
+
+    depth: int
+    seldepth: int
+    score_cp: int
+    mate: int | None              # mate (or a rule win) in N moves: + we win, - we lose; 0 = already mated
+    nodes: int
+    time_ms: int
+    nps: int
+    gpt_calls: int
+    pv: list[Move] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    move: Move | None             # None only when there is no legal move
+    info: SearchInfo
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation: material + piece-square tables (Red's view; rank 0 is the own back rank)
+
+PIECE_VALUES = {KING: 0, ADVISOR: 200, ELEPHANT: 200, HORSE: 400, CANNON: 450, ROOK: 900, PAWN: 100}
+
+_PST_ROWS = {   # rank 0 first, files a..i; added to the piece's value
+    PAWN: [[0] * 9, [0] * 9, [0] * 9,
+           [0, 0, 0, 0, 5, 0, 0, 0, 0],
+           [0, 0, 5, 0, 10, 0, 5, 0, 0],
+           [60, 60, 70, 80, 85, 80, 70, 60, 60],
+           [70, 80, 100, 115, 120, 115, 100, 80, 70],
+           [70, 90, 110, 130, 140, 130, 110, 90, 70],
+           [60, 80, 100, 120, 130, 120, 100, 80, 60],
+           [10, 10, 20, 30, 30, 30, 20, 10, 10]],
+    HORSE: [[-30, -10, 0, -5, -10, -5, 0, -10, -30],
+            [-20, 0, 5, 5, -10, 5, 5, 0, -20],
+            [-10, 5, 15, 10, 10, 10, 15, 5, -10],
+            [-10, 5, 15, 15, 15, 15, 15, 5, -10],
+            [-5, 10, 20, 20, 20, 20, 20, 10, -5],
+            [0, 15, 25, 25, 25, 25, 25, 15, 0],
+            [0, 20, 30, 35, 30, 35, 30, 20, 0],
+            [0, 20, 30, 40, 35, 40, 30, 20, 0],
+            [-5, 10, 25, 30, 20, 30, 25, 10, -5],
+            [-10, 0, 10, 10, 5, 10, 10, 0, -10]],
+    CANNON: [[0, 0, 5, 10, 10, 10, 5, 0, 0],
+             [0, 5, 5, 5, 5, 5, 5, 5, 0],
+             [5, 5, 10, 5, 15, 5, 10, 5, 5],
+             [0, 0, 5, 5, 10, 5, 5, 0, 0],
+             [0, 0, 5, 5, 10, 5, 5, 0, 0],
+             [0, 5, 5, 5, 10, 5, 5, 5, 0],
+             [0, 0, 0, 0, 5, 0, 0, 0, 0],
+             [5, 5, 0, -5, 0, -5, 0, 5, 5],
+             [5, 5, 0, -5, 5, -5, 0, 5, 5],
+             [10, 10, 5, 0, 0, 0, 5, 10, 10]],
+    ROOK: [[-10, 5, 0, 10, 0, 10, 0, 5, -10],
+           [-5, 5, 5, 10, 0, 10, 5, 5, -5],
+           [0, 5, 5, 10, 5, 10, 5, 5, 0],
+           [0, 10, 5, 15, 10, 15, 5, 10, 0],
+           [5, 15, 10, 15, 15, 15, 10, 15, 5],
+           [5, 15, 10, 20, 20, 20, 10, 15, 5],
+           [5, 15, 15, 25, 25, 25, 15, 15, 5],
+           [5, 15, 15, 25, 25, 25, 15, 15, 5],
+           [10, 20, 20, 30, 30, 30, 20, 20, 10],
+           [5, 10, 10, 20, 20, 20, 10, 10, 5]],
+    ADVISOR: [[0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 10, 0, 0, 0, 0], [0, 0, 0, -5, 0, -5, 0, 0, 0]]
+    + [[0] * 9] * 7,
+    ELEPHANT: [[0] * 9, [0] * 9, [-5, 0, 0, 0, 10, 0, 0, 0, -5], [0] * 9, [0, 0, -5, 0, 0, 0, -5, 0, 0]]
+    + [[0] * 9] * 5,
+    KING: [[0, 0, 0, -5, 0, -5, 0, 0, 0], [0, 0, 0, -15, -15, -15, 0, 0, 0], [0, 0, 0, -30, -30, -30, 0, 0, 0]]
+    + [[0] * 9] * 7,
+}
+
+
+def _value_tables(pst: bool) -> list[list[int]]:
+    """``table[code][square]``: the signed value (positive for Red) of piece ``code`` on ``square``."""
+    tables = [[0] * 90 for _ in range(16)]
+    for t, value in PIECE_VALUES.items():
+        rows = _PST_ROWS[t]
+        for s in range(90):
+            f, r = s % 9, s // 9
+            tables[t][s] = value + (rows[r][f] if pst else (100 if t == PAWN and r >= 5 else 0))
+            tables[t | 8][s] = -(value + (rows[9 - r][f] if pst else (100 if t == PAWN and r <= 4 else 0)))
+    return tables
+
+
+def evaluate(board: Board, pst: bool = True) -> int:
+    """Static evaluation of ``board`` for the side to move (centipawns)."""
+    tables = _value_tables(pst) if not pst else _TABLES
+    score = sum(tables[c][s] for s, c in enumerate(board._sq) if c)
+    return score if board.turn == RED else -score
+
+
+_TABLES = _value_tables(True)
+_MVV = [0] * 16
+for _t, _v in PIECE_VALUES.items():
+    _MVV[_t] = _MVV[_t | 8] = _v if _t != KING else 5000
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# GPT policy: probabilities of the legal moves, batched over the children of a node, cached per position key
+
+
+class _Policy:
+    """The GPT's log-probabilities for search positions. ``rows[key]`` is the full next-token log-probability
+    vector (a tensor) of the position with Zobrist key ``key``."""
+
+    def __init__(self, player: "GPTPlayer", gpt_plies: int, max_rows: int = 20000):
+        from .model import KVCache
+
+        self.player = player
+        self.model = player.model
+        self.tokenizer = player.tokenizer
+        self.enabled = self.tokenizer.tokens_per_move == 1
+        self.reserve = max(1, gpt_plies - 1)     # positions kept free after the history window for a search path
+        self.cache = KVCache()
+        self.rows: dict[int, object] = {}
+        self.max_rows = max_rows
+        self.calls = 0
+        self._ids: dict[int, int] = {}
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.cache.clear()
+
+    def token(self, m: int) -> int:
+        i = self._ids.get(m)
+        if i is None:
+            i = self._ids[m] = self.tokenizer.move_id(square_name(m >> 7) + square_name(m & 127))
+        return i
+
+    def root(self, board: Board, moves: list[int]) -> list[float]:
+        """Log-probabilities of ``moves`` (legal, ints) at the board's current position (the game's history)."""
+        import torch
+
+        if not self.enabled:
+            scores = dict(self.player.move_logprobs(board))
+            return [scores[Move(m >> 7, m & 127)] for m in moves]
+        history = self.player.history_ids(board)
+        with torch.inference_mode():
+            logits, _ = self.model._history_logits(history, self.reserve, self.cache)
+            row = torch.log_softmax(logits.float(), dim=-1)
+        self.calls += 1
+        self.rows[board.key] = row
+        return row[[self.token(m) for m in moves]].tolist()
+
+    def expand(self, board: Board, path: list[int], moves: list[int], child_keys: list[int]) -> None:
+        """One batched call: the policy of every child (``moves``) of the node reached by ``path`` from the root
+        (whose history is in the cache), stored under ``child_keys``."""
+        import torch
+        import torch.nn.functional as F
+
+        model = self.model
+        if len(self.rows) > self.max_rows:
+            self.rows.clear()
+        with torch.inference_mode():
+            cache = self.cache
+            L, P, K = cache.length, len(path), len(moves)
+            n = P + K
+            device = model.rope_cos.device
+            own = torch.zeros(n, n, dtype=torch.bool)
+            if P:
+                own[:P, :P] = torch.ones(P, P, dtype=torch.bool).tril()
+                own[P:, :P] = True
+            own[range(P, n), range(P, n)] = True
+            mask = torch.cat([torch.ones(n, L, dtype=torch.bool), own], dim=1).to(device)
+            pos = torch.tensor([L + i for i in range(P)] + [L + P] * K, device=device)
+            feed = torch.tensor([[self.token(m) for m in path] + [self.token(m) for m in moves]], device=device)
+            h, _ = model._run(model.embed(feed), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+            logp = F.log_softmax(model.head(h[0, P:]).float(), dim=-1)
+        self.calls += 1
+        for k, row in zip(child_keys, logp):
+            self.rows[k] = row
+
+    def probs(self, key: int, moves: list[int]) -> list[float] | None:
+        """Probabilities of ``moves`` renormalised over them, or None if the position has no cached policy."""
+        row = self.rows.get(key)
+        if row is None:
+            return None
+        scores = row[[self.token(m) for m in moves]].tolist()
+        top = max(scores)
+        weights = [math.exp(x - top) for x in scores]
+        total = sum(weights)
+        return [w / total for w in weights]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The searcher
+
+
+class _Abort(Exception):
+    pass
+
+
+class Searcher:
+    """Alpha-beta search with the GPT as its policy (see the module docs).
+
+    Options (the defaults are the measured best; the others exist for ``benchmarks/bench_search.py``):
+    ``use_gpt`` (False: no model calls, MVV-LVA/killer/history ordering everywhere, no policy pruning),
+    ``gpt_plies`` (plies that get the model's policy), ``prune`` (policy pruning below the root),
+    ``policy_mass`` / ``min_moves`` (what pruning keeps), ``style_cp`` / ``style_per_nat`` (root style bonus),
+    ``pst`` (False: material only, plus 100 for a soldier across the river), ``null_move``, ``lmr``."""
+
+    def __init__(self, player: "GPTPlayer", tt_size: int = 1 << 20, *, use_gpt: bool = True, gpt_plies: int = 2,
+                 prune: bool = True, policy_mass: float = 0.9, min_moves: int = 4, style_cp: int = 20,
+                 style_per_nat: float = 8.0, pst: bool = True, null_move: bool = True, lmr: bool = True):
+        if isinstance(tt_size, bool) or not isinstance(tt_size, int) or tt_size < 1:
+            raise ConfigError(f"tt_size must be a positive integer, got {tt_size!r}")
+        if not 1 <= gpt_plies <= 4:
+            raise ConfigError(f"gpt_plies must be from 1 to 4, got {gpt_plies!r}")
+        self.player = player
+        self.tt_size = tt_size
+        self.use_gpt = use_gpt
+        self.gpt_plies = gpt_plies
+        self.prune = prune
+        self.policy_mass = policy_mass
+        self.min_moves = min_moves
+        self.style_cp = style_cp
+        self.style_per_nat = style_per_nat
+        self.pst = pst
+        self.null_move = null_move
+        self.lmr = lmr
+        self.tables = _value_tables(pst)
+        self.policy = _Policy(player, gpt_plies) if use_gpt else None
+        self.tt: dict[int, tuple] = {}
+        self.history = [0] * (90 << 7)
+        self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
+        self.nodes = 0
+
+    def clear(self) -> None:
+        """Forget everything learnt in this game (transposition table, policies, move-ordering statistics)."""
+        self.tt.clear()
+        self.history = [0] * (90 << 7)
+        self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
+        if self.policy is not None:
+            self.policy.clear()
+
+    # ---- public --------------------------------------------------------------------------------------------------
+
+    def search(self, board: Board, limits: Limits | None = None,
+               on_info: Callable[[SearchInfo], None] | None = None,
+               stop: threading.Event | None = None) -> SearchResult:
+        """The best move of ``board`` within ``limits``. ``on_info`` gets one :class:`SearchInfo` per completed
+        iteration; setting ``stop`` ends the search promptly with the best move so far. ``board`` is not changed."""
+        limits = Limits() if limits is None else limits
+        if not isinstance(limits, Limits):
+            raise ConfigError(f"limits must be a Limits, got {type(limits).__name__}")
+        Limits(limits.depth, limits.nodes, limits.movetime_ms)     # validate (the fields may have been set later)
+        self.t0 = time.perf_counter()
+        self.board = b = board.copy()
+        self.node_limit = limits.nodes if limits.nodes is not None else 1 << 62
+        self.deadline = self.t0 + limits.movetime_ms / 1000 if limits.movetime_ms is not None else None
+        self.stop_event = stop
+        self.nodes = 0
+        self.seldepth = 0
+        self.gpt_calls0 = self.policy.calls if self.policy else 0
+        self.aborted = False
+        self.root_len = len(b._stack)
+        self.sq = b._sq
+        self.ev = sum(self.tables[c][s] for s, c in enumerate(b._sq) if c)
+        self.ev_stack: list[int] = []
+        if len(self.tt) > self.tt_size:
+            self.tt.clear()
+        for i in range(len(self.history)):
+            if self.history[i]:
+                self.history[i] >>= 2
+        self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
+
+        moves = b._legal()
+        if not moves:
+            info = self._info(0, -MATE, [])
+            info.mate = 0
+            return SearchResult(None, info)
+        self.nodes = 1
+        if len(moves) == 1:
+            m = moves[0]
+            return self._finish(SearchResult(Move(m >> 7, m & 127), self._info(1, self._eval(), [m])), on_info)
+
+        # the root moves: exact results by the rules, GPT log-probabilities, style bonus
+        me = b.turn
+        root = []
+        for m in moves:
+            b._make(m)
+            outcome = b.outcome()
+            b._unmake()
+            exact = None
+            if outcome is not None:
+                exact = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == me else -MATE + 1)
+            root.append([m, exact, 0.0, 0])     # move, exact score, log-probability, style bonus
+        if self.policy is not None:
+            logps = self.policy.root(b, moves)
+            top = max(logps)
+            for r, lp in zip(root, logps):
+                r[2] = lp
+                r[3] = -min(self.style_cp, round(self.style_per_nat * (top - lp)))
+        else:
+            for r in root:
+                r[2] = self._order_key_plain(r[0], 0, 0)
+        root.sort(key=lambda r: -r[2])
+        wins = [r for r in root if r[1] is not None and r[1] > 0]
+        if wins:                                                     # a win by the rules at once
+            m = wins[0][0]
+            info = self._info(1, MATE - 1, [m])
+            return self._finish(SearchResult(Move(m >> 7, m & 127), info), on_info)
+        if self.policy is not None and self.gpt_plies >= 2 and self.policy.enabled:
+            keys = [self._child_key(r[0]) for r in root if r[1] is None]
+            if keys and any(k not in self.policy.rows for k in keys):
+                self.policy.expand(b, [], [r[0] for r in root if r[1] is None], keys)
+        self.root = root
+
+        best_move, best_score, best_depth = root[0][0], -INF, 0
+        max_depth = limits.depth or MAX_DEPTH
+        info = None
+        for depth in range(1, max_depth + 1):
+            self.iter_best = None
+            score = self._root_search(depth)
+            if self.aborted:
+                if self.iter_best is not None and self.iter_best[0] != best_move and best_depth:
+                    best_move, best_score = self.iter_best        # a new best move, fully searched, beat the old
+                break
+            best_move, best_score, best_depth = self.iter_best[0], score, depth
+            info = self._info(depth, best_score, self._pv(best_move, depth))
+            if on_info is not None and depth < max_depth:
+                on_info(info)
+            if abs(best_score) > MATE_BOUND and MATE - abs(best_score) <= depth:
+                break                                                 # a forced result found within the horizon
+            if self.deadline is not None and time.perf_counter() - self.t0 > 0.55 * (self.deadline - self.t0):
+                break                                                 # the next iteration would not finish
+            if self.nodes >= self.node_limit:
+                break
+        if info is None:      # stopped inside the first iteration
+            info = self._info(0, best_score if best_score > -INF else self._eval(), [best_move])
+        elif info.pv[:1] != [Move(best_move >> 7, best_move & 127)]:
+            info = self._info(best_depth, best_score, self._pv(best_move, best_depth))
+        else:
+            info = self._info(best_depth, best_score, info.pv)
+        return self._finish(SearchResult(Move(best_move >> 7, best_move & 127), info), on_info)
+
+    def move_score(self, board: Board, move: Move, depth: int) -> int:
+        """Score (side to move's view) of playing ``move`` on ``board``, searched ``depth`` plies deep in total,
+        with the same rules and evaluation as :meth:`search`; reuses the transposition table."""
+        result = self.search_subset(board, [move], depth)
+        return result
+
+    def search_subset(self, board: Board, moves: list[Move], depth: int) -> int:
+        self.t0 = time.perf_counter()
+        self.board = b = board.copy()
+        self.node_limit, self.deadline, self.stop_event, self.aborted = 1 << 62, None, None, False
+        self.nodes, self.seldepth = 0, 0
+        self.root_len = len(b._stack)
+        self.sq = b._sq
+        self.ev = sum(self.tables[c][s] for s, c in enumerate(b._sq) if c)
+        self.ev_stack = []
+        best = -INF
+        for move in moves:
+            m = move._int()
+            b._make(m)
+            outcome = b.outcome()
+            b._unmake()
+            if outcome is not None:
+                score = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == b.turn else -MATE + 1)
+            else:
+                self._make(m)
+                score = -self._search(depth - 1, -INF, INF, 1, True)
+                self._unmake()
+            best = max(best, score)
+        return best
+
+    # ---- internals -----------------------------------------------------------------------------------------------
+
+    def _finish(self, result: SearchResult, on_info) -> SearchResult:
+        if on_info is not None:
+            on_info(result.info)
+        self.board = None
+        return result
+
+    def _info(self, depth: int, score: int, pv: list) -> SearchInfo:
+        ms = max(0, round((time.perf_counter() - self.t0) * 1000))
+        mate = None
+        if abs(score) > MATE_BOUND:
+            plies = MATE - abs(score)
+            mate = (plies + 1) // 2 if score > 0 else -((plies + 1) // 2)
+        calls = (self.policy.calls - self.gpt_calls0) if self.policy else 0
+        pv_moves = [m if isinstance(m, Move) else Move(m >> 7, m & 127) for m in pv]
+        return SearchInfo(depth=depth, seldepth=max(self.seldepth, depth), score_cp=int(score), mate=mate,
+                          nodes=self.nodes, time_ms=ms, nps=round(self.nodes * 1000 / ms) if ms else self.nodes * 1000,
+                          gpt_calls=calls, pv=pv_moves)
+
+    def _eval(self) -> int:
+        return self.ev if self.board.turn == RED else -self.ev
+
+    def _child_key(self, m: int) -> int:
+        sq = self.sq
+        fr, to = m >> 7, m & 127
+        p, c = sq[fr], sq[to]
+        key = self.board.key ^ ZOBRIST[p][fr] ^ ZOBRIST[p][to] ^ ZOBRIST_BLACK_TO_MOVE
+        return key ^ ZOBRIST[c][to] if c else key
+
+    def _make(self, m: int) -> None:
+        sq = self.sq
+        fr, to = m >> 7, m & 127
+        p = sq[fr]
+        t = self.tables
+        self.ev_stack.append(self.ev)
+        self.ev += t[p][to] - t[p][fr] - t[sq[to]][to]
+        self.board._make(m)
+
+    def _unmake(self) -> None:
+        self.board._unmake()
+        self.ev = self.ev_stack.pop()
+
+    def _tick(self) -> None:
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.aborted = True
+        elif self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.aborted = True
+
+    def _order_key_plain(self, m: int, ply: int, tt_move: int) -> int:
+        if m == tt_move:
+            return 1 << 30
+        sq = self.sq
+        cap = sq[m & 127]
+        if cap:
+            return (1 << 24) + _MVV[cap] * 16 - (_MVV[sq[m >> 7]] >> 6)
+        k = self.killers[ply]
+        if m == k[0]:
+            return 1 << 23
+        if m == k[1]:
+            return (1 << 23) - 1
+        return self.history[m]
+
+    def _repetition(self, ply: int) -> int | None:
+        """The score of a repeated position (see the module docs), or None if it is not a repetition."""
+        b = self.board
+        keys = b._keys
+        n = len(keys)
+        key = keys[-1]
+        lo = n - 1 - b.halfmove_clock
+        if lo < 0:
+            lo = 0
+        if n - 4 <= lo or key not in keys[lo:n - 4]:
+            return None
+        i = n - 5
+        while keys[i] != key:
+            i -= 1
+        checks = b._checks
+        us = all(checks[j + 1] for j in range(n - 3, i - 1, -2))
+        them = all(checks[j + 1] for j in range(n - 2, i - 1, -2))
+        if them and not us:
+            return MATE - ply
+        if us and not them:
+            return -MATE + ply
+        return 0
+
+    def _root_search(self, depth: int) -> int:
+        """One iteration over the root moves; sets ``self.iter_best`` = (move, score) as soon as a move is fully
+        searched. The root value is max over moves of (score + style bonus)."""
+        alpha, beta = -INF, INF
+        best = -INF
+        if self.nodes >= self.node_limit:
+            self.aborted = True
+            return 0
+        # previous best first, then the GPT's order
+        root = self.root
+        for i, (m, exact, _, bonus) in enumerate(root):
+            if abs(alpha) > MATE_BOUND:
+                bonus = 0               # a forced result is on the board: no style, plain windows
+            if exact is not None:
+                score = exact
+            else:
+                self._make(m)
+                if i == 0:
+                    score = -self._search(depth - 1, -(beta - bonus), -(alpha - bonus), 1, True)
+                else:
+                    score = -self._search(depth - 1, -(alpha - bonus) - 1, -(alpha - bonus), 1, False)
+                    if not self.aborted and score + bonus > alpha:
+                        score = -self._search(depth - 1, -(beta - bonus), -(alpha - bonus), 1, True)
+                self._unmake()
+                if self.aborted:
+                    return best
+            value = score + bonus if abs(score) <= MATE_BOUND else score
+            if value > best:
+                best = value
+                self.iter_best = (m, value)
+                if value > alpha:
+                    alpha = value
+        # move the best to the front for the next iteration (stable for the others)
+        bi = next(i for i, r in enumerate(root) if r[0] == self.iter_best[0])
+        root.insert(0, root.pop(bi))
+        return best
+
+    def _search(self, depth: int, alpha: int, beta: int, ply: int, pv_node: bool, allow_null: bool = True) -> int:
+        b = self.board
+        in_check = b._checks[-1]
+        if in_check and ply < MAX_PLY // 2:
+            depth += 1
+        if depth <= 0 or ply >= MAX_PLY:
+            return self._qsearch(alpha, beta, ply, 0)
+        if self.nodes >= self.node_limit:
+            self.aborted = True
+            return 0
+        self.nodes += 1
+        if not self.nodes & 255:
+            self._tick()
+            if self.aborted:
+                return 0
+        if ply > self.seldepth:
+            self.seldepth = ply
+        if b.halfmove_clock >= 4:
+            r = self._repetition(ply)
+            if r is not None:
+                return r
+        # mate distance pruning
+        if alpha < -MATE + ply:
+            alpha = -MATE + ply
+        if beta > MATE - ply - 1:
+            beta = MATE - ply - 1
+        if alpha >= beta:
+            return alpha
+        key = b.key
+        entry = self.tt.get(key)
+        tt_move = 0
+        if entry is not None:
+            e_depth, e_flag, e_score, tt_move = entry
+            if e_depth >= depth and not pv_node:
+                if e_score > MATE_BOUND:
+                    e_score -= ply
+                elif e_score < -MATE_BOUND:
+                    e_score += ply
+                if e_flag == _EXACT or (e_flag == _LOWER and e_score >= beta) or (e_flag == _UPPER and e_score <= alpha):
+                    return e_score
+        # null move
+        if (self.null_move and allow_null and not pv_node and not in_check and depth >= 3
+                and self._eval() >= beta and self._has_pieces(b.turn)):
+            r = 3 if depth >= 6 else 2
+            hm = b.halfmove_clock
+            b.turn ^= 1
+            b.key ^= ZOBRIST_BLACK_TO_MOVE
+            b._keys.append(b.key)
+            b._checks.append(False)
+            b.halfmove_clock = 0
+            score = -self._search(depth - 1 - r, -beta, -beta + 1, ply + 1, False, False)
+            b._keys.pop()
+            b._checks.pop()
+            b.key = b._keys[-1]
+            b.turn ^= 1
+            b.halfmove_clock = hm
+            if self.aborted:
+                return 0
+            if score >= beta:
+                return beta if score < MATE_BOUND else score
+
+        moves = b._legal()
+        if not moves:
+            return -MATE + ply
+        if b.halfmove_clock >= MOVE_LIMIT_PLIES:
+            return 0
+        sq = self.sq
+        probs = None
+        policy = self.policy
+        if policy is not None and ply < self.gpt_plies:
+            probs = policy.probs(key, moves)
+            if probs is not None and ply + 1 < self.gpt_plies and len(b._stack) - self.root_len == ply:
+                keys = [self._child_key(m) for m in moves]
+                if any(k not in policy.rows for k in keys):
+                    policy.expand(b, [s[0] for s in b._stack[self.root_len:]], moves, keys)
+        prunable = None
+        if probs is not None:
+            order = sorted(range(len(moves)), key=lambda i: -probs[i])
+            if self.prune and not in_check:
+                prunable = set()
+                mass = 0.0
+                for n_kept, i in enumerate(order):
+                    if n_kept >= self.min_moves and mass >= self.policy_mass:
+                        prunable.add(moves[i])
+                    mass += probs[i]
+            ordered = [moves[i] for i in order]
+            if tt_move and tt_move in moves:
+                ordered.remove(tt_move)
+                ordered.insert(0, tt_move)
+        else:
+            ordered = sorted(moves, key=lambda m: -self._order_key_plain(m, ply, tt_move))
+        best, best_move, flag = -INF, 0, _UPPER
+        searched = 0
+        killers = self.killers[ply]
+        for m in ordered:
+            cap = sq[m & 127]
+            self._make(m)
+            gives_check = b._checks[-1]
+            if (prunable is not None and searched and not cap and not gives_check and m in prunable
+                    and best > -MATE_BOUND):     # never prune where every move searched so far is mated
+                self._unmake()
+                continue
+            new_depth = depth - 1
+            if searched == 0:
+                score = -self._search(new_depth, -beta, -alpha, ply + 1, pv_node)
+            else:
+                reduction = 0
+                if (self.lmr and probs is None and searched >= 3 and depth >= 3 and not cap and not gives_check
+                        and not in_check and m != killers[0] and m != killers[1]):
+                    reduction = 2 if searched >= 12 and depth >= 5 else 1
+                score = -self._search(new_depth - reduction, -alpha - 1, -alpha, ply + 1, False)
+                if reduction and score > alpha and not self.aborted:
+                    score = -self._search(new_depth, -alpha - 1, -alpha, ply + 1, False)
+                if pv_node and alpha < score < beta and not self.aborted:
+                    score = -self._search(new_depth, -beta, -alpha, ply + 1, True)
+            self._unmake()
+            if self.aborted:
+                return 0
+            searched += 1
+            if score > best:
+                best, best_move = score, m
+                if score > alpha:
+                    alpha, flag = score, _EXACT
+                    if score >= beta:
+                        flag = _LOWER
+                        if not cap:
+                            if killers[0] != m:
+                                killers[1], killers[0] = killers[0], m
+                            self.history[m] += depth * depth
+                        break
+        stored = best
+        if stored > MATE_BOUND:
+            stored += ply
+        elif stored < -MATE_BOUND:
+            stored -= ply
+        self.tt[key] = (depth, flag, stored, best_move)
+        return best
+
+    def _has_pieces(self, color: int) -> bool:
+        base = 8 if color == BLACK else 0
+        sq = self.sq
+        big = (base | ROOK, base | HORSE, base | CANNON)
+        return any(sq[s] in big for s in range(90))
+
+    def _qsearch(self, alpha: int, beta: int, ply: int, qd: int) -> int:
+        if self.nodes >= self.node_limit:
+            self.aborted = True
+            return 0
+        self.nodes += 1
+        if not self.nodes & 255:
+            self._tick()
+            if self.aborted:
+                return 0
+        if ply > self.seldepth:
+            self.seldepth = ply
+        b = self.board
+        sq = self.sq
+        in_check = b._checks[-1]
+        moves = b._legal()
+        if not moves:
+            return -MATE + ply
+        if in_check:
+            if qd >= 6 or ply >= MAX_PLY:
+                return self._eval()
+            best = -MATE + ply
+            moves.sort(key=lambda m: -_MVV[sq[m & 127]])
+        else:
+            stand = self._eval()
+            if stand >= beta or ply >= MAX_PLY:
+                return stand
+            if stand > alpha:
+                alpha = stand
+            best = stand
+            margin = alpha - stand - 200
+            caps = [m for m in moves if sq[m & 127] and _MVV[sq[m & 127]] > margin]
+            if not caps:
+                return stand
+            caps.sort(key=lambda m: -(_MVV[sq[m & 127]] * 16 - (_MVV[sq[m >> 7]] >> 6)))
+            moves = caps
+        for m in moves:
+            self._make(m)
+            score = -self._qsearch(-beta, -alpha, ply + 1, qd + 1)
+            self._unmake()
+            if self.aborted:
+                return 0
+            if score > best:
+                best = score
+                if score > alpha:
+                    alpha = score
+                    if score >= beta:
+                        break
+        return best
+
+    def _pv(self, first: int, depth: int) -> list[int]:
+        """The principal variation: ``first``, then the best moves from the transposition table."""
+        b = self.board
+        pv = [first]
+        b._make(first)
+        seen = {b.key}
+        while len(pv) < max(depth, 1) + 8:
+            entry = self.tt.get(b.key)
+            if entry is None or not entry[3]:
+                break
+            m = entry[3]
+            if m not in b._legal():
+                break
+            b._make(m)
+            pv.append(m)
+            if b.key in seen:
+                break
+            seen.add(b.key)
+        for _ in pv:
+            b._unmake()
+        return pv
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Levels and the player
+
+#: level -> budget. Level 0 is the pure GPT (no search). Node budgets, so a level plays the same on any machine.
+LEVELS: dict[int, Limits] = {
+    0: Limits(),
+    1: Limits(depth=1),
+    2: Limits(nodes=300),
+    3: Limits(nodes=1000),
+    4: Limits(nodes=3000),
+    5: Limits(nodes=8000),
+    6: Limits(nodes=20000),
+}
+DEFAULT_LEVEL = 3
+#: sampled (temperature > 0) moves are kept when the search scores them at most this far below its best
+SAMPLE_MARGIN_CP = 60
+
+
+def level_limits(level) -> Limits:
+    """The budget of ``level``; a bad level raises a one-line ConfigError naming the valid range."""
+    if isinstance(level, bool) or not isinstance(level, int) or level not in LEVELS:
+        raise ConfigError(f"level must be an integer from {min(LEVELS)} to {max(LEVELS)}, got {level!r}")
+    return LEVELS[level]
+
+
+class SearchPlayer:
+    """A :class:`GPTPlayer` that searches: a drop-in wherever a player is used (arena, play, engine).
+
+    Level 0 is exactly the GPT player. At higher levels ``choose`` returns the search's move; at temperature > 0
+    (e.g. the arena's sampled opening plies) the GPT samples a move and the search keeps it unless it scores more
+    than :data:`SAMPLE_MARGIN_CP` below the search's best."""
+
+    def __init__(self, player: "GPTPlayer", level: int, searcher: Searcher | None = None):
+        self.limits = level_limits(level)
+        self.level = level
+        self.player = player
+        self.searcher = searcher if searcher is not None else Searcher(player)
+        self.last: SearchResult | None = None
+        self._game: tuple | None = None
+
+    def __getattr__(self, name):            # tokenizer, loaded, raw_move, history_ids, ...
+        if name == "player":
+            raise AttributeError(name)
+        return getattr(self.player, name)
+
+    def __repr__(self) -> str:
+        return f"SearchPlayer(level={self.level}, {self.player!r})"
+
+    def move_probs(self, board: Board):
+        return self.player.move_probs(board)
+
+    def move_logprobs(self, board: Board):
+        return self.player.move_logprobs(board)
+
+    def raw_move(self, board: Board) -> str:
+        return self.player.raw_move(board)
+
+    def _new_game_check(self, board: Board) -> None:
+        game = (board.root_fen(), tuple(board.move_stack[:1]))
+        if self._game is None or game != self._game[0] or board.ply < self._game[1]:
+            self.searcher.clear()
+        self._game = (game, board.ply)
+
+    def search(self, board: Board, limits: Limits | None = None, on_info=None, stop=None) -> SearchResult:
+        self._new_game_check(board)
+        self.last = self.searcher.search(board, self.limits if limits is None else limits, on_info, stop)
+        return self.last
+
+    def choose(self, board: Board, temperature: float | None = None) -> Move:
+        if self.level == 0:
+            return self.player.choose(board, temperature)
+        t = self.player.temperature if temperature is None else temperature
+        result = self.search(board)
+        if result.move is None:
+            raise IllegalMoveError(f"no legal move in {board.fen()}")
+        if t > 0:
+            sampled = self.player.choose(board, t)
+            if sampled != result.move:
+                depth = max(1, result.info.depth)
+                score = self.searcher.move_score(board, sampled, depth)
+                if score >= result.info.score_cp - SAMPLE_MARGIN_CP:
+                    return sampled
+        return result.move
