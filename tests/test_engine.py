@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xiangqi_gpt.board import Board, Move
-from xiangqi_gpt.engine import Engine, format_engine_move, parse_engine_move
+from xiangqi_gpt.engine import Engine, allocate_ms, format_engine_move, info_line, parse_engine_move
 from xiangqi_gpt.errors import InvalidMoveError
 
 from test_play import write_tiny_checkpoint
@@ -126,6 +126,41 @@ def test_uci_session_like_a_gui(checkpoint):
     assert e.close() == 0 and "Traceback" not in e.stderr
 
 
+def test_real_search_through_the_protocol(checkpoint):
+    """The real search behind the pipes: info lines, exact node budgets, go infinite held until stop, Level."""
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    e.send("uci")
+    assert any(line.startswith("option name Level type spin") for line in e.until("uciok"))
+    e.send("position startpos moves h2e2")
+    e.send("go depth 2")
+    answer = e.until("bestmove")
+    infos = [line.split() for line in answer if line.startswith("info depth")]
+    assert infos and all({"seldepth", "score", "nodes", "nps", "time", "pv"} <= set(words) for words in infos)
+    assert infos[-1][:2] == ["info", "depth"] and infos[-1][2] == "2"
+    words = answer[-1].split()
+    board = Board()
+    board.push_iccs("h2e2")
+    pv = infos[-1][infos[-1].index("pv") + 1:]
+    assert board.is_legal(Move.from_iccs(words[1])) and words[1] == pv[0]
+    if len(pv) >= 2:
+        assert words[2:] == ["ponder", pv[1]]
+    e.send("go nodes 150")
+    nodes = [line.split() for line in e.until("bestmove") if line.startswith("info depth")]
+    assert int(nodes[-1][nodes[-1].index("nodes") + 1]) <= 150
+    e.send("go infinite")
+    assert not any(line.startswith("bestmove") for line in e.lines_for(1.0))     # held until stop
+    e.send("isready")
+    assert e.until("readyok")[-1] == "readyok"                                   # answered while searching
+    e.send("stop")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    e.send("setoption name Level value 99")
+    assert e.until("info string")[-1].startswith("info string error: Level must be a whole number from 0 to")
+    e.send("setoption name Level value 1")
+    e.send("go")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    assert e.close() == 0 and "Traceback" not in e.stderr
+
+
 def test_ucci_handshake_and_nobestmove(checkpoint):
     e = EngineProcess("ucci", "--checkpoint", str(checkpoint))
     e.send("ucci")
@@ -138,7 +173,7 @@ def test_ucci_handshake_and_nobestmove(checkpoint):
     e.send("go time 1000 increment 0")
     assert e.until("nobestmove")[-1] == "nobestmove"
     e.send("position fen rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w - - 0 1 moves b2e2")
-    e.send("go depth 5")
+    e.send("go depth 2")
     reply = e.until("bestmove")[-1]
     board = Board()
     board.push_iccs("b2e2")
@@ -175,12 +210,65 @@ class FirstMovePlayer:
         return self.move_probs(board)[0][0]
 
 
-def talk(*lines: str, **kwargs) -> list[str]:
+class FakeSearcher:
+    """Stands in for search.Searcher: the player's favourite move, one info line per depth until its depth or node
+    limit or ``stop`` (a movetime counts as depth 3), and a record of the limits it was given."""
+
+    def __init__(self, player, pv_tail: bool = False):
+        self.player = player
+        self.pv_tail = pv_tail
+        self.limits: list = []
+        self.cleared = 0
+
+    def clear(self) -> None:
+        self.cleared += 1
+
+    def search(self, board, limits, on_info=None, stop=None):
+        from xiangqi_gpt.search import SearchInfo, SearchResult
+
+        self.limits.append(limits)
+        probs = self.player.move_probs(board)
+        move = probs[0][0] if probs else None
+        pv = [move] if move else []
+        if move and self.pv_tail:
+            after = board.copy()
+            after.push(move)
+            pv += [FirstMovePlayer().choose(after)]
+        depth, info = 0, None
+        cap = limits.depth or (3 if limits.movetime_ms and not limits.nodes else None)
+        while move is not None:
+            depth += 1
+            info = SearchInfo(depth=depth, seldepth=depth + 1, score_cp=10 * depth, mate=None, nodes=100 * depth,
+                              time_ms=depth, nps=100_000, gpt_calls=depth, pv=pv)
+            if on_info:
+                on_info(info)
+            if (cap and depth >= cap) or (limits.nodes and 100 * depth >= limits.nodes):
+                break
+            if stop is not None and stop.wait(0.01):
+                break
+        return SearchResult(move, info or SearchInfo(0, 0, 0, None, 0, 0, 0, 0, []))
+
+
+def make_engine(out=None, searchers: list | None = None, pv_tail: bool = False, **kwargs) -> Engine:
+    def make_searcher(player):
+        searcher = FakeSearcher(player, pv_tail=pv_tail)
+        if searchers is not None:
+            searchers.append(searcher)
+        return searcher
+
+    return Engine(out=out if out is not None else io.StringIO(), load=lambda path: None,
+                  make_player=lambda loaded, t, seed: FirstMovePlayer(), make_searcher=make_searcher, **kwargs)
+
+
+def talk(*lines: str, searchers: list | None = None, **kwargs) -> list[str]:
+    """The engine's answers to ``lines``; the last search is let finish (as at end of input)."""
     out = io.StringIO()
-    engine = Engine(out=out, load=lambda path: None, make_player=lambda loaded, t, seed: FirstMovePlayer(), **kwargs)
+    engine = make_engine(out, searchers, **kwargs)
     for line in lines:
         if not engine.handle(line):
             break
+    else:
+        engine.settle()
     return out.getvalue().splitlines()
 
 
@@ -294,3 +382,152 @@ def test_checkpoint_option_reloads_and_temperature_rebuilds_the_player():
     assert loads == ["a.pt", "b.pt", None]                        # loaded once per checkpoint; <empty> = default
     assert players == [("model from a.pt", 0.0), ("model from a.pt", 0.5), ("model from b.pt", 0.5),
                        ("model from None", 0.5)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Search: go limits, info lines, stop, infinite, Level (in process, with FakeSearcher standing in for the search)
+
+def wait_for(out: io.StringIO, prefix: str, timeout: float = 120) -> list[str]:
+    """The output so far, once a line starting with ``prefix`` is there (the search thread writes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = out.getvalue().splitlines()
+        if any(line.startswith(prefix) for line in lines):
+            return lines
+        time.sleep(0.01)
+    raise AssertionError(f"no {prefix!r} line in {out.getvalue()!r}")
+
+
+def test_go_depth_and_nodes_give_info_lines_then_bestmove_with_ponder():
+    searchers: list = []
+    out = talk("position startpos", "go depth 3", "go nodes 200", searchers=searchers, pv_tail=True)
+    infos = [line for line in out if line.startswith("info depth")]
+    assert infos[:3] == [f"info depth {d} seldepth {d + 1} score cp {10 * d} nodes {100 * d} nps 100000 time {d} "
+                         f"pv a0a1 a6a5" for d in (1, 2, 3)]
+    assert len(infos) == 5                                          # depth 3, then 200 nodes = 2 depths
+    assert [line for line in out if line.startswith("bestmove")] == ["bestmove a0a1 ponder a6a5"] * 2
+    limits = searchers[0].limits
+    assert (limits[0].depth, limits[0].nodes, limits[0].movetime_ms) == (3, None, None)
+    assert (limits[1].depth, limits[1].nodes, limits[1].movetime_ms) == (None, 200, None)
+
+
+def test_info_line_formats():
+    from xiangqi_gpt.search import SearchInfo
+
+    pv = [Move.from_iccs("h2e2"), Move.from_iccs("h9g7")]
+    info = SearchInfo(depth=4, seldepth=7, score_cp=-35, mate=None, nodes=1234, time_ms=56, nps=22035, gpt_calls=9,
+                      pv=pv)
+    assert info_line(info) == "info depth 4 seldepth 7 score cp -35 nodes 1234 nps 22035 time 56 pv h2e2 h9g7"
+    assert info_line(info, ranks_from_one=True).endswith("pv h3e3 h10g8")
+    mated = SearchInfo(depth=3, seldepth=3, score_cp=0, mate=-2, nodes=10, time_ms=1, nps=10, gpt_calls=1, pv=pv)
+    assert " score mate -2 " in info_line(mated)
+    assert " score -9996 " in info_line(mated, protocol="ucci")      # mated in 2 moves = 4 plies
+    mating = SearchInfo(depth=1, seldepth=1, score_cp=0, mate=1, nodes=1, time_ms=1, nps=1, gpt_calls=1, pv=pv[:1])
+    assert info_line(mating, protocol="ucci") == "info depth 1 score 9999 nodes 1 nps 1 time 1 pv h2e2"
+
+
+def test_go_movetime_answers():
+    out = talk("position startpos", "go movetime 30")
+    assert out[-1].startswith("bestmove a0a1") and any(line.startswith("info depth") for line in out)
+
+
+def test_stop_answers_at_once_and_infinite_waits_for_it():
+    out = io.StringIO()
+    engine = make_engine(out)
+    engine.handle("position startpos")
+    engine.handle("go infinite")
+    wait_for(out, "info depth 3")                                   # searching, well past its first depths
+    engine.handle("isready")                                        # answered during the search
+    lines = out.getvalue().splitlines()
+    assert "readyok" in lines and not any(line.startswith("bestmove") for line in lines)
+    engine.handle("stop")                                           # returns once the answer is written
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "bestmove a0a1" and sum(line.startswith("bestmove") for line in lines) == 1
+    engine.handle("stop")                                           # a second stop says nothing
+    assert out.getvalue().splitlines() == lines
+
+
+def test_infinite_search_that_ends_still_waits_for_stop():
+    out = io.StringIO()
+    engine = make_engine(out)
+    engine.handle("position startpos")
+    engine.handle("go infinite depth 2")                            # the search ends by itself...
+    wait_for(out, "info depth 2")
+    assert engine.job.searched.wait(timeout=120)
+    assert not any(line.startswith("bestmove") for line in out.getvalue().splitlines())   # ...the answer waits
+    engine.handle("stop")
+    assert out.getvalue().splitlines()[-1] == "bestmove a0a1"
+
+
+def test_level_option_sets_the_budget_of_a_plain_go():
+    from xiangqi_gpt.search import DEFAULT_LEVEL, LEVELS, level_limits
+
+    searchers: list = []
+    top = max(LEVELS)
+    out = talk("uci", "setoption name Level value 1", "go", f"setoption name Level value {top + 1}",
+               "setoption name Level value x", "setoption name Level value 0", "go", searchers=searchers)
+    assert f"option name Level type spin default {DEFAULT_LEVEL} min 0 max {top}" in out
+    errors = [line for line in out if line.startswith("info string error")]
+    assert errors == [f"info string error: Level must be a whole number from 0 to {top}, got '{top + 1}'",
+                      f"info string error: Level must be a whole number from 0 to {top}, got 'x'"]
+    assert searchers[0].limits == [level_limits(1)]                 # level 1's budget; level 0 did not search
+    assert any(line.startswith("info string policy") for line in out)    # level 0: the model alone
+    assert [line for line in out if line.startswith("bestmove")] == ["bestmove a0a1"] * 2
+
+
+def test_clock_go_allocates_time_within_the_level_budget():
+    from xiangqi_gpt.search import LEVELS
+
+    for level in sorted(LEVELS)[1:]:
+        budget = LEVELS[level]
+        searchers: list = []
+        talk(f"setoption name Level value {level}", "position startpos moves h2e2",
+             "go wtime 600000 btime 3000 winc 0 binc 200", searchers=searchers)
+        limits = searchers[0].limits[0]
+        allowed = allocate_ms(3000, 200)                            # Black to move: btime and binc
+        assert limits.movetime_ms == min(allowed, budget.movetime_ms or allowed)
+        assert (limits.depth, limits.nodes) == (budget.depth, budget.nodes)
+
+
+def test_time_allocation():
+    assert allocate_ms(60_000) == 2000                              # remaining / 30
+    assert allocate_ms(60_000, 1000) == 2500                        # + increment / 2
+    assert allocate_ms(60_000, 0, movestogo=10) == 6000
+    assert allocate_ms(1000, 0, movestogo=1) == 475                 # never more than half of what is left
+    assert allocate_ms(0) == allocate_ms(-500) == 1                 # flagged: think as little as possible
+    assert allocate_ms(100, 10_000) == 25
+
+
+def test_ucci_clock_in_seconds_or_milliseconds():
+    searchers: list = []
+    talk("ucci", "setoption name Level value 1", "position startpos", "go time 60 increment 0",
+         "setoption usemillisec true", "go time 60000 increment 0", searchers=searchers)
+    times = [limits.movetime_ms for limits in searchers[0].limits]
+    from xiangqi_gpt.search import LEVELS
+
+    cap = LEVELS[1].movetime_ms or 10 ** 9
+    assert times == [min(2000, cap)] * 2
+
+
+def test_bad_go_values_are_reported_and_the_go_still_answers():
+    searchers: list = []
+    out = talk("position startpos", "go depth x", "go movetime -5 nodes 0", "go depth", searchers=searchers)
+    errors = [line for line in out if line.startswith("info string")]
+    assert errors == ["info string error: go depth needs a whole number >= 1, got 'x'; ignored",
+                      "info string error: go movetime needs a whole number >= 1, got '-5'; ignored",
+                      "info string error: go nodes needs a whole number >= 1, got '0'; ignored",
+                      "info string error: go depth needs a whole number >= 1, got nothing; ignored"]
+    assert sum(line.startswith("bestmove") for line in out) == 3
+
+
+def test_ponderhit_lets_the_search_finish_and_a_banned_search_move_is_replaced():
+    out = talk("position startpos", "go ponder depth 2", "ponderhit")
+    assert out[-1] == "bestmove a0a1"
+    out = talk("ucci", "position startpos", "banmoves a0a1", "go depth 2")
+    assert out[-1] == "bestmove a0a2"                                # the search's a0a1 is banned
+
+
+def test_ucinewgame_clears_the_search_tables():
+    searchers: list = []
+    talk("go depth 1", "ucinewgame", searchers=searchers)
+    assert searchers[0].cleared == 1

@@ -1,8 +1,13 @@
 """``python -m xiangqi_gpt uci`` (or ``ucci``): the GPT as an engine for xiangqi GUIs, over UCI or UCCI.
 
-The engine plays the model's move (one forward pass, restricted to legal moves by the player); there is no search,
-so every ``go`` is answered at once, whatever its limits say (``go infinite`` and ``go ponder`` keep the answer
-until ``stop`` or ``ponderhit``, as the protocols require).
+``go`` runs the policy-guided search of :mod:`xiangqi_gpt.search` in a background thread, so ``stop``, ``isready``
+and ``ponderhit`` are answered while it thinks. ``go depth N`` / ``nodes N`` / ``movetime MS`` / ``mate N`` search
+to those limits; ``go infinite`` searches until ``stop``; a plain ``go`` uses the budget of the ``Level`` option,
+and a clock (``wtime/btime/winc/binc/movestogo``, UCCI ``time/increment``) can only shorten that budget
+(:func:`allocate_ms`). Level 0 is the model's move without search (one forward pass). Each completed depth gives an
+``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` line, then ``bestmove M [ponder P]``;
+``stop`` answers at once with the best move so far. ``go infinite`` and ``go ponder`` keep the answer until ``stop``
+(or ``ponderhit``), as the protocols require.
 
 Protocols. The handshake picks the dialect: ``uci`` -> ``uciok`` and ``bestmove (none)`` when there is no legal
 move; ``ucci`` -> ``ucciok``, ``nobestmove``, ``bye`` on ``quit``, and ``banmoves`` (honoured: banned moves are not
@@ -14,8 +19,9 @@ played). Both understand::
 
 Moves are ICCS coordinates. Ranks count 0-9 from Red's side (as Pikafish and most xiangqi GUIs use: ``h2e2``);
 ``setoption name Ranks value 1-10`` switches to the 1-10 convention of Fairy-Stockfish (``h3e3``).
-Options: ``Temperature`` (0 = the model's best move, higher = weaker and more varied), ``Checkpoint`` (a model
-file; empty = the shipped default), ``Ranks``, ``UCI_Variant`` (``xiangqi`` only).
+Options: ``Level`` (the search budget of a plain ``go``; 0 = the model alone), ``Temperature`` (level 0 only: 0 =
+the model's best move, higher = weaker and more varied), ``Checkpoint`` (a model file; empty = the shipped
+default), ``Ranks``, ``Threads``, ``UCI_Variant`` (``xiangqi`` only).
 
 A line that cannot be understood, an unknown option or an illegal move in ``position`` gets one
 ``info string error: ...`` line; the engine never exits on bad input. Every line is flushed as it is written.
@@ -31,7 +37,7 @@ import threading
 import time
 from typing import IO, Any, Callable, Protocol
 
-from .board import STARTING_FEN, Board, Move, parse_square, square_name
+from .board import RED, STARTING_FEN, Board, Move, parse_square, square_name
 from .errors import InvalidMoveError, XiangqiError
 
 ENGINE_NAME = "xiangqi-gpt"
@@ -48,6 +54,12 @@ class Player(Protocol):
     def move_probs(self, board: Board) -> list[tuple[Move, float]]: ...
 
     def choose(self, board: Board) -> Move: ...
+
+
+def _max_level() -> int:
+    from .search import LEVELS
+
+    return max(LEVELS)
 
 
 def _one_line(e: BaseException) -> str:
@@ -142,20 +154,31 @@ class Engine:
     def __init__(self, out: IO[str] = sys.stdout, protocol: str = "uci", checkpoint: str | None = None,
                  temperature: float = 0.0, seed: int | None = None, ranks_from_one: bool = False, threads: int = 1,
                  load: Callable[[str | None], Any] | None = None,
-                 make_player: Callable[[Any, float, int | None], Player] | None = None):
+                 make_player: Callable[[Any, float, int | None], Player] | None = None,
+                 level: int | None = None, make_searcher: Callable[[Player], Any] | None = None):
+        from .search import DEFAULT_LEVEL, level_limits
+
         self.out = out
         self.protocol = protocol
         self.ranks_from_one = ranks_from_one
         self.model = _ModelSource(checkpoint, temperature, seed, threads, load, make_player)
         self.board = Board()
         self.banned: set[Move] = set()
-        self.pending: str | None = None    # the answer held during `go infinite` / `go ponder`
+        self.level = DEFAULT_LEVEL if level is None else level
+        level_limits(self.level)           # ConfigError for a bad level
+        self.millisec = False              # UCCI: clock times in ms (`setoption usemillisec true`), else seconds
+        self.job: _Job | None = None       # the running (or held) search of the last `go`
+        self._make_searcher = make_searcher
+        self._search: Any = None
+        self._searcher_for: Player | None = None
+        self._out_lock = threading.Lock()  # the search thread writes too
 
     # ---- output ------------------------------------------------------------------------------------------------
 
     def send(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
+        with self._out_lock:
+            self.out.write(line + "\n")
+            self.out.flush()
 
     def error(self, message: str) -> None:
         self.send(f"info string error: {message}")
@@ -188,6 +211,7 @@ class Engine:
         self.send(f"option name Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option name Ranks type combo default {self._ranks()} var 0-9 var 1-10")
         self.send(f"option name Threads type spin default {self.model.threads} min 1 max {MAX_THREADS}")
+        self.send(f"option name Level type spin default {self.level} min 0 max {_max_level()}")
         self.send("option name UCI_Variant type combo default xiangqi var xiangqi")
         self.send("uciok")
 
@@ -199,12 +223,16 @@ class Engine:
         self.send(f"option Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option Ranks type combo var 0-9 var 1-10 default {self._ranks()}")
         self.send(f"option Threads type spin min 1 max {MAX_THREADS} default {self.model.threads}")
+        self.send(f"option Level type spin min 0 max {_max_level()} default {self.level}")
         self.send("ucciok")
 
     def _ranks(self) -> str:
         return RANK_CONVENTIONS[self.ranks_from_one]
 
     def cmd_isready(self, args) -> None:
+        if self.searching:   # the model is in use by the search: ready by definition
+            self.send("readyok")
+            return
         try:
             self.model.player()
         except Exception as e:   # a missing or broken checkpoint: say so, stay up
@@ -214,7 +242,9 @@ class Engine:
     def cmd_ucinewgame(self, args) -> None:
         self.board = Board()
         self.banned = set()
-        self.cmd_stop([])   # every go gets its bestmove, even if the GUI skipped stop
+        self.settle()   # every go gets its bestmove, even if the GUI skipped stop
+        if self._search is not None:
+            self._search.clear()
 
     def cmd_debug(self, args) -> None:
         pass
@@ -223,7 +253,7 @@ class Engine:
         pass
 
     def cmd_probe(self, args) -> None:
-        self.send("info string probe is not supported (no search)")
+        self.send("info string probe is not supported")
 
     def cmd_d(self, args) -> None:
         self.send(f"info string fen {self.board.fen()}")
@@ -266,6 +296,18 @@ class Engine:
                 self.error(f"Threads must be an integer from 1 to {MAX_THREADS}, got {value!r}")
                 return
             self.model.set_threads(int(value))
+        elif key == "level":
+            from .search import level_limits
+
+            top = _max_level()
+            number = _int_or_none(value)
+            if number is None or not 0 <= number <= top:
+                self.error(f"Level must be a whole number from 0 to {top}, got {value!r}")
+                return
+            level_limits(number)
+            self.level = number
+        elif key == "usemillisec" and self.protocol == "ucci":
+            self.millisec = value.lower() in ("true", "on", "1", "")
         elif key == "uci_variant":
             if value.lower() != "xiangqi":
                 self.error(f"only the xiangqi variant is supported, got {value!r}")
@@ -293,7 +335,7 @@ class Engine:
         board = Board(fen)   # FenError -> info string error; the previous position stays
         self.board = board
         self.banned = set()
-        self.cmd_stop([])
+        self.settle()
         for i, text in enumerate(moves):
             try:
                 move = parse_engine_move(text, self.ranks_from_one)
@@ -319,57 +361,272 @@ class Engine:
     # ---- search ------------------------------------------------------------------------------------------------
 
     def cmd_go(self, args) -> None:
-        self.cmd_stop([])
+        self.settle()   # a go during a search: the old one answers first, so every go gets one bestmove
+        go = self._parse_go(args)
+        hold = go.infinite or go.ponder
+        limits = self._limits_for(go)
+        job = _Job(hold)
+        board, banned = self.board.copy(), set(self.banned)
+        job.thread = threading.Thread(target=self._run_job, args=(job, board, banned, limits), name="search",
+                                      daemon=True)
+        self.job = job
+        job.thread.start()
+
+    def _parse_go(self, args) -> "_Go":
+        """The words of a ``go`` command. A bad value gets an ``info string error`` and is ignored (the search
+        still runs and answers); unknown words get one ``info string ignoring go parameters ...`` line."""
+        go = _Go()
         words = [a.lower() for a in args]
-        hold = "infinite" in words or "ponder" in words
-        known = {"depth", "movetime", "wtime", "btime", "winc", "binc", "movestogo", "nodes", "mate", "infinite",
-                 "ponder", "time", "increment", "opptime", "oppincrement", "draw", "searchmoves"}
-        unknown = [w for w in words if not w.isdigit() and w not in known and not _MOVE_RE.match(w)]
+        unknown: list[str] = []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            if word in ("infinite", "ponder", "draw"):
+                setattr(go, word, True)
+                i += 1
+            elif word == "searchmoves":   # accepted, not honoured: the whole position is searched
+                i += 1
+                while i < len(words) and _MOVE_RE.match(words[i]):
+                    i += 1
+            elif word in _GO_NUMBERS:
+                value = words[i + 1] if i + 1 < len(words) else None
+                if word == "depth" and value == "infinite":   # UCCI
+                    go.infinite = True
+                    i += 2
+                    continue
+                number = _int_or_none(value)
+                smallest = 1 if word in _GO_LIMITS or word == "movestogo" else None
+                if number is None or (smallest is not None and number < smallest):
+                    need = "a whole number" + (f" >= {smallest}" if smallest is not None else "")
+                    got = "nothing" if value is None else repr(args[i + 1])
+                    self.error(f"go {word} needs {need}, got {got}; ignored")
+                    i += 1 if value is None or value in _GO_WORDS else 2
+                    continue
+                go.numbers[word] = number
+                i += 2
+            else:
+                unknown.append(word)
+                i += 1
         if unknown:
             self.send(f"info string ignoring go parameters {' '.join(unknown)}")
-        answer = self.best_move_line()
-        if hold:
-            self.pending = answer
-        else:
-            self.send(answer)
+        return go
 
-    def best_move_line(self) -> str:
-        none = "bestmove (none)" if self.protocol == "uci" else "nobestmove"
-        board = self.board
-        legal = [m for m in board.legal_moves() if m not in self.banned]
-        if not legal:
-            return none
+    def _limits_for(self, go: "_Go"):
+        """The search limits of a ``go``, or None for the model's move without search (level 0).
+
+        ``depth`` / ``nodes`` / ``movetime`` / ``mate`` are used as given (``mate N``: a search of 2N-1 plies), whatever
+        the level; ``infinite`` searches until ``stop``. Otherwise the level's budget is used, and a clock (UCI
+        ``wtime/btime/winc/binc/movestogo``, UCCI ``time/increment/movestogo``) only ever shortens it: see
+        :func:`allocate_ms`."""
+        from .search import MAX_DEPTH, Limits, level_limits
+
+        n = go.numbers
+        clock_ms = self._clock_ms(go)
+        depth = min(n["depth"], MAX_DEPTH) if "depth" in n else None
+        if "mate" in n:
+            depth = min(depth or MAX_DEPTH, 2 * n["mate"] - 1)
+        if go.infinite:   # until stop (within any limit also given)
+            return Limits(depth=depth, nodes=n.get("nodes"), movetime_ms=n.get("movetime"))
+        if depth is not None or {"nodes", "movetime"} & n.keys():
+            movetime = n.get("movetime")
+            if clock_ms is not None:
+                movetime = min(movetime or clock_ms, clock_ms)
+            return Limits(depth=depth, nodes=n.get("nodes"), movetime_ms=movetime)
+        if self.level == 0:
+            return None
+        level = level_limits(self.level)
+        if clock_ms is None:
+            return level
+        movetime = min(level.movetime_ms, clock_ms) if level.movetime_ms else clock_ms
+        return Limits(depth=level.depth, nodes=level.nodes, movetime_ms=movetime)
+
+    def _clock_ms(self, go: "_Go") -> int | None:
+        """The time to spend on this move from the clock in ``go``, or None when it gives no clock."""
+        n = go.numbers
+        red = self.board.turn == RED
+        if "time" in n:   # UCCI: the side to move's clock, in seconds unless `setoption usemillisec true`
+            unit = 1 if self.millisec else 1000
+            remaining, increment = n["time"] * unit, n.get("increment", 0) * unit
+        elif ("wtime" if red else "btime") in n:
+            remaining = n["wtime" if red else "btime"]
+            increment = n.get("winc" if red else "binc", 0)
+        else:
+            return None
+        return allocate_ms(remaining, increment, n.get("movestogo"))
+
+    def _run_job(self, job: "_Job", board: Board, banned: set[Move], limits) -> None:
+        """The search thread of one ``go``: search, then write ``bestmove`` once the hold is released."""
+        protocol, ranks = self.protocol, self.ranks_from_one
+        none = "bestmove (none)" if protocol == "uci" else "nobestmove"
         try:
-            player = self.model.player()
-        except Exception as e:
-            self.error(f"cannot load the model: {_one_line(e)}")
-            return none
+            legal = [m for m in board.legal_moves() if m not in banned]
+            if not legal:
+                answer = none
+            else:
+                try:
+                    player = self.model.player()
+                except Exception as e:
+                    self.error(f"cannot load the model: {_one_line(e)}")
+                    player = None
+                if player is None:
+                    answer = none
+                elif limits is None:
+                    answer = self._model_answer(player, board, banned, legal, ranks)
+                else:
+                    answer = self._search_answer(player, board, banned, legal, limits, job, protocol, ranks)
+        except Exception as e:   # never die silently: say why, and still answer
+            self.error(_one_line(e))
+            answer = none
+        job.searched.set()
+        job.release.wait()
+        self.send(answer)
+        job.answered = True
+
+    def _model_answer(self, player: Player, board: Board, banned: set[Move], legal: list[Move], ranks: bool) -> str:
+        """Level 0: the model's move, one forward pass, no search."""
         t0 = time.perf_counter()
-        probs = [(m, p) for m, p in player.move_probs(board) if m not in self.banned]
+        probs = [(m, p) for m, p in player.move_probs(board) if m not in banned]
         move = player.choose(board)
-        if move in self.banned or move not in legal:
+        if move not in legal:
             move = probs[0][0]
         ms = round(1000 * (time.perf_counter() - t0))
-        text = format_engine_move(move, self.ranks_from_one)
+        text = format_engine_move(move, ranks)
         self.send(f"info depth 1 time {ms} nodes 1 pv {text}")
-        top = " ".join(f"{format_engine_move(m, self.ranks_from_one)}:{p:.3f}" for m, p in probs[:5])
+        top = " ".join(f"{format_engine_move(m, ranks)}:{p:.3f}" for m, p in probs[:5])
         self.send(f"info string policy {top}")
         return f"bestmove {text}"
 
+    def _search_answer(self, player: Player, board: Board, banned: set[Move], legal: list[Move], limits,
+                       job: "_Job", protocol: str, ranks: bool) -> str:
+        searcher = self._searcher(player)
+        sent: list = []
+
+        def on_info(info) -> None:
+            sent.append(info)
+            self.send(info_line(info, protocol, ranks))
+
+        result = searcher.search(board, limits, on_info=on_info, stop=job.stop)
+        if result.info is not None and (not sent or sent[-1] != result.info) and result.info.pv:
+            self.send(info_line(result.info, protocol, ranks))
+        move = result.move
+        pv = list(result.info.pv) if result.info is not None else []
+        if move is None or move not in legal:   # a banned move (UCCI banmoves): the model's best allowed one
+            move = next(m for m, _ in player.move_probs(board) if m in legal)
+            pv = [move]
+        text = f"bestmove {format_engine_move(move, ranks)}"
+        if len(pv) >= 2 and pv[0] == move:
+            text += f" ponder {format_engine_move(pv[1], ranks)}"
+        return text
+
+    def _searcher(self, player: Player):
+        """The search over ``player`` (kept, with its tables, until the player changes)."""
+        if self._searcher_for is not player:
+            if self._make_searcher is None:
+                from .search import Searcher
+
+                self._make_searcher = Searcher
+            self._search = self._make_searcher(player)
+            self._searcher_for = player
+        return self._search
+
+    @property
+    def searching(self) -> bool:
+        return self.job is not None and not self.job.answered
+
+    def settle(self) -> None:
+        """Let the last ``go`` answer before the engine moves on: a search with limits runs to them (as Stockfish
+        does when a GUI sends the next command early); a held ``go infinite``/``go ponder`` is stopped."""
+        job = self.job
+        if job is not None and not job.release.is_set():
+            self.cmd_stop([])
+        elif job is not None:
+            job.thread.join()
+            self.job = None
+
     def cmd_stop(self, args) -> None:
-        if self.pending is not None:
-            self.send(self.pending)
-            self.pending = None
+        """End the search at once and answer with the best move so far (also a held ``go infinite``/``ponder``)."""
+        job, self.job = self.job, None
+        if job is not None:
+            job.stop.set()
+            job.release.set()
+            job.thread.join()
 
     def cmd_ponderhit(self, args) -> None:
-        self.cmd_stop(args)
+        """The pondered move was played: the search goes on to its limits, then answers."""
+        if self.job is not None:
+            self.job.release.set()
 
     def cmd_quit(self, args) -> bool:
-        if self.pending is not None:
-            self.cmd_stop(args)
+        self.cmd_stop(args)
         if self.protocol == "ucci":
             self.send("bye")
         return False
+
+
+MOVE_OVERHEAD_MS = 50      # kept back from every clock for the pipes and the GUI
+CLOCK_MOVES = 30           # a clock with no movestogo is spread over this many more moves
+_GO_LIMITS = {"depth", "nodes", "movetime", "mate"}
+_GO_NUMBERS = _GO_LIMITS | {"wtime", "btime", "winc", "binc", "movestogo", "time", "increment", "opptime",
+                            "oppincrement", "oppmovestogo"}
+_GO_WORDS = _GO_NUMBERS | {"infinite", "ponder", "draw", "searchmoves"}
+
+
+def allocate_ms(remaining: int, increment: int = 0, movestogo: int | None = None) -> int:
+    """Milliseconds to think with ``remaining`` ms on the clock: ``remaining / min(movestogo, 30) + increment / 2``,
+    never more than half of what is left after :data:`MOVE_OVERHEAD_MS`, and at least 1."""
+    remaining, increment = max(0, remaining), max(0, increment)
+    moves = min(movestogo, CLOCK_MOVES) if movestogo else CLOCK_MOVES
+    share = remaining / moves + increment / 2
+    usable = max(0, remaining - MOVE_OVERHEAD_MS)
+    return max(1, int(min(share, usable / 2)))
+
+
+def info_line(info, protocol: str = "uci", ranks_from_one: bool = False) -> str:
+    """A search's ``info`` line: ``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` (UCI), or
+    UCCI's ``info depth D score X nodes N time T pv ...`` whose mate scores are ``±(MATE_SCORE - plies)``."""
+    pv = " ".join(format_engine_move(m, ranks_from_one) for m in info.pv)
+    if protocol == "ucci":
+        score = info.score_cp
+        if info.mate is not None:
+            plies = 2 * info.mate - 1 if info.mate > 0 else -2 * info.mate
+            score = (UCCI_MATE_SCORE - plies) * (1 if info.mate > 0 else -1)
+        head = f"info depth {info.depth} score {score} nodes {info.nodes} nps {info.nps} time {info.time_ms}"
+    else:
+        score = f"mate {info.mate}" if info.mate is not None else f"cp {info.score_cp}"
+        head = (f"info depth {info.depth} seldepth {info.seldepth} score {score} nodes {info.nodes} nps {info.nps} "
+                f"time {info.time_ms}")
+    return f"{head} pv {pv}" if pv else head
+
+
+UCCI_MATE_SCORE = 10000    # ElephantEye's convention: a mate in p plies scores ±(10000 - p)
+
+
+class _Go:
+    """The parsed words of one ``go`` command."""
+
+    def __init__(self):
+        self.numbers: dict[str, int] = {}
+        self.infinite = self.ponder = self.draw = False
+
+
+class _Job:
+    """One ``go``: the search thread, its stop signal, and the hold that ``go infinite``/``go ponder`` put on the
+    answer until ``stop``/``ponderhit``."""
+
+    def __init__(self, hold: bool):
+        self.stop = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.thread: threading.Thread | None = None
+        self.searched = threading.Event()   # the search is over (its answer may still be held)
+        self.answered = False
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None or not re.fullmatch(r"[+-]?\d{1,18}", text):
+        return None
+    return int(text)
 
 
 def run(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **kwargs) -> int:
@@ -379,6 +636,7 @@ def run(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **kwargs) -> int:
         while True:
             line = inp.readline()
             if not line:
+                engine.settle()   # end of input: a search with limits still answers
                 break
             if not engine.handle(line):
                 break
@@ -396,6 +654,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", choices=RANK_CONVENTIONS, default="0-9",
                    help="rank numbering of the coordinate moves (default 0-9; Fairy-Stockfish uses 1-10)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
+    p.add_argument("--level", type=int, default=None,
+                   help="search level of a plain go (0 = the model alone; default: search.DEFAULT_LEVEL); "
+                        "the Level option changes it")
 
 
 def _runner(protocol: str):
@@ -404,11 +665,15 @@ def _runner(protocol: str):
             raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
         if not 1 <= args.threads <= MAX_THREADS:
             raise XiangqiError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
+        if args.level is not None:
+            from .search import level_limits
+
+            level_limits(args.level)   # ConfigError: one line, exit 2
         for stream in (sys.stdin, sys.stdout):   # bytes that are not UTF-8 must not kill the engine
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="replace")
         code = run(protocol=protocol, checkpoint=args.checkpoint, temperature=args.temperature, seed=args.seed,
-                   ranks_from_one=args.ranks == "1-10", threads=args.threads)
+                   ranks_from_one=args.ranks == "1-10", threads=args.threads, level=args.level)
         try:
             sys.stdout.flush()
         except BrokenPipeError:
