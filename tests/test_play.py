@@ -16,8 +16,8 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from xiangqi_gpt.board import Board, Move
-from xiangqi_gpt.terminal import (COMPACT_BOARD_WIDTH, FULL_BOARD_WIDTH, MIN_WIDTH, View, render_board,
-                                  render_screen)
+from xiangqi_gpt.terminal import (COMPACT_BOARD_WIDTH, FULL_BOARD_WIDTH, MIN_WIDTH, SearchLine, View, render_board,
+                                  render_panel, render_screen)
 
 ROOT = Path(__file__).resolve().parents[1]
 MATE_IN_ONE = "4k4/7R1/9/9/9/9/9/9/9/R2K5 w - - 0 1"      # a0a9 mates
@@ -256,3 +256,61 @@ def test_broken_checkpoint_is_one_line_error(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "broken.pt" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The search: --level, the panel's evaluation and principal variation, hint, the level command
+
+def test_panel_shows_the_search_evaluation_and_line():
+    from xiangqi_gpt.search import SearchInfo
+
+    board = Board()
+    pv = [Move.from_iccs(t) for t in ("h2e2", "h9g7", "h0g2", "i9h9", "i0h0")]
+    view = View(human=1, flipped=True)
+    view.level = 4
+    view.candidates = [("炮二平五", "h2e2", 0.6), ("傌二進三", "h0g2", 0.3)]
+    view.candidates_for = "move 1 (Red)"
+    info = SearchInfo(depth=5, seldepth=9, score_cp=35, mate=None, nodes=12345, time_ms=1500, nps=8230, gpt_calls=4,
+                      pv=pv)
+    view.search = SearchLine(board, info, "model")
+    text = render_panel(board, view, width=60).plain
+    assert "level 4" in text.splitlines()[0]
+    assert "Model's search, move 1 (Red)" in text and "depth 5, 12,345 nodes, 1.5 s" in text
+    assert "+35 cp for Red (model)" in text
+    assert "PV 炮二平五 馬８進７ 傌二進三 車９平８ 俥一平二" in text and "h2e2 h9g7 h0g2 i9h9 i0h0" in text
+    assert "炮二平五 h2e2  60.0%" in text and text.splitlines()[-2].endswith(" <")     # the searched move
+    mated = SearchInfo(depth=3, seldepth=3, score_cp=-29997, mate=-2, nodes=10, time_ms=1, nps=10, gpt_calls=1,
+                       pv=pv[:2])
+    assert SearchLine(board, mated, "you").evaluation() == "Red (you) is mated in 2"
+    compact = render_panel(board, view, width=30, compact=True).plain
+    assert max(cell_len(line) for line in compact.splitlines()) <= 30
+    assert "Search, level 4" in compact and "PV 炮二平五" in compact
+
+
+def test_level_plays_with_search_and_shows_it(checkpoint):
+    script = ["h2e2", "hint", "level", "level x", "level 0", "h0g2", "level 1", "quit"]
+    r = play(["--checkpoint", str(checkpoint), "--level", "2"], "\n".join(script) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Traceback" not in r.stderr + out
+    assert "you play Red · level 2" in out
+    assert "Model's search, move 1 (Black)" in out and "PV " in out
+    assert "Black (model)" in out                                                 # the evaluation, in words
+    assert "The search (level 2) suggests" in out and "Red (you)" in out          # hint at the level
+    assert "The model would consider" in out
+    from xiangqi_gpt.search import LEVELS
+    from xiangqi_gpt.terminal import describe_limits
+
+    assert f"Levels 0: the model alone; 1: {describe_limits(LEVELS[1])}" in out
+    assert "the level must be a whole number from 0 to" in out
+    assert "Level 0: the model alone, no search." in out
+    assert f"Level 1: the search budget is {describe_limits(LEVELS[1])}." in out
+    plays = [line for line in out.splitlines() if line.startswith("The model plays")]
+    assert len(plays) == 2 and "Searched depth" in plays[0] and "Searched" not in plays[1]   # level 0: no search
+
+
+def test_bad_level_is_a_one_line_error():
+    for bad in ("99", "x", "-1"):
+        r = play(["--level", bad], "")
+        assert r.returncode == 2 and r.stderr.startswith("error: --level") and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr

@@ -7,6 +7,11 @@ columns line up in any terminal that follows the East-Asian width tables (xterm,
 Terminal). Three layouts: the full board beside a side panel, the full board above it, and a compact board for
 narrow terminals; below :data:`MIN_WIDTH` columns it says so instead of drawing a broken board.
 
+The model plays through the policy-guided search of :mod:`xiangqi_gpt.search` at ``--level N`` (0 = the model
+alone, one forward pass); the side panel shows the search's evaluation and principal variation next to the model's
+candidates, and a spinner with the depth and nodes so far while it thinks (on a terminal). ``hint`` searches for you
+at the same level; ``level N`` changes the level during a game.
+
 Input is a move in ICCS (``h2e2``), WXF (``C2.5``) or Chinese (``炮二平五``), or a command (see :data:`HELP`).
 It reads plain lines from stdin, so it works the same when stdin is piped (scripted games, tests) as in a terminal
 or tmux. The model is loaded in a background thread while the first board is drawn; torch is imported there.
@@ -15,13 +20,14 @@ or tmux. The model is loaded in a background thread while the first board is dra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
@@ -29,7 +35,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
-from .errors import CheckpointError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
 
 # --------------------------------------------------------------------------------------------------------------------
 # Glyphs and styles
@@ -62,7 +69,8 @@ MIN_WIDTH = COMPACT_BOARD_WIDTH
 HELP = """\
 Enter a move in ICCS (h2e2), WXF (C2.5) or Chinese (炮二平五 / 馬８進７), or a command:
   undo              take back your last move and the model's reply
-  hint              show the model's favourite moves for you
+  hint              the search's move for you at the current level, and the model's favourites
+  level [N]         show the search level, or set it (0 = the model alone, no search)
   new               start a new game
   flip              turn the board around
   save [file.pgn]   save the game as PGN (default: a dated file name)
@@ -233,6 +241,64 @@ class View:
         self.candidates: list[tuple[str, str, float]] = []   # (Chinese, ICCS, probability) of the model's last choice
         self.candidates_for = ""
         self.result_line = ""
+        self.level: int | None = None
+        self.search: SearchLine | None = None   # the search behind the model's last move
+
+
+class SearchLine:
+    """What the panel shows of one search: who it searched for, its depth, nodes, time, evaluation and line."""
+
+    def __init__(self, board: Board, info: Any, who: str):
+        self.side = board.turn
+        self.who = who
+        self.depth, self.nodes, self.time_ms = info.depth, info.nodes, info.time_ms
+        self.score_cp, self.mate = info.score_cp, info.mate
+        self.pv: list[tuple[str, str]] = pv_records(board, info.pv)
+
+    def summary(self) -> str:
+        """``depth 4, 2,345 nodes, 0.6 s``"""
+        return f"depth {self.depth}, {_count(self.nodes)} nodes, {self.time_ms / 1000:.1f} s"
+
+    def evaluation(self) -> str:
+        """The score from the searching side's point of view, in words: ``+35 cp for Black (model)``."""
+        side = f"{COLOR_NAMES[self.side]} ({self.who})"
+        if self.mate is not None:
+            return f"mate in {self.mate} for {side}" if self.mate > 0 else f"{side} is mated in {-self.mate}"
+        return f"{self.score_cp:+d} cp for {side}"
+
+    def short_evaluation(self) -> str:
+        """``+35 cp``, ``mate in 3``, ``mated in 2``."""
+        if self.mate is not None:
+            return f"mate in {self.mate}" if self.mate > 0 else f"mated in {-self.mate}"
+        return f"{self.score_cp:+d} cp"
+
+
+def pv_records(board: Board, pv: Sequence[Move], limit: int = 8) -> list[tuple[str, str]]:
+    """(Chinese, ICCS) of the first ``limit`` moves of a principal variation from ``board``; stops at a bad move."""
+    replay = board.copy()
+    out = []
+    for move in list(pv)[:limit]:
+        if not replay.is_legal(move):
+            break
+        out.append((chinese(replay, move), move.iccs()))
+        replay.push(move)
+    return out
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 10_000_000 else f"{n / 1e3:.1f}k" if n >= 100_000 else f"{n:,}"
+
+
+def describe_limits(limits: Any) -> str:
+    """``depth 4, 20,000 nodes, 1 s`` (what is set of a search's limits)."""
+    parts = []
+    if limits.depth is not None:
+        parts.append(f"depth {limits.depth}")
+    if limits.nodes is not None:
+        parts.append(f"{limits.nodes:,} nodes")
+    if limits.movetime_ms is not None:
+        parts.append(f"{limits.movetime_ms / 1000:g} s")
+    return ", ".join(parts) or "no limit"
 
 
 def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: int = 12,
@@ -240,7 +306,8 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
     who = {view.human: "you", view.human ^ 1: "model"}
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("xiangqi-gpt", "bold")
-    text.append(f" · you play {COLOR_NAMES[view.human]}\n")
+    text.append(f" · you play {COLOR_NAMES[view.human]}")
+    text.append(f" · level {view.level}\n" if view.level is not None and not compact else "\n")
     if view.result_line:
         text.append(view.result_line + "\n", "bold reverse")
     else:
@@ -277,16 +344,37 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
                 text.append("  " if not compact else " ")
         text.append("\n")
 
+    search = view.search
+    if search is not None:
+        text.append("\n")
+        text.append(f"Search, level {view.level}" if compact else f"Model's search, {view.candidates_for}",
+                    "bold underline")
+        text.append("\n")
+        text.append(f"  {search.summary()}\n")
+        text.append(f"  {search.evaluation()}\n", "bold")
+        per_line = max(1, (width - 4) // 9)
+        for i in range(0, len(search.pv), per_line):
+            text.append("  PV " if i == 0 else "     ", "dim")
+            for j, (chinese, _) in enumerate(search.pv[i:i + per_line]):
+                side = search.side ^ ((i + j) % 2)
+                text.append(chinese + " ", STYLES["red_label"] if side == RED else STYLES["black_label"])
+            text.append("\n")
+        if search.pv and not compact:
+            iccs = " ".join(m for _, m in search.pv)
+            text.append(f"     {iccs}\n", "dim")
     if view.candidates:
         text.append("\n")
         title = "Candidates" if compact else "Model's candidates"
         text.append(f"{title}, {view.candidates_for}\n", "bold underline")
+        played = search.pv[0][1] if search is not None and search.pv else None
         for chinese, iccs, p in view.candidates:
             text.append(f"  {chinese} ")
             text.append(iccs, "dim")
             text.append(f" {100 * p:5.1f}% ")
-            bar = max(0, width - 24)
+            bar = max(0, width - 26)
             text.append("█" * round(p * bar), "green")
+            if iccs == played:
+                text.append(" <", "bold")
             text.append("\n")
     text.rstrip()
     return text
@@ -390,12 +478,16 @@ class Session:
     """One terminal session: a board, the human's side, the model, the view, and the command loop."""
 
     def __init__(self, console: Console, loader: PlayerLoader, human: int = RED, fen: str = STARTING_FEN,
-                 input_fn: Callable[[str], str] = input, echo: bool = False):
+                 input_fn: Callable[[str], str] = input, echo: bool = False, level: int | None = None):
         self.console = console
         self.loader = loader
         self.start_fen = fen
         self.board = Board(fen)
         self.view = View(human, flipped=human == BLACK)
+        self.level = DEFAULT_LEVEL if level is None else level
+        level_limits(self.level)            # ConfigError for a bad level
+        self.view.level = self.level
+        self._search_player: Any = None
         self.resigned: int | None = None
         self.input_fn = input_fn
         self.echo = echo
@@ -457,20 +549,60 @@ class Session:
             self.say("loading the model…", "dim")
         return self.loader.get()
 
+    def search_player(self) -> Any:
+        """The model as a :class:`~xiangqi_gpt.search.SearchPlayer` at the session's level (its tables are kept
+        while the level changes; it forgets them itself when a new game starts)."""
+        player = self.player()
+        sp = self._search_player
+        if sp is None or sp.player is not player or sp.level != self.level:
+            searcher = sp.searcher if sp is not None and sp.player is player else None
+            sp = self._search_player = _WatchedSearchPlayer(player, self.level, searcher)
+        return sp
+
+    @contextlib.contextmanager
+    def thinking(self, sp: Any, doing: str, who: str):
+        """While a search runs: a spinner with the depth, nodes, evaluation and best move so far, updated after each
+        iteration (on a terminal only; nothing is drawn into a pipe)."""
+        if not self.console.is_terminal:
+            yield
+            return
+        board = self.board
+        with self.console.status(f"{doing} (level {self.level})…", spinner="dots") as status:
+            def on_info(info: Any) -> None:
+                line = SearchLine(board, info, who)
+                best = f", best {line.pv[0][0]}" if line.pv else ""
+                status.update(f"{doing} (level {self.level}): {line.summary()}, {line.short_evaluation()}{best}")
+
+            sp.on_info = on_info
+            try:
+                yield
+            finally:
+                sp.on_info = None
+
     def model_move(self) -> Move:
         player = self.player()
         board = self.board
         t0 = time.perf_counter()
         probs = player.move_probs(board)
-        move = player.choose(board)
-        if not board.is_legal(move):   # the player promises legal moves; never let a bad one reach the board
+        result = None
+        if self.level == 0:
+            move = player.choose(board)
+        else:
+            sp = self.search_player()
+            with self.thinking(sp, "The model is thinking", "model"):
+                move = sp.choose(board)
+            result = sp.last
+        if move is None or not board.is_legal(move):   # never let a bad move reach the board
             move = probs[0][0]
         self.reply_ms.append(1000 * (time.perf_counter() - t0))
         text = chinese(board, move)
         self.view.candidates = [(chinese(board, m), m.iccs(), p) for m, p in probs[:5]]
         self.view.candidates_for = f"move {board.fullmove_number} ({COLOR_NAMES[board.turn]})"
+        self.view.search = SearchLine(board, result.info, "model") if result is not None else None
         board.push(move)
         self.last_message = f"The model plays {text} ({move.iccs()})."
+        if self.view.search is not None:
+            self.last_message += f" Searched {self.view.search.summary()}; {self.view.search.evaluation()}."
         return move
 
     def reply_if_model_to_move(self) -> None:
@@ -554,6 +686,7 @@ class Session:
         self.board = Board(self.start_fen)
         self.resigned = None
         self.view.candidates = []
+        self.view.search = None
         self.last_message = ""
         self.reply_if_model_to_move()
         self.show()
@@ -587,6 +720,7 @@ class Session:
             if mover == self.human:
                 break
         self.view.candidates = []
+        self.view.search = None
         self.last_message = f"Took back {' '.join(reversed(taken))}."
         self.show()
         self.say(self.last_message)
@@ -595,9 +729,34 @@ class Session:
         if self.outcome_result() is not None:
             self.say("The game is over.", "yellow")
             return
+        if self.level > 0:
+            sp = self.search_player()
+            with self.thinking(sp, "Searching for a hint", "you"):
+                result = sp.search(self.board)
+            if result.move is not None:
+                line = SearchLine(self.board, result.info, "you")
+                pv = " ".join(c for c, _ in line.pv)
+                self.say(f"The search (level {self.level}) suggests {chinese(self.board, result.move)} "
+                         f"({result.move.iccs()}): {line.evaluation()}; {line.summary()}; line {pv}")
         probs = self.player().move_probs(self.board)
         shown = ", ".join(f"{chinese(self.board, m)} ({m.iccs()}) {100 * p:.1f}%" for m, p in probs[:3])
         self.say(f"The model would consider: {shown}")
+
+    def cmd_level(self, arg: str) -> None:
+        if not arg:
+            table = "; ".join(f"{n}: {'the model alone' if n == 0 else describe_limits(LEVELS[n])}"
+                              for n in sorted(LEVELS))
+            self.say(f"Level {self.level}. Levels {table}.")
+            return
+        try:
+            level = parse_level(arg)
+        except XiangqiError as e:
+            self.say(one_line(e), "bold red")
+            return
+        self.level = self.view.level = level
+        limits = level_limits(level)
+        self.say(f"Level {level}: " + ("the model alone, no search." if level == 0
+                                       else f"the search budget is {describe_limits(limits)}."))
 
     def cmd_save(self, arg: str) -> None:
         from .pgn import Game, write_game
@@ -636,6 +795,7 @@ class Session:
         self.board = board
         self.resigned = None
         self.view.candidates = []
+        self.view.search = None
         self.last_message = ""
         self.reply_if_model_to_move()
         self.after_moves(offer_save=False)   # a loaded record that is already over is not offered for saving
@@ -664,8 +824,28 @@ class Session:
 
 
 COMMANDS = {name: name for name in ("undo", "hint", "new", "flip", "save", "load", "resign", "help", "quit",
-                                    "switch")}
+                                    "switch", "level")}
 COMMANDS.update({"exit": "quit", "?": "help", "takeback": "undo"})
+
+
+class _WatchedSearchPlayer(SearchPlayer):
+    """A SearchPlayer whose searches (also the one inside ``choose``) report each iteration to ``on_info``."""
+
+    on_info: Callable[[Any], None] | None = None
+
+    def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None) -> Any:
+        return super().search(board, limits, on_info or self.on_info, stop)
+
+
+def parse_level(text: str) -> int:
+    """A search level from text; ConfigError (one line) for anything but a known level."""
+    try:
+        level = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"the level must be a whole number from 0 to {max(LEVELS)}, got {text.strip()!r}") \
+            from None
+    level_limits(level)
+    return level
 
 
 def one_line(e: BaseException) -> str:
@@ -697,6 +877,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling at temperature > 0")
     p.add_argument("--fen", default=None, help="start from this position instead of the standard one")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
+    p.add_argument("--level", default=None, metavar="N",
+                   help="search level: 0 is the model alone (one forward pass), higher levels search more "
+                        "(default: search.DEFAULT_LEVEL; see the README)")
     return p
 
 
@@ -709,6 +892,10 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
             raise XiangqiError(f"--temperature must be >= 0, got {args.temperature}")
         if args.threads < 1:
             raise XiangqiError(f"--threads must be >= 1, got {args.threads}")
+        try:
+            level = None if args.level is None else parse_level(args.level)
+        except XiangqiError as e:
+            raise XiangqiError(f"--level: {one_line(e)}") from None
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
@@ -731,7 +918,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         except ImportError:
             pass
     session = Session(console, loader, human=RED if args.side == "red" else BLACK, fen=fen,
-                      echo=not interactive)
+                      echo=not interactive, level=level)
     code = 0
     try:
         session.run()
