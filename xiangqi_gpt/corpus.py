@@ -1,14 +1,23 @@
-"""``python -m xiangqi_gpt prepare SOURCE... --out DIR``: PGN records -> a training dataset.
+"""``python -m xiangqi_gpt prepare [SOURCE...] [--engine SOURCE]... --out DIR``: PGN records -> a training dataset.
 
-Sources: directories of ``*.pgn`` files (walked in sorted order), archives of them (``.tar.xz``, ``.tar.gz``,
-``.tar.bz2``, ``.tar``, ``.zip``; read member by member, never unpacked to disk), and single PGN files (any name).
+Sources: directories of ``*.pgn`` files (walked in sorted order; compressed ``*.pgn.xz``/``.gz``/``.bz2`` files in them
+are read too), archives of them (``.tar.xz``, ``.tar.gz``, ``.tar.bz2``, ``.tar``, ``.zip``; read member by member,
+never unpacked to disk), single PGN files (any name) and single compressed PGN files (``games.pgn.xz``, ``.pgn.gz``,
+``.pgn.bz2``, or any name whose content is a compressed PGN rather than a tar). Only regular files are read: a FIFO
+or device in a folder is skipped with a warning, and one given as a source is refused at once.
+
+Positional sources hold human games; ``--engine SOURCE`` (repeatable) marks engine self-play games, which form
+their own subset ``DIR/engine/`` (see step 2).
 
 Steps:
 
 1. Every game is read and validated with the rule engine (:func:`xiangqi_gpt.pgn.read_games`); a game with an
    illegal or unreadable move is rejected and counted per reason, with the first examples kept in the summary.
 2. Empty games (no moves) are dropped. Games under a computer-games folder (CCPD ``電腦對局``) form their own subset,
-   written under ``DIR/computer/`` with the same layout and never mixed into the main splits.
+   written under ``DIR/computer/`` with the same layout and never mixed into the main splits. Engine games
+   (``--engine``) form the subset ``DIR/engine/``, again with the same layout; they are deduplicated and split on
+   their own (steps 3-4), and recorded in meta.json under ``"engine"`` (split table and counts) as ``"computer"``
+   is. :func:`load_meta` with ``subset="engine"`` validates them.
 3. Duplicates are removed by (start position, move sequence). A game that is an exact prefix of another from the
    same start (a truncated copy) is a duplicate too and goes with the longer game; of exact copies the first read
    with a known result is kept. The start position compared is the FEN's placement and side to move. Only the
@@ -22,16 +31,24 @@ Steps:
    conditioned on its position): ``DIR/{split}.pgn`` holds exactly the tokenized games, in the same order, and the
    custom-FEN games are written apart to ``DIR/custom_fen/{split}.pgn`` (same split rule). PGN output is ICCS,
    UTF-8, with the original tags plus ``SourceFile``.
-6. ``DIR/summary.json`` (counts, rejection reasons and examples, duplicates, per-split games/plies/tokens) and
-   ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256, attribution, the arguments).
+6. ``DIR/summary.json`` (counts, rejection reasons and examples, duplicates, per-split games/plies/tokens; the engine
+   subset's under ``"engine"``) and ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256,
+   attribution, the arguments).
+7. With ``--legal-sets``, ``xiangqi_gpt.legal.write_legal_sets(DIR)`` then stores the legal move sets, where this
+   version has that module.
 
-The dataset is built in ``DIR.tmp-XXXX`` and renamed to ``DIR`` at the end (meta.json is written last and the rename
-is the commit point), so an interrupted run leaves nothing that :func:`load_meta` accepts.
+Options and the output path are checked before anything is read (a bad ``--limit``, an ``--out`` under a file or
+in a folder that cannot be written gives one line at once). The dataset is built in ``DIR.tmp-XXXX`` (made at the
+start) and renamed to ``DIR`` at the end (meta.json is written last and the rename is the commit point), so an
+interrupted run leaves nothing that :func:`load_meta` accepts; Ctrl-C stops the run, worker processes included,
+removes the temporary folder and prints one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
+import gzip
 import hashlib
 import io
 import itertools
@@ -39,9 +56,12 @@ import json
 import lzma
 import os
 import shutil
+import signal
+import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -64,6 +84,8 @@ COMPUTER_FOLDERS = ("電腦對局", "电脑对局")
 CCPD_ATTRIBUTION = ("Chinese Chess Practical Dataset (CCPD), Yu-Han Tseng and Bo-Nian Chen, CC BY 4.0, "
                     "https://github.com/Yvonne761/Chinese-Chess-Practical-Dataset")
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
+COMPRESSED_PGN_SUFFIXES = (".pgn.xz", ".pgn.gz", ".pgn.bz2")
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 MAX_WARNINGS = 20
 
 
@@ -109,12 +131,40 @@ def _is_pgn_name(name: str) -> bool:
     return name.lower().endswith(".pgn")
 
 
+def _is_compressed_pgn_name(name: str) -> bool:
+    return name.lower().endswith(COMPRESSED_PGN_SUFFIXES)
+
+
+def _compression(head: bytes) -> str | None:
+    """The compression of a file from its first bytes: "xz", "gz", "bz2" or None."""
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    return None
+
+
+def _decompressor(f, kind: str):
+    return {"xz": lzma.open, "gz": gzip.open, "bz2": bz2.open}[kind](f, "rb")
+
+
+# what a damaged compressed stream raises
+_DECOMPRESSION_ERRORS = (lzma.LZMAError, zlib.error, gzip.BadGzipFile, EOFError, OSError, ValueError)
+
+
 def _archive_kind(path: Path) -> str | None:
+    """``"zip"``, ``"tar"`` (also compressed), ``"compressed"`` (one compressed PGN file, e.g. ``games.pgn.xz``) or
+    None (a plain file). By the name first, else by the first bytes; a compressed file without a telling name is a
+    tar if its first block says so."""
     name = path.name.lower()
     if name.endswith(".zip"):
         return "zip"
     if any(name.endswith(s) for s in ARCHIVE_SUFFIXES):
         return "tar"
+    if _is_compressed_pgn_name(name):
+        return "compressed"
     try:
         with open(path, "rb") as f:
             head = f.read(6)
@@ -122,39 +172,102 @@ def _archive_kind(path: Path) -> str | None:
         return None
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if head.startswith((b"\xfd7zXZ\x00", b"\x1f\x8b", b"BZh")):
-        return "tar"
-    return None
+    kind = _compression(head)
+    if kind is None:
+        return None
+    try:
+        with open(path, "rb") as f, _decompressor(f, kind) as z:
+            block = z.read(512)
+    except _DECOMPRESSION_ERRORS:
+        return "tar"            # reported as a corrupt archive when read
+    return "tar" if block[257:262] == b"ustar" else "compressed"
+
+
+def display_name(name: str) -> str:
+    """A file name as text that can be printed and written as UTF-8. Python keeps the bytes of a name that is not
+    valid UTF-8 (a Big5 or GBK name, say) as lone surrogates, which cannot be encoded; such a name is decoded the way
+    record text is (GB18030 or Big5, detected), else its bad bytes are written as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    raw = name.encode("utf-8", "surrogateescape") if _only_escapes(name) else name.encode("utf-8", "replace")
+    from .pgn import decode_bytes
+    try:
+        text = decode_bytes(raw)
+        text.encode("utf-8")
+        return text
+    except (PgnError, UnicodeError):
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _only_escapes(name: str) -> bool:
+    try:
+        name.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _zip_member_name(info: zipfile.ZipInfo) -> str:
     """Zip names without the UTF-8 flag are cp437 to Python; Chinese tools write them in GBK or Big5."""
     if info.flag_bits & 0x800:
-        return info.filename
+        return display_name(info.filename)
     from .pgn import decode_bytes
     try:
-        return decode_bytes(info.filename.encode("cp437"))
+        return display_name(decode_bytes(info.filename.encode("cp437")))
     except (UnicodeEncodeError, PgnError):
-        return info.filename
+        return display_name(info.filename)
+
+
+def check_source(path: str | os.PathLike) -> None:
+    """Raise :class:`DatasetError` for a source that exists but is neither a regular file nor a folder (a FIFO
+    would block reading forever, a device might never end). A missing source is only warned about later."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise DatasetError(f"{display_name(os.fspath(path))}: not a regular file or folder ({_file_type(st.st_mode)}); "
+                           "give PGN files, folders or archives")
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 class SourceReader:
-    """Yields ``(label, bytes)`` for every PGN file of the sources; problems are warned about, never fatal."""
+    """Yields ``(label, bytes)`` for every PGN file of the sources; problems are warned about, never fatal.
+
+    Labels are :func:`display_name` text (``path`` or ``archive:member``). In folders, ``*.pgn`` files and
+    compressed ``*.pgn.xz`` / ``.pgn.gz`` / ``.pgn.bz2`` files are read, and only regular files (a FIFO or device is
+    skipped with a warning)."""
 
     def __init__(self, sources: list[str], warn: Callable[[str], None], advance: Callable[[int], None]):
-        self.sources = [SourceInfo(str(s)) for s in sources]
+        self.paths = [Path(s) for s in sources]
+        self.sources = [SourceInfo(display_name(str(s))) for s in sources]
         self.warn, self.advance = warn, advance
         self.unreadable = 0
         self.skipped = 0
+        self.not_regular = 0
 
     def total_bytes(self) -> int:
         total = 0
-        for info in self.sources:
-            p = Path(info.path)
+        for p in self.paths:
             try:
                 if p.is_dir():
                     for root, _, files in os.walk(p):
-                        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if _is_pgn_name(f))
+                        for f in files:
+                            if _is_pgn_name(f) or _is_compressed_pgn_name(f):
+                                try:
+                                    total += os.path.getsize(os.path.join(root, f))
+                                except OSError:
+                                    pass
                 elif p.is_file():
                     total += p.stat().st_size
             except OSError:
@@ -162,32 +275,96 @@ class SourceReader:
         return total
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        for info in self.sources:
-            p = Path(info.path)
-            if not p.exists():
+        for p, info in zip(self.paths, self.sources):
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
                 info.kind, info.error = "missing", "no such file or directory"
-                self.warn(f"{p}: no such file or directory")
-            elif p.is_dir():
+                self.warn(f"{info.path}: no such file or directory")
+                continue
+            except OSError as e:
+                info.kind, info.error = "missing", f"cannot read ({e.strerror or e})"
+                self.unreadable += 1
+                self.warn(f"{info.path}: {info.error}")
+                continue
+            if stat.S_ISDIR(st.st_mode):
                 info.kind = "dir"
                 yield from self._directory(p, info)
-            elif _archive_kind(p):
+            elif not stat.S_ISREG(st.st_mode):
+                info.kind, info.error = "other", f"not a regular file ({_file_type(st.st_mode)})"
+                self.not_regular += 1
+                self.warn(f"{info.path}: {info.error}; skipped")
+            elif (kind := _archive_kind(p)) == "compressed":
+                info.kind = "compressed"
+                data = self._read_compressed(p, info.path, info)
+                if data is not None:
+                    info.files = 1
+                    yield info.path, data
+            elif kind:
                 info.kind = "archive"
-                yield from self._archive(p, info, _archive_kind(p))
+                yield from self._archive(p, info, kind)
             else:
                 info.kind = "file"
-                data = self._read_file(p)
+                data = self._read_file(p, info.path)
                 if data is not None:
                     info.sha256, info.bytes, info.files = hashlib.sha256(data).hexdigest(), len(data), 1
                     self.advance(len(data))
-                    yield str(p), data
+                    yield info.path, data
 
-    def _read_file(self, p: Path) -> bytes | None:
+    def _read_file(self, p: Path, label: str) -> bytes | None:
         try:
             return p.read_bytes()
         except OSError as e:
             self.unreadable += 1
-            self.warn(f"{p}: cannot read ({e.strerror or e})")
+            self.warn(f"{label}: cannot read ({e.strerror or e})")
             return None
+
+    def _read_compressed(self, p: Path, label: str, info: SourceInfo | None = None) -> bytes | None:
+        """The decompressed bytes of one compressed PGN file. On a damaged stream, the games before the last one
+        that started are kept (the unfinished last one is dropped, never shortened) and a warning says so."""
+        try:
+            f = open(p, "rb")
+        except OSError as e:
+            self.unreadable += 1
+            self.warn(f"{label}: cannot read ({e.strerror or e})")
+            return None
+        chunks: list[bytes] = []
+        with f:
+            reader = _HashingReader(f, self.advance)
+            kind = _compression(f.read(6))
+            f.seek(0)
+            if kind is None:            # named like a compressed file, but plain text
+                data = f.read()
+                self.advance(len(data))
+                if info is not None:
+                    info.sha256, info.bytes = hashlib.sha256(data).hexdigest(), len(data)
+                return data
+            try:
+                with _decompressor(io.BufferedReader(reader, 1 << 20), kind) as z:
+                    while chunk := z.read(1 << 20):
+                        chunks.append(chunk)
+                error = None
+            except _DECOMPRESSION_ERRORS as e:
+                error = e
+            try:
+                reader.drain()
+            except OSError:
+                pass
+        data = b"".join(chunks)
+        if info is not None:
+            info.sha256, info.bytes = reader.sha.hexdigest(), len(data)
+        if error is not None:
+            cut = data.rfind(b"\n\n[")
+            data = data[:cut + 1] if cut >= 0 else b""
+            message = (f"corrupt compressed file ({type(error).__name__}: {error}); the "
+                       f"{'games before the unfinished last one are kept' if data else 'file is skipped'}")
+            if info is not None:
+                info.error = message
+            self.warn(f"{label}: {message}")
+            if not data:
+                self.unreadable += 1
+                return None
+        return data
 
     def _directory(self, root: Path, info: SourceInfo) -> Iterator[tuple[str, bytes]]:
         sha = hashlib.sha256()
@@ -195,19 +372,32 @@ class SourceReader:
             dirnames.sort()
             for name in sorted(filenames):
                 path = Path(dirpath) / name
-                if not _is_pgn_name(name):
+                compressed = _is_compressed_pgn_name(name)
+                if not (_is_pgn_name(name) or compressed):
                     self.skipped += 1
                     continue
-                data = self._read_file(path)
+                label = display_name(str(path))
+                try:
+                    st = os.stat(path)
+                except OSError as e:
+                    self.unreadable += 1
+                    self.warn(f"{label}: cannot read ({e.strerror or e})")
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    self.not_regular += 1
+                    self.warn(f"{label}: not a regular file ({_file_type(st.st_mode)}); skipped")
+                    continue
+                data = self._read_compressed(path, label) if compressed else self._read_file(path, label)
                 if data is None:
                     continue
                 rel = path.relative_to(root).as_posix()
-                sha.update(rel.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+                sha.update(rel.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(data).digest())
                 info.bytes += len(data)
                 info.files += 1
-                info.ccpd = info.ccpd or rel.startswith(("對局/", "Dataset/對局/"))
-                self.advance(len(data))
-                yield str(path), data
+                info.ccpd = info.ccpd or display_name(rel).startswith(("對局/", "Dataset/對局/"))
+                if not compressed:
+                    self.advance(len(data))
+                yield label, data
         info.sha256 = sha.hexdigest()
 
     def _archive(self, path: Path, info: SourceInfo, kind: str) -> Iterator[tuple[str, bytes]]:
@@ -216,22 +406,22 @@ class SourceReader:
         except OSError as e:
             self.unreadable += 1
             info.error = f"cannot read ({e.strerror or e})"
-            self.warn(f"{path}: {info.error}")
+            self.warn(f"{info.path}: {info.error}")
             return
         with f:
             reader = _HashingReader(f, self.advance)
             buffered = io.BufferedReader(reader, 1 << 20)
             try:
-                members = self._zip_members(f) if kind == "zip" else self._tar_members(buffered)
+                members = self._zip_members(f, info.path) if kind == "zip" else self._tar_members(buffered)
                 for name, data in members:
                     info.files += 1
                     info.bytes += len(data)
                     info.ccpd = info.ccpd or "對局/" in name
-                    yield f"{path}:{name}", data
+                    yield f"{info.path}:{name}", data
             except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError, OSError,
                     ValueError) as e:
                 info.error = f"corrupt archive ({type(e).__name__}: {e}) after {info.files} PGN files"
-                self.warn(f"{path}: {info.error}; the files read before the error are kept")
+                self.warn(f"{info.path}: {info.error}; the files read before the error are kept")
             if kind == "zip":
                 f.seek(0)
                 info.sha256 = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") \
@@ -252,9 +442,9 @@ class SourceReader:
                     self.skipped += 1
                     continue
                 fobj = tar.extractfile(member)
-                yield member.name, fobj.read() if fobj else b""
+                yield display_name(member.name), fobj.read() if fobj else b""
 
-    def _zip_members(self, f) -> Iterator[tuple[str, bytes]]:
+    def _zip_members(self, f, label: str) -> Iterator[tuple[str, bytes]]:
         with zipfile.ZipFile(f) as z:
             for zinfo in sorted(z.infolist(), key=lambda i: i.filename):
                 if zinfo.is_dir():
@@ -263,7 +453,21 @@ class SourceReader:
                 if not _is_pgn_name(name):
                     self.skipped += 1
                     continue
-                data = z.read(zinfo)
+                problem = None
+                if zinfo.flag_bits & 0x1:
+                    problem = "encrypted"
+                elif zinfo.compress_type not in ZIP_METHODS:
+                    problem = f"unsupported compression method {zinfo.compress_type}"
+                else:
+                    try:
+                        data = z.read(zinfo)
+                    except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+                            EOFError) as e:
+                        problem = f"cannot unpack ({type(e).__name__}: {e})"
+                if problem is not None:
+                    self.unreadable += 1
+                    self.warn(f"{label}:{name}: {problem}; skipped")
+                    continue
                 self.advance(zinfo.compress_size)
                 yield name, data
 
@@ -293,6 +497,12 @@ def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[Err
     return label, games, errors
 
 
+def ignore_sigint() -> None:
+    """For worker processes: a terminal's Ctrl-C reaches the whole process group; only the main process reacts
+    (it terminates the workers), so no worker prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _parse_batch(batch: list[tuple[str, bytes]]):
     return [_parse_file(label, data) for label, data in batch]
 
@@ -317,7 +527,7 @@ def _parsed_files(items: Iterator[tuple[str, bytes]], workers: int, batch_bytes:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=ignore_sigint) as pool:     # Ctrl-C: the main process stops the pool
         pending: deque = deque()
         for batch in batches():
             pending.append(pool.apply_async(_parse_batch, (batch,)))
@@ -490,24 +700,32 @@ def _is_computer(label: str) -> bool:
 
 def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, test_frac: float = 0.05,
             seed: int = 0, workers: int = 2, force: bool = False, progress: bool | None = None,
-            examples: int = 20, warn: Callable[[str], None] | None = None, limit: int | None = None) -> PrepareResult:
+            examples: int = 20, warn: Callable[[str], None] | None = None, limit: int | None = None,
+            engine_sources: list[str] = (), legal_sets: bool = False) -> PrepareResult:
     """Build the dataset directory ``out`` from PGN sources. See the module docstring.
 
-    ``limit`` reads only the first ``limit`` PGN files (for quick trials; the source hashes are then partial).
-    ``warn`` receives one-line warnings (default: printed on stderr)."""
+    ``sources`` are human games (the main subset, and ``computer/`` for CCPD's computer-games folder);
+    ``engine_sources`` are engine self-play games, kept apart in ``out/engine/`` (deduplicated and split on their
+    own). ``limit`` reads only the first ``limit`` PGN files of each kind (for quick trials; the source hashes are
+    then partial). ``legal_sets`` calls ``xiangqi_gpt.legal.write_legal_sets(out)`` after writing, where that
+    exists. ``warn`` receives one-line warnings (default: printed on stderr).
+
+    Every option and the output path are checked before anything is read."""
     t0 = time.perf_counter()
-    if not sources:
+    sources, engine_sources = [str(s) for s in sources], [str(s) for s in engine_sources or ()]
+    if not sources and not engine_sources:
         raise DatasetError("no sources given")
     for name, frac in (("--val-frac", val_frac), ("--test-frac", test_frac)):
         if not 0 <= frac < 1:
             raise DatasetError(f"{name} must be in [0, 1), got {frac}")
     if val_frac + test_frac >= 1:
         raise DatasetError(f"--val-frac + --test-frac must be < 1, got {val_frac + test_frac}")
+    if limit is not None and limit < 1:
+        raise DatasetError(f"--limit must be a positive number of files, got {limit}")
+    for source in sources + engine_sources:
+        check_source(source)
     out = Path(out)
-    if out.exists() and not force:
-        raise DatasetError(f"{out} already exists (use --force to replace it)")
-    if not out.parent.exists():
-        raise DatasetError(f"{out.parent}: no such directory for the output")
+    tmp = _output_dir(out, force)          # the output is checked (and its temporary folder made) first
     warnings: list[str] = []
     bar = _Progress(progress)
 
@@ -515,26 +733,88 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         warnings.append(message)
         (warn or bar.warn)(message)
 
-    reader = SourceReader(list(sources), _warn, bar.advance)
-    bar.start(reader.total_bytes())
     try:
-        items = iter(reader) if limit is None else itertools.islice(reader, limit)
-        read = _collect(_parsed_files(items, workers), examples, _warn, bar)
-        if read.files["read"] == 0:
+        readers = {"human": SourceReader(sources, _warn, bar.advance),
+                   "engine": SourceReader(engine_sources, _warn, bar.advance)}
+        bar.start(sum(r.total_bytes() for r in readers.values()))
+        read: dict[str, _Collected] = {}
+        done = [0, 0]        # games and rejections of the passes before, for the progress bar
+        for kind, reader in readers.items():
+            items = iter(reader) if limit is None else itertools.islice(reader, limit)
+            read[kind] = _collect(_parsed_files(items, workers), examples, _warn,
+                                  lambda g, r: bar.update(done[0] + g, done[1] + r), computer=kind == "human")
+            done = [done[0] + read[kind].games_read, done[1] + sum(read[kind].reasons.values())]
+        if read["human"].files["read"] + read["engine"].files["read"] == 0:
             raise DatasetError(f"nothing to read: {'; '.join(warnings) or 'no PGN files found'}")
         bar.status("deduplicating and writing")
-        kept, exact, prefix = _dedup(read.records)
-        by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in SUBSETS}
+        subsets = SUBSETS + (("engine",) if engine_sources else ())
+        by_subset: dict[str, dict[str, list[_Record]]] = {s: {sp: [] for sp in SPLITS} for s in subsets}
+        kept, exact, prefix = _dedup(read["human"].records)
         for r in kept:
             split = split_of(r.start, r.moves, seed, val_frac, test_frac)
             by_subset["computer" if r.computer else "main"][split].append(r)
-        summary = read.summary(reader, kept, exact, prefix)
-        args = dict(sources=[str(s) for s in sources], out=str(out), val_frac=val_frac, test_frac=test_frac,
-                    seed=seed, limit=limit)
-        meta = _write_dataset(out, by_subset, summary, reader.sources, args, t0)
+        summary = read["human"].summary(readers["human"], kept, exact, prefix)
+        if engine_sources:
+            ekept, eexact, eprefix = _dedup(read["engine"].records)
+            for r in ekept:
+                by_subset["engine"][split_of(r.start, r.moves, seed, val_frac, test_frac)].append(r)
+            summary["engine"] = read["engine"].summary(readers["engine"], ekept, eexact, eprefix)
+        args = dict(sources=sources, engine_sources=engine_sources, out=str(out), val_frac=val_frac,
+                    test_frac=test_frac, seed=seed, limit=limit)
+        source_infos = [(info, "human") for info in readers["human"].sources] + \
+                       [(info, "engine") for info in readers["engine"].sources]
+        meta = _write_dataset(tmp, out, by_subset, summary, source_infos, args, t0)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         bar.stop()
+    if legal_sets:
+        _legal_sets(out, _warn)
     return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
+
+
+def _output_dir(out: Path, force: bool) -> Path:
+    """Check ``--out`` before any work and make the temporary folder beside it that the dataset is built in (its
+    parent folders are created). Raises :class:`DatasetError` with one line when the output cannot be written."""
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise DatasetError(f"{out} already exists (use --force to replace it)")
+        if not out.is_dir():
+            raise DatasetError(f"--out {out} is a file, not a dataset folder")
+    for folder in (out.parent, *out.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DatasetError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"--out {out}: cannot create the folder {out.parent} ({e.strerror or e})") from None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise DatasetError(f"--out {out}: cannot write in {out.parent} ({e.strerror or e})") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes it private; the dataset is an ordinary directory
+    return tmp
+
+
+def _legal_sets(out: Path, warn: Callable[[str], None]) -> None:
+    """``--legal-sets``: the legal move sets are computed by ``xiangqi_gpt.legal`` from the token files, if this
+    version has it."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.legal") is None:
+        warn("--legal-sets: this version has no xiangqi_gpt.legal module; no legal move sets written")
+        return
+    write = getattr(importlib.import_module(f"{__package__}.legal"), "write_legal_sets", None)
+    if write is None:
+        warn("--legal-sets: xiangqi_gpt.legal has no write_legal_sets(); no legal move sets written")
+        return
+    write(out)
 
 
 @dataclass
@@ -553,7 +833,8 @@ class _Collected:
         return {
             "files": {"read": f["read"], "with_moves": f["with_moves"], "without_moves": f["without_moves"],
                       "without_games": f["without_games"], "with_rejected_games": len(self.rejected_files),
-                      "unreadable": f["unreadable"] + reader.unreadable, "skipped_not_pgn": reader.skipped},
+                      "unreadable": f["unreadable"] + reader.unreadable, "skipped_not_pgn": reader.skipped,
+                      "skipped_not_regular": reader.not_regular},
             "games_read": self.games_read,
             "games_accepted": self.games_read - rejected - self.empty,
             "games_rejected": rejected,
@@ -568,7 +849,13 @@ class _Collected:
         }
 
 
-def _collect(parsed, examples: int, warn: Callable[[str], None], bar: "_Progress") -> _Collected:
+COUNT_KEYS = ("games_read", "games_accepted", "games_rejected", "empty_games", "duplicates", "unique_games", "plies",
+              "custom_fen_games")
+
+
+def _collect(parsed, examples: int, warn: Callable[[str], None], progress: Callable[[int, int], None],
+             computer: bool = True) -> _Collected:
+    """Gather the parsed files. ``computer``: put games under a computer-games folder in the computer subset."""
     c = _Collected()
     for label, games, errors in parsed:
         c.files["read"] += 1
@@ -586,70 +873,76 @@ def _collect(parsed, examples: int, warn: Callable[[str], None], bar: "_Progress
             c.rejected_files.add(label)
             if len(c.examples) < examples:
                 c.examples.append({"file": label, "game": gindex, "ply": ply, "reason": kind, "message": message})
-        computer = _is_computer(label)
+        is_computer = computer and _is_computer(label)
         for index, moves, root, result, headers in games:
             if not moves:
                 c.empty += 1
                 continue
-            c.records.append(_Record(len(c.records), label, index, moves, root, result, headers, computer))
-        bar.update(games=c.games_read, rejected=sum(c.reasons.values()))
+            c.records.append(_Record(len(c.records), label, index, moves, root, result, headers, is_computer))
+        progress(c.games_read, sum(c.reasons.values()))
     return c
 
 
-def _write_dataset(out: Path, by_subset: dict, summary: dict, sources: list[SourceInfo], args: dict,
-                   t0: float) -> dict:
-    """Write everything into ``out.tmp-XXXX``, meta.json last, then rename it to ``out`` (the commit point)."""
+def _subset_summary(counts: dict) -> dict:
+    return {"games": sum(c["games"] + c["custom_fen_games"] for c in counts.values()),
+            "plies": sum(c["plies"] + c["custom_fen_plies"] for c in counts.values()),
+            "splits": counts}
+
+
+def _write_dataset(tmp: Path, out: Path, by_subset: dict, summary: dict, sources: list[tuple[SourceInfo, str]],
+                   args: dict, t0: float) -> dict:
+    """Write everything into ``tmp`` (``out.tmp-XXXX``), meta.json last, then rename it to ``out`` (the commit
+    point). Each subset but the main one goes to its own folder, ``computer/`` and ``engine/``, with the same
+    layout."""
     luts = _lookup_tables()
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)           # mkdtemp makes it private; the dataset is an ordinary directory
-    try:
-        split_counts = {}
-        for subset in SUBSETS:
-            base = tmp if subset == "main" else tmp / "computer"
-            split_counts[subset] = _write_subset(base, by_subset[subset], luts)
-        summary["splits"] = split_counts["main"]
-        comp = split_counts["computer"]
-        summary["computer"] = {"games": sum(c["games"] + c["custom_fen_games"] for c in comp.values()),
-                               "plies": sum(c["plies"] + c["custom_fen_plies"] for c in comp.values()),
-                               "splits": comp}
-        summary["seconds"] = round(time.perf_counter() - t0, 2)
-        (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        meta = _meta(sources, split_counts, summary, args)
-        _write_json_synced(tmp / "meta.json", meta)     # last file: the dataset is complete
-        _commit(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    split_counts = {}
+    for subset, by_split in by_subset.items():
+        base = tmp if subset == "main" else tmp / subset
+        split_counts[subset] = _write_subset(base, by_split, luts)
+    summary["splits"] = split_counts["main"]
+    summary["computer"] = _subset_summary(split_counts["computer"])
+    if "engine" in split_counts:
+        summary["engine"].update(_subset_summary(split_counts["engine"]))
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    meta = _meta(sources, split_counts, summary, args)
+    _write_json_synced(tmp / "meta.json", meta)     # last file: the dataset is complete
+    _commit(tmp, out)
     return meta
 
 
-def _meta(sources: list[SourceInfo], split_counts: dict, summary: dict, args: dict) -> dict:
+def _split_table(counts: dict) -> dict:
+    return {split: {"games": c["games"], "plies": c["plies"], "tokens": c["tokens"]} for split, c in counts.items()}
+
+
+def _meta(sources: list[tuple[SourceInfo, str]], split_counts: dict, summary: dict, args: dict) -> dict:
     tokenizers = {}
     for name in TOKENIZER_NAMES:
         tok = get_tokenizer(name)
         tokenizers[name] = {"vocab_size": tok.vocab_size, "tokens_per_move": tok.tokens_per_move,
                             "tokens": list(tok.tokens)}
-    ccpd = any(s.ccpd or "ccpd" in Path(s.path).name.lower() for s in sources)
-    return {
+    ccpd = any(s.ccpd or "ccpd" in Path(s.path).name.lower() for s, _ in sources)
+    meta = {
         "format_version": FORMAT_VERSION,
         "dtype": "uint16",
         "layout": "{tokenizer}/{split}.bin: games back to back, each <bos> moves... <result>; "
-                  "{tokenizer}/{split}.idx.npy: int64 start offset of each game; {split}.pgn: the same games",
+                  "{tokenizer}/{split}.idx.npy: int64 start offset of each game; {split}.pgn: the same games. "
+                  "Subsets (computer, engine) have the same layout in their own folder.",
         "tokenizers": tokenizers,
-        "splits": {split: {"games": c["games"], "plies": c["plies"], "tokens": c["tokens"]}
-                   for split, c in split_counts["main"].items()},
-        "computer": {"path": "computer",
-                     "splits": {split: {"games": c["games"], "plies": c["plies"], "tokens": c["tokens"]}
-                                for split, c in split_counts["computer"].items()}},
-        "counts": {k: summary[k] for k in ("games_read", "games_accepted", "games_rejected", "empty_games",
-                                           "duplicates", "unique_games", "plies", "custom_fen_games")},
-        "attribution": CCPD_ATTRIBUTION if ccpd else "",
-        "sources": [{"path": s.path, "kind": s.kind, "sha256": s.sha256, "bytes": s.bytes, "pgn_files": s.files,
-                     **({"error": s.error} if s.error else {})} for s in sources],
-        "prepare_args": args,
+        "splits": _split_table(split_counts["main"]),
+        "computer": {"path": "computer", "splits": _split_table(split_counts["computer"])},
+        "counts": {k: summary[k] for k in COUNT_KEYS},
     }
+    if "engine" in split_counts:
+        meta["engine"] = {"path": "engine", "splits": _split_table(split_counts["engine"]),
+                          "counts": {k: summary["engine"][k] for k in COUNT_KEYS}}
+    meta.update({
+        "attribution": CCPD_ATTRIBUTION if ccpd else "",
+        "sources": [{"path": s.path, "subset": kind, "kind": s.kind, "sha256": s.sha256, "bytes": s.bytes,
+                     "pgn_files": s.files, **({"error": s.error} if s.error else {})} for s, kind in sources],
+        "prepare_args": args,
+    })
+    return meta
 
 
 def _write_json_synced(path: Path, obj) -> None:
@@ -670,10 +963,22 @@ def _commit(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def subset_names(meta: dict) -> list[str]:
+    """The subsets of a dataset from its meta.json: ``"main"`` (the human games, in ``DIR/``), then those written in
+    their own folder ``DIR/<name>/`` with the same layout (``"computer"``, and ``"engine"`` when prepared with
+    ``--engine``). Load one with ``load_meta(DIR, splits, subset=name)``."""
+    return ["main"] + [name for name in ("computer", "engine")
+                       if isinstance(meta.get(name), dict) and isinstance(meta[name].get("splits"), dict)]
+
+
 def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") -> dict:
     """``DIR/meta.json`` of a complete dataset written by ``prepare``; raises :class:`DatasetError` with a clear
     message when the directory is missing or incomplete, the format version or a vocabulary differs from this
-    code's, or a token/offset file does not match the counts recorded in meta.json."""
+    code's, or a token/offset file does not match the counts recorded in meta.json.
+
+    ``subset`` chooses which token files are checked: ``"main"`` (``DIR/<tokenizer>/<split>.bin``), or a subset
+    with the same layout in ``DIR/<subset>/`` (``"computer"``, ``"engine"``; see :func:`subset_names`). Its split
+    table is ``meta[subset]["splits"]``, and ``meta[subset]["counts"]`` holds its counts (engine)."""
     path = Path(data_dir)
     if not path.is_dir():
         hint = ""
@@ -700,8 +1005,13 @@ def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") 
         if not isinstance(entry, dict) or entry.get("tokens") != tok.tokens:
             raise DatasetError(f"{meta_path}: the {name!r} vocabulary differs from this tokenizer's "
                                f"({tok.vocab_size} tokens); rebuild the dataset")
-    table = meta.get("splits") if subset == "main" else (meta.get(subset) or {}).get("splits")
-    base = path if subset == "main" else path / subset
+    if subset == "main":
+        table, base = meta.get("splits"), path
+    else:
+        if subset not in subset_names(meta):
+            hint = " (`prepare ... --engine SOURCE` writes one)" if subset == "engine" else ""
+            raise DatasetError(f"{path}: the dataset has no {subset!r} subset{hint}")
+        table, base = meta[subset].get("splits"), path / subset
     if not isinstance(table, dict):
         raise DatasetError(f"{meta_path}: no split table for subset {subset!r}")
     for split in splits:
@@ -734,10 +1044,12 @@ def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") 
 # --------------------------------------------------------------------------------------------------------------
 
 class _Progress:
-    """A rich progress bar on stderr (off when stderr is not a terminal); warnings printed above it."""
+    """A rich progress bar on stderr (off when stderr is not a terminal); warnings printed above it. ``label``
+    names the command; ``unit`` is ``"bytes"`` (prepare: bytes read) or ``"items"`` (done / total, e.g. games)."""
 
-    def __init__(self, enabled: bool | None):
+    def __init__(self, enabled: bool | None, label: str = "prepare", unit: str = "bytes"):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.label, self.unit = label, unit
         self.progress = self.task = None
         self.warned = 0
 
@@ -745,10 +1057,11 @@ class _Progress:
         if not self.enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
 
-        self.progress = Progress(TextColumn("[bold]prepare"), BarColumn(), DownloadColumn(),
+        amount = DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn()
+        self.progress = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), amount,
                                  TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=Console(stderr=True), transient=False)
         self.progress.start()
@@ -759,8 +1072,11 @@ class _Progress:
             self.progress.advance(self.task, n)
 
     def update(self, games: int, rejected: int) -> None:
+        self.describe(f"{games:,} games, {rejected:,} rejected")
+
+    def describe(self, text: str) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, description=f"{games:,} games, {rejected:,} rejected")
+            self.progress.update(self.task, description=text)
 
     def status(self, text: str) -> None:
         if self.progress is not None:
@@ -785,10 +1101,21 @@ class _Progress:
             self.progress.stop()
 
 
+def restore_ctrl_c() -> None:
+    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt in this process even when it was started with SIGINT ignored
+    (as a non-interactive shell starts a background job), so a long command always stops when asked."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def add_prepare_command(p: argparse.ArgumentParser):
-    p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="PGN files, directories of them, or .tar.xz/.tar.gz/.zip archives of them")
-    p.add_argument("--out", required=True, help="dataset directory to create")
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="human games: PGN files (also .pgn.xz/.pgn.gz/.pgn.bz2), folders of them, or "
+                        ".tar.xz/.tar.gz/.zip archives of them")
+    p.add_argument("--engine", action="append", default=[], metavar="SOURCE",
+                   help="engine self-play games (same kinds of source; repeat for several): kept apart as the "
+                        "subset DIR/engine/, deduplicated and split on their own")
+    p.add_argument("--out", required=True, help="dataset directory to create (parent folders are created)")
     p.add_argument("--val-frac", type=float, default=0.05, help="fraction of games in val (default 0.05)")
     p.add_argument("--test-frac", type=float, default=0.05, help="fraction of games in test (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split hash (default 0)")
@@ -797,12 +1124,23 @@ def add_prepare_command(p: argparse.ArgumentParser):
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--examples", type=int, default=20, help="rejected games kept as examples in summary.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--limit", type=int, default=None, help="read only the first N PGN files (quick trials)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="read only the first N PGN files of each kind, human and engine (quick trials)")
+    p.add_argument("--legal-sets", action="store_true",
+                   help="also store the legal move set of every training position (xiangqi_gpt.legal)")
 
     def run(args):
-        result = prepare(args.sources, args.out, val_frac=args.val_frac, test_frac=args.test_frac, seed=args.seed,
-                         workers=args.workers, force=args.force, progress=False if args.no_progress else None,
-                         examples=args.examples, limit=args.limit)
+        if not args.sources and not args.engine:
+            raise DatasetError("give at least one SOURCE or --engine SOURCE")
+        restore_ctrl_c()
+        try:
+            result = prepare(args.sources, args.out, val_frac=args.val_frac, test_frac=args.test_frac,
+                             seed=args.seed, workers=args.workers, force=args.force,
+                             progress=False if args.no_progress else None, examples=args.examples,
+                             limit=args.limit, engine_sources=args.engine, legal_sets=args.legal_sets)
+        except KeyboardInterrupt:
+            print(f"prepare interrupted: nothing was written ({args.out} is unchanged)", file=sys.stderr)
+            sys.exit(130)
         s = result.summary
         print(f"{s['games_read']} games read from {s['files']['read']} files: {s['games_accepted']} accepted, "
               f"{s['games_rejected']} rejected, {s['empty_games']} empty, {s['duplicates']} duplicates; "
@@ -812,6 +1150,13 @@ def add_prepare_command(p: argparse.ArgumentParser):
             print(f"  {split}: {c['games']} games, {c['plies']} plies, {c['tokens']['move']} move tokens"
                   + (f" (+{c['custom_fen_games']} custom-FEN games)" if c["custom_fen_games"] else ""))
         print(f"  computer: {s['computer']['games']} games, {s['computer']['plies']} plies")
+        if "engine" in s:
+            e = s["engine"]
+            print(f"engine: {e['games_read']} games read from {e['files']['read']} files: {e['games_accepted']} "
+                  f"accepted, {e['games_rejected']} rejected, {e['empty_games']} empty, {e['duplicates']} "
+                  f"duplicates; {e['unique_games']} unique games, {e['plies']} plies")
+            print("  " + ", ".join(f"{split}: {c['games']} games, {c['plies']} plies, {c['tokens']['move']} move "
+                                   f"tokens" for split, c in e["splits"].items()))
         print(f"wrote {result.out} in {result.seconds:.1f} s")
 
     return run
