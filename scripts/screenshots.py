@@ -3,8 +3,9 @@
     python scripts/screenshots.py [--checkpoint FILE.pt] [--out docs]
 
 Writes ``play.svg`` (wide layout, you play Red), ``play-black.svg`` (you play Black: the board is turned),
-``play-compact.svg`` (a narrow terminal) and ``engine.svg`` (a UCI session). The games are the model playing
-both sides at temperature 0 from the start, so the pictures are reproducible for a given checkpoint.
+``play-compact.svg`` (a narrow terminal) and ``engine.svg`` (a UCI session). The model plays at the default level
+(its search in the side panel); the human side plays the model's own first choice (no search), at temperature 0 from
+the start, so the pictures are reproducible for a given checkpoint (the levels are node budgets).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from xiangqi_gpt.board import BLACK, RED  # noqa: E402
-from xiangqi_gpt.terminal import PlayerLoader, Session, default_player_factory  # noqa: E402
+from xiangqi_gpt.terminal import PlayerLoader, Session, chinese, default_player_factory  # noqa: E402
 
 
 def recording_console(width: int) -> Console:
@@ -31,7 +32,8 @@ def recording_console(width: int) -> Console:
 
 def session_screenshot(loader: PlayerLoader, path: Path, width: int, human: int, plies: int, title: str,
                        typed: str | None = None) -> None:
-    """Play ``plies`` plies (the human side also plays the model's choice), then record one screen."""
+    """Play ``plies`` plies (the human side also plays the model's choice), then record one screen, with the model's
+    next choice for the human typed at the prompt in ``typed`` notation (``"iccs"`` or ``"chinese"``)."""
     console = recording_console(width)
     session = Session(console, loader, human=human, input_fn=lambda prompt: "")
     session.last_message = ""
@@ -45,7 +47,11 @@ def session_screenshot(loader: PlayerLoader, path: Path, width: int, human: int,
     if session.last_message:
         session.say(session.last_message)
     prompt = f"{'Red' if session.board.turn == RED else 'Black'} (you)> "
-    console.print(Text(prompt + (typed or ""), style="bold"))
+    text = ""
+    if typed and session.outcome_result() is None:
+        move = player.choose(session.board)
+        text = move.iccs() if typed == "iccs" else chinese(session.board, move)
+    console.print(Text(prompt + text, style="bold"))
     console.save_svg(str(path), title=title)
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
@@ -63,12 +69,13 @@ def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
         engine = Engine(out=out, load=lambda _: load_model(loader_checkpoint))
     console = recording_console(92)
     console.print(Text("$ python -m xiangqi_gpt uci", style="bold"))
-    for line in ("uci", "isready", "position startpos moves h2e2 h9g7", "go movetime 100",
+    for line in ("uci", "isready", "position startpos moves h2e2 h9g7", "go", "setoption name Level value 9",
                  "position startpos moves h2e3", "quit"):
         console.print(Text(line, style="bold cyan"))
         out.seek(0)
         out.truncate()
         engine.handle(line)
+        engine.settle()   # the search answers from its own thread
         for answer in out.getvalue().splitlines():
             console.print(Text(answer, style="red" if "error" in answer else ""))
     console.save_svg(str(path), title="python -m xiangqi_gpt uci")
@@ -83,9 +90,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     loader = PlayerLoader(default_player_factory(args.checkpoint, 0.0, None)).start()
-    session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="h0g2")
+    session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="iccs")
     session_screenshot(loader, out / "play-black.svg", 96, BLACK, 9, "python play.py --side black",
-                       typed="馬８進７")
+                       typed="chinese")
     session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "play.py, 34 columns")
     engine_screenshot(args.checkpoint, out / "engine.svg")
 
