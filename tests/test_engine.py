@@ -531,3 +531,9 @@ def test_ucinewgame_clears_the_search_tables():
     searchers: list = []
     talk("go depth 1", "ucinewgame", searchers=searchers)
     assert searchers[0].cleared == 1
+
+
+def test_bad_level_on_the_command_line_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "xiangqi_gpt", "uci", "--level", "99"], input="", capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("error: --level") and r.stderr.count("\n") == 1, r.stderr

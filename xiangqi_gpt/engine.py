@@ -668,7 +668,10 @@ def _runner(protocol: str):
         if args.level is not None:
             from .search import level_limits
 
-            level_limits(args.level)   # ConfigError: one line, exit 2
+            try:
+                level_limits(args.level)
+            except XiangqiError as e:   # one line, exit 2
+                raise XiangqiError(f"--level: {e}") from None
         for stream in (sys.stdin, sys.stdout):   # bytes that are not UTF-8 must not kill the engine
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="replace")

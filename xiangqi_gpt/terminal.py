@@ -878,8 +878,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fen", default=None, help="start from this position instead of the standard one")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
     p.add_argument("--level", default=None, metavar="N",
-                   help="search level: 0 is the model alone (one forward pass), higher levels search more "
-                        "(default: search.DEFAULT_LEVEL; see the README)")
+                   help=f"search level from 0 to {max(LEVELS)}: 0 is the model alone (one forward pass), higher "
+                        f"levels search more (default: {DEFAULT_LEVEL}); the level command changes it in a game")
     return p
 
 
