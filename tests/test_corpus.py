@@ -1,7 +1,10 @@
 import io
 import json
+import os
 import random
+import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -330,3 +333,326 @@ def test_custom_fen_copies_with_other_move_counters_are_duplicates(tmp_path):
     r = run([src], tmp_path / "ds")
     assert r.summary["duplicates"] == 1 and r.summary["custom_fen_games"] == 1
     assert sum(c["games"] for c in r.summary["splits"].values()) == 0      # no token games from a custom FEN
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Several sources: the engine subset, compressed single files (issue 10 §2)
+# ------------------------------------------------------------------------------------------------------------------
+
+ENGINE_TAGS = {"Game": "Chinese Chess", "Event": "Fairy-Stockfish self-play", "Red": "Fairy-Stockfish Skill 3 depth 2",
+               "Black": "Fairy-Stockfish Skill 3 depth 2", "Termination": "checkmate", "Opening": "first 4 plies"}
+
+
+@pytest.fixture(scope="module")
+def engine_pgn(tmp_path_factory) -> Path:
+    """An ICCS PGN of 20 engine-like games (one of them twice), plain."""
+    path = tmp_path_factory.mktemp("engine") / "engine.pgn"
+    games = [random_game(1000 + s, 30 + s, **ENGINE_TAGS) for s in range(20)]
+    write(path, games + [games[3]])
+    return path
+
+
+def compressed_copy(src: Path, dest: Path) -> Path:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open, ".dat": lzma.open}[dest.suffix]
+    with opener(dest, "wb") as f:
+        f.write(src.read_bytes())
+    return dest
+
+
+def test_engine_subset_is_separate_deduplicated_split_and_validated(fixture_dir, engine_pgn, tmp_path):
+    xz = compressed_copy(engine_pgn, tmp_path / "engine.pgn.xz")
+    human_only = run([fixture_dir], tmp_path / "human", val_frac=0.2, test_frac=0.2)
+    r = run([fixture_dir], tmp_path / "mix", engine_sources=[str(xz)], val_frac=0.2, test_frac=0.2)
+    s = r.summary
+    # the human subsets are exactly what they are without engine games
+    assert s["splits"] == human_only.summary["splits"] and s["computer"] == human_only.summary["computer"]
+    for k in corpus.COUNT_KEYS:
+        assert s[k] == human_only.summary[k]
+    e = s["engine"]
+    assert (e["games_read"], e["duplicates"], e["unique_games"]) == (21, 1, 20)
+    assert e["games"] == 20 and sum(c["games"] for c in e["splits"].values()) == 20
+    # the same layout as the main subset, recorded in meta.json and validated by load_meta
+    meta = load_meta(r.out, subset="engine")
+    assert corpus.subset_names(meta) == ["main", "computer", "engine"]
+    assert meta["engine"]["path"] == "engine" and meta["engine"]["counts"]["unique_games"] == 20
+    assert [src["subset"] for src in meta["sources"]] == ["human", "engine"]
+    assert meta["sources"][1]["kind"] == "compressed"
+    base = r.out / "engine"
+    engine_games = {tuple(g.iccs()) for g in read_games(engine_pgn)}
+    decoded = []
+    for split in corpus.SPLITS:
+        assert (base / "move" / f"{split}.bin").is_file() and (base / "char" / f"{split}.idx.npy").is_file()
+        games = read_split(r.out, "move", split, base)
+        assert len(games) == meta["engine"]["splits"][split]["games"]
+        assert games == read_split(r.out, "char", split, base)
+        pgn = [(g.iccs(), g.result) for g in read_games(base / f"{split}.pgn")]
+        assert pgn == games
+        decoded += games
+    assert {tuple(m) for m, _ in decoded} == engine_games
+    # a human-only dataset has no engine subset, and says so
+    with pytest.raises(DatasetError, match="no 'engine' subset"):
+        load_meta(human_only.out, subset="engine")
+    assert corpus.subset_names(load_meta(human_only.out)) == ["main", "computer"]
+
+
+def test_engine_games_alone_and_the_cli(engine_pgn, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert cli.main(["prepare", "--engine", str(engine_pgn), "--out", str(out), "--workers", "0",
+                     "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "engine: 21 games read" in printed and "20 unique games" in printed
+    assert load_meta(out)["splits"]["train"]["games"] == 0
+    assert load_meta(out, subset="engine")["engine"]["counts"]["unique_games"] == 20
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", "--out", str(tmp_path / "none")])
+    assert e.value.code == 2 and capsys.readouterr().err.startswith("error: give at least one SOURCE")
+
+
+@pytest.mark.parametrize("name", ["g.pgn.xz", "g.pgn.gz", "g.pgn.bz2", "games.dat"])
+def test_compressed_single_files_are_read_directly(engine_pgn, tmp_path, name):
+    src = compressed_copy(engine_pgn, tmp_path / name)           # games.dat: xz without a telling name
+    plain = run([engine_pgn], tmp_path / "plain")
+    r = run([src], tmp_path / "ds")
+    assert r.summary["unique_games"] == plain.summary["unique_games"] == 20
+    assert r.summary["splits"] == plain.summary["splits"]
+    assert r.meta["sources"][0]["kind"] == "compressed"
+
+
+def test_compressed_files_in_a_folder_are_read(engine_pgn, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    compressed_copy(engine_pgn, folder / "a.pgn.gz")
+    write(folder / "b.pgn", [random_game(7)])
+    r = run([folder], tmp_path / "ds")
+    assert r.summary["files"]["read"] == 2 and r.summary["unique_games"] == 21
+
+
+def test_truncated_compressed_file_keeps_the_complete_games_only(engine_pgn, tmp_path):
+    full = compressed_copy(engine_pgn, tmp_path / "full.pgn.gz")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.pgn.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    warnings = []
+    r = run([cut], tmp_path / "ds", warn=warnings.append)
+    assert any("corrupt compressed file" in w and "\n" not in w for w in warnings)
+    kept = r.summary["unique_games"]
+    assert 0 < kept < 20 and r.summary["games_rejected"] == 0
+    originals = {tuple(g.iccs()): g.result for g in read_games(engine_pgn)}
+    for split in corpus.SPLITS:
+        for g in read_games(r.out / f"{split}.pgn"):
+            assert originals[tuple(g.iccs())] == g.result        # whole games only, never a shortened one
+
+
+def test_out_parent_folders_are_created(fixture_dir, tmp_path):
+    r = run([fixture_dir], tmp_path / "fresh" / "clone" / "data" / "ccpd")
+    assert load_meta(r.out)["counts"]["unique_games"] == 11
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Issue 12: hostile inputs (defects 2-5)
+# ------------------------------------------------------------------------------------------------------------------
+
+def _patch_zip_member(path: Path, member: str, method: int | None = None, flags: int | None = None) -> None:
+    """Rewrite one member's compression method and/or flag bits in both its local and central headers."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    local = info.header_offset
+    central = data.find(b"PK\x01\x02")
+    while data[central + 46:central + 46 + len(member.encode())] != member.encode():
+        central = data.find(b"PK\x01\x02", central + 4)
+    if method is not None:
+        struct.pack_into("<H", data, local + 8, method)
+        struct.pack_into("<H", data, central + 10, method)
+    if flags is not None:
+        struct.pack_into("<H", data, local + 6, flags)
+        struct.pack_into("<H", data, central + 8, flags)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("problem", ["method", "encrypted"])
+def test_zip_member_that_cannot_be_unpacked_is_skipped_with_a_warning(tmp_path, problem):
+    zpath = tmp_path / "games.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for i in range(3):
+            buf = io.BytesIO()
+            write_games([random_game(i)], buf)
+            z.writestr(f"g{i}.pgn", buf.getvalue())
+    if problem == "method":
+        _patch_zip_member(zpath, "g1.pgn", method=99)
+    else:
+        _patch_zip_member(zpath, "g1.pgn", flags=0x1)
+    warnings = []
+    r = run([zpath], tmp_path / "ds", warn=warnings.append)
+    assert r.summary["unique_games"] == 2 and r.summary["files"]["unreadable"] == 1
+    expected = "unsupported compression method 99" if problem == "method" else "encrypted"
+    assert [w for w in warnings if "g1.pgn" in w] == [f"{zpath}:g1.pgn: {expected}; skipped"]
+
+
+BIG5_NAME = "對局".encode("big5") + b".pgn"
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS refuses file names that are not UTF-8")
+def test_file_names_that_are_not_utf8_never_raise(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), BIG5_NAME), "wb") as f:
+        write_games([random_game(21)], f)
+    r = run([folder], tmp_path / "ds", val_frac=0, test_frac=0)
+    (game,) = read_games(r.out / "train.pgn")
+    assert game.headers["SourceFile"] == str(folder / "對局.pgn")      # the Big5 name, decoded
+    # a tar member with such a name, whose game has no SourceFile tag: fails only when the PGN is written
+    tpath = tmp_path / "games.tar.gz"
+    with tarfile.open(tpath, "w:gz", encoding="utf-8", errors="surrogateescape") as tar:
+        buf = io.BytesIO()
+        write_games([random_game(22)], buf)
+        info = tarfile.TarInfo(os.fsdecode(b"records/" + BIG5_NAME))
+        info.size = len(buf.getvalue())
+        tar.addfile(info, io.BytesIO(buf.getvalue()))
+    r = run([tpath], tmp_path / "ds2", val_frac=0, test_frac=0)
+    (game,) = read_games(r.out / "train.pgn")
+    assert game.headers["SourceFile"] == f"{tpath}:records/對局.pgn"
+    # an undecodable name: escaped, still no error
+    assert corpus.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).endswith(".pgn")
+    corpus.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).encode("utf-8")
+
+
+def _no_parsing(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("parsing started before the options were checked")
+
+    monkeypatch.setattr(corpus.SourceReader, "__iter__", fail)
+
+
+def test_bad_limit_and_out_are_rejected_before_any_parsing(fixture_dir, tmp_path, monkeypatch, capsys):
+    _no_parsing(monkeypatch)
+    a_file = tmp_path / "some.pgn"
+    a_file.write_text("x")
+    cases = [(["--limit", "-1"], "--limit must be a positive"), (["--limit", "0"], "--limit must be a positive"),
+             (["--out", str(a_file / "out")], "is a file, not a folder"),
+             (["--out", str(a_file)], "already exists")]
+    if Path("/proc/self").is_dir():
+        cases.append((["--out", "/proc/x"], "cannot write in /proc"))
+    for extra, message in cases:
+        argv = ["prepare", str(fixture_dir), "--workers", "0", "--no-progress"]
+        argv += extra if "--out" in extra else extra + ["--out", str(tmp_path / "ds")]
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    with pytest.raises(DatasetError, match="is a file"):
+        prepare([str(fixture_dir)], a_file, force=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some.pgn"]      # no temporary folder left behind
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_are_skipped_in_folders_and_refused_as_sources(tmp_path):
+    import threading
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    write(folder / "a.pgn", [random_game(1)])
+    fifo = folder / "x.pgn"
+    os.mkfifo(fifo)
+
+    def unblock():          # a safety valve: were the FIFO opened for reading, this ends the wait (EOF)
+        time.sleep(30)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    threading.Thread(target=unblock, daemon=True).start()
+    warnings = []
+    r = run([folder], tmp_path / "ds", warn=warnings.append)
+    assert r.summary["unique_games"] == 1 and r.summary["files"]["skipped_not_regular"] == 1
+    assert warnings == [f"{fifo}: not a regular file (a FIFO); skipped"]
+    with pytest.raises(DatasetError, match="not a regular file or folder \\(a FIFO\\)"):
+        run([fifo], tmp_path / "ds2")
+    with pytest.raises(DatasetError, match="FIFO"):
+        run([folder], tmp_path / "ds3", engine_sources=[str(fifo)])
+
+
+def test_legal_sets_hook(fixture_dir, engine_pgn, tmp_path, monkeypatch):
+    import importlib.machinery
+    import types
+
+    calls = []
+    fake = types.ModuleType("xiangqi_gpt.legal")
+    fake.__spec__ = importlib.machinery.ModuleSpec("xiangqi_gpt.legal", None)
+    fake.write_legal_sets = lambda folder: calls.append(Path(folder))
+    monkeypatch.setitem(sys.modules, "xiangqi_gpt.legal", fake)
+    r = run([fixture_dir], tmp_path / "ds", engine_sources=[str(engine_pgn)], legal_sets=True)
+    assert calls == [r.out, r.out / "engine"] and load_meta(r.out, subset="engine")
+    del fake.write_legal_sets
+    warnings = []
+    corpus._legal_sets([r.out], warnings.append)
+    assert warnings == ["--legal-sets: xiangqi_gpt.legal has no write_legal_sets(); no legal move sets written"]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ctrl-C (issue 10 §2): SIGINT to the whole process group, as a terminal sends it
+# ------------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory) -> Path:
+    """About 3,000 games in 100 files: seconds of parsing, so that Ctrl-C arrives in the middle."""
+    root = tmp_path_factory.mktemp("big")
+    games = [random_game(500 + s, 60) for s in range(30)]
+    buf = io.BytesIO()
+    write_games(games, buf)
+    for i in range(100):
+        (root / f"f{i:03d}.pgn").write_bytes(buf.getvalue())
+    return root
+
+
+@pytest.mark.parametrize("inherited_ignore", [False, True])
+def test_ctrl_c_stops_prepare_and_leaves_nothing(big_source, tmp_path, inherited_ignore):
+    """``inherited_ignore``: started with SIGINT ignored, as a non-interactive shell starts a background job (the
+    issue's reproduction): Ctrl-C must still stop it."""
+    import signal
+    import subprocess
+
+    out = tmp_path / "data" / "ds"
+    preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited_ignore else None
+    proc = subprocess.Popen([sys.executable, "-m", "xiangqi_gpt", "prepare", str(big_source), "--out", str(out),
+                             "--workers", "2", "--no-progress"], cwd=Path(__file__).resolve().parents[1],
+                            start_new_session=True, preexec_fn=preexec, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300            # a guard against hanging, not a timing assertion
+    while not list(out.parent.glob("ds.tmp-*")):       # the temporary folder appears before reading starts
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "prepare never started"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        stdout, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("prepare still running 300 s after Ctrl-C")
+    assert proc.returncode == 130, (stdout, err)
+    assert err == f"prepare interrupted: nothing was written ({out} is unchanged)\n"
+    assert stdout == "" and list(out.parent.iterdir()) == []
+
+
+def test_concatenated_streams_and_bytes_after_the_end(engine_pgn, tmp_path):
+    import gzip
+    import lzma
+
+    data = engine_pgn.read_bytes()
+    cut = data.index(b"\n\n[", len(data) // 2) + 2
+    (tmp_path / "two.pgn.gz").write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:]))
+    (tmp_path / "padded.pgn.xz").write_bytes(lzma.compress(data) + b"\0" * 8)
+    (tmp_path / "junk.pgn.xz").write_bytes(lzma.compress(data) + b"junk")
+    for name, expected in (("two.pgn.gz", []), ("padded.pgn.xz", []),
+                           ("junk.pgn.xz", [f"{tmp_path / 'junk.pgn.xz'}: 4 bytes after the end of the compressed "
+                                            "data are ignored"])):
+        warnings = []
+        r = run([tmp_path / name], tmp_path / f"ds-{name}", warn=warnings.append)
+        assert r.summary["games_read"] == 21 and warnings == expected

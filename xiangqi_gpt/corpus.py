@@ -34,8 +34,8 @@ Steps:
 6. ``DIR/summary.json`` (counts, rejection reasons and examples, duplicates, per-split games/plies/tokens; the engine
    subset's under ``"engine"``) and ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256,
    attribution, the arguments).
-7. With ``--legal-sets``, ``xiangqi_gpt.legal.write_legal_sets(DIR)`` then stores the legal move sets, where this
-   version has that module.
+7. With ``--legal-sets``, ``xiangqi_gpt.legal.write_legal_sets`` then stores the legal move sets of ``DIR`` (and of
+   ``DIR/engine``), where this version has that module (after the dataset is complete).
 
 Options and the output path are checked before anything is read (a bad ``--limit``, an ``--out`` under a file or
 in a folder that cannot be written gives one line at once). The dataset is built in ``DIR.tmp-XXXX`` (made at the
@@ -148,6 +148,15 @@ def _compression(head: bytes) -> str | None:
 
 def _decompressor(f, kind: str):
     return {"xz": lzma.open, "gz": gzip.open, "bz2": bz2.open}[kind](f, "rb")
+
+
+def _stream_decompressor(kind: str):
+    """An incremental decompressor of one stream (``decompress``, ``eof``, ``unused_data``)."""
+    if kind == "gz":
+        return zlib.decompressobj(wbits=31)
+    if kind == "xz":
+        return lzma.LZMADecompressor()
+    return bz2.BZ2Decompressor()
 
 
 # what a damaged compressed stream raises
@@ -320,43 +329,63 @@ class SourceReader:
             return None
 
     def _read_compressed(self, p: Path, label: str, info: SourceInfo | None = None) -> bytes | None:
-        """The decompressed bytes of one compressed PGN file. On a damaged stream, the games before the last one
-        that started are kept (the unfinished last one is dropped, never shortened) and a warning says so."""
+        """The decompressed bytes of one compressed PGN file (concatenated streams too). On a damaged or truncated
+        stream, the games before the last one that started are kept (the unfinished last one is dropped, never
+        shortened) and a warning says so."""
         try:
             f = open(p, "rb")
         except OSError as e:
             self.unreadable += 1
             self.warn(f"{label}: cannot read ({e.strerror or e})")
             return None
-        chunks: list[bytes] = []
+        sha, chunks, error = hashlib.sha256(), [], None
         with f:
-            reader = _HashingReader(f, self.advance)
             kind = _compression(f.read(6))
             f.seek(0)
-            if kind is None:            # named like a compressed file, but plain text
-                data = f.read()
-                self.advance(len(data))
-                if info is not None:
-                    info.sha256, info.bytes = hashlib.sha256(data).hexdigest(), len(data)
-                return data
+            d = _stream_decompressor(kind) if kind else None
+            pending, trailing = b"", False
             try:
-                with _decompressor(io.BufferedReader(reader, 1 << 20), kind) as z:
-                    while chunk := z.read(1 << 20):
-                        chunks.append(chunk)
-                error = None
+                while True:
+                    block = pending or f.read(1 << 16)
+                    if not pending:
+                        sha.update(block)
+                        self.advance(len(block))
+                    pending = b""
+                    if not block:
+                        break
+                    if d is None:               # named like a compressed file, but plain text
+                        chunks.append(block)
+                        continue
+                    if d.eof:                   # something follows the stream that ended
+                        if len(block) < 6:
+                            more = f.read(6)
+                            sha.update(more)
+                            self.advance(len(more))
+                            block += more
+                        if _compression(block) != kind:
+                            trailing = True     # not another stream: padding or junk after the end, ignored
+                            rest = f.read()
+                            sha.update(rest)
+                            self.advance(len(rest))
+                            if (block + rest).strip(b"\0"):        # (zeros are xz's stream padding)
+                                self.warn(f"{label}: {len(block) + len(rest)} bytes after the end of the "
+                                          "compressed data are ignored")
+                            break
+                        d = _stream_decompressor(kind)
+                    chunks.append(d.decompress(block))
+                    if d.eof:
+                        pending = d.unused_data
+                if d is not None and not d.eof and not trailing:
+                    error = "it ends before the end of the compressed data (truncated)"
             except _DECOMPRESSION_ERRORS as e:
-                error = e
-            try:
-                reader.drain()
-            except OSError:
-                pass
+                error = f"{type(e).__name__}: {e}"
         data = b"".join(chunks)
         if info is not None:
-            info.sha256, info.bytes = reader.sha.hexdigest(), len(data)
+            info.sha256, info.bytes = sha.hexdigest(), len(data)
         if error is not None:
             cut = data.rfind(b"\n\n[")
             data = data[:cut + 1] if cut >= 0 else b""
-            message = (f"corrupt compressed file ({type(error).__name__}: {error}); the "
+            message = (f"corrupt compressed file ({error}); the "
                        f"{'games before the unfinished last one are kept' if data else 'file is skipped'}")
             if info is not None:
                 info.error = message
@@ -770,7 +799,7 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     finally:
         bar.stop()
     if legal_sets:
-        _legal_sets(out, _warn)
+        _legal_sets([out] + ([out / "engine"] if engine_sources else []), _warn)
     return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
 
 
@@ -801,9 +830,9 @@ def _output_dir(out: Path, force: bool) -> Path:
     return tmp
 
 
-def _legal_sets(out: Path, warn: Callable[[str], None]) -> None:
-    """``--legal-sets``: the legal move sets are computed by ``xiangqi_gpt.legal`` from the token files, if this
-    version has it."""
+def _legal_sets(folders: list[Path], warn: Callable[[str], None]) -> None:
+    """``--legal-sets``: the legal move sets of the main (and engine) token files, computed by
+    ``xiangqi_gpt.legal.write_legal_sets(folder)``, if this version has it."""
     import importlib
     import importlib.util
 
@@ -814,7 +843,8 @@ def _legal_sets(out: Path, warn: Callable[[str], None]) -> None:
     if write is None:
         warn("--legal-sets: xiangqi_gpt.legal has no write_legal_sets(); no legal move sets written")
         return
-    write(out)
+    for folder in folders:
+        write(folder)
 
 
 @dataclass
@@ -1137,7 +1167,7 @@ def add_prepare_command(p: argparse.ArgumentParser):
             result = prepare(args.sources, args.out, val_frac=args.val_frac, test_frac=args.test_frac,
                              seed=args.seed, workers=args.workers, force=args.force,
                              progress=False if args.no_progress else None, examples=args.examples,
-                             limit=args.limit, engine_sources=args.engine, legal_sets=args.legal_sets)
+                             limit=args.limit, engine_sources=args.engine)
         except KeyboardInterrupt:
             print(f"prepare interrupted: nothing was written ({args.out} is unchanged)", file=sys.stderr)
             sys.exit(130)
@@ -1158,5 +1188,13 @@ def add_prepare_command(p: argparse.ArgumentParser):
             print("  " + ", ".join(f"{split}: {c['games']} games, {c['plies']} plies, {c['tokens']['move']} move "
                                    f"tokens" for split, c in e["splits"].items()))
         print(f"wrote {result.out} in {result.seconds:.1f} s")
+        if args.legal_sets:
+            try:
+                _legal_sets([result.out] + ([result.out / "engine"] if args.engine else []),
+                            lambda message: print(f"warning: {message}", file=sys.stderr))
+            except KeyboardInterrupt:
+                print(f"legal sets interrupted: the dataset {result.out} is complete, its legal move sets are not "
+                      f"(python -m xiangqi_gpt legal-sets {result.out} makes them)", file=sys.stderr)
+                sys.exit(130)
 
     return run
