@@ -40,7 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
+from .board import (_ALIGNED, _EXPOSES, ADVISOR, ADVISOR_MOVES, BLACK, CANNON, ELEPHANT, ELEPHANT_MOVES, HORSE,
+                    HORSE_MOVES, KING, KING_MOVES, MOVE_LIMIT_PLIES, PAWN, PAWN_MOVES, RAYS, RED, ROOK, ZOBRIST,
                     ZOBRIST_BLACK_TO_MOVE, Board, Move, square_name)
 from .errors import ConfigError, IllegalMoveError
 
@@ -176,6 +177,76 @@ for _t, _v in PIECE_VALUES.items():
     _MVV[_t] = _MVV[_t | 8] = _v if _t != KING else 5000
 
 
+def _legal_captures(board: Board) -> list[int]:
+    """The legal captures of the side to move (not in check), as move ints; cheaper than all legal moves."""
+    c = board.turn
+    sq = board._sq
+    out = []
+    add = out.append
+    for fr in range(90):
+        p = sq[fr]
+        if not p or p >> 3 != c:
+            continue
+        t = p & 7
+        base = fr << 7
+        if t == ROOK:
+            for ray in RAYS[fr]:
+                for to in ray:
+                    q = sq[to]
+                    if q:
+                        if q >> 3 != c:
+                            add(base | to)
+                        break
+        elif t == CANNON:
+            for ray in RAYS[fr]:
+                screened = False
+                for to in ray:
+                    q = sq[to]
+                    if q:
+                        if screened:
+                            if q >> 3 != c:
+                                add(base | to)
+                            break
+                        screened = True
+        elif t == HORSE:
+            for to, leg in HORSE_MOVES[fr]:
+                q = sq[to]
+                if q and q >> 3 != c and not sq[leg]:
+                    add(base | to)
+        elif t == PAWN:
+            for to in PAWN_MOVES[c][fr]:
+                q = sq[to]
+                if q and q >> 3 != c:
+                    add(base | to)
+        elif t == ELEPHANT:
+            for to, eye in ELEPHANT_MOVES[c][fr]:
+                q = sq[to]
+                if q and q >> 3 != c and not sq[eye]:
+                    add(base | to)
+        else:
+            for to in (ADVISOR_MOVES if t == ADVISOR else KING_MOVES)[c][fr]:
+                q = sq[to]
+                if q and q >> 3 != c:
+                    add(base | to)
+    if not out:
+        return out
+    ks = board._kings[c]
+    exposes, aligned = _EXPOSES[ks], _ALIGNED[ks]
+    attacked = board._attacked
+    legal = []
+    for m in out:
+        fr, to = m >> 7, m & 127
+        if fr != ks and not exposes[fr] and not aligned[to]:
+            legal.append(m)
+            continue
+        p, cap = sq[fr], sq[to]
+        sq[to], sq[fr] = p, 0
+        if not attacked(to if fr == ks else ks, c ^ 1):
+            legal.append(m)
+        sq[fr], sq[to] = p, cap
+    return legal
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # GPT policy: probabilities of the legal moves, batched over the children of a node, cached per position key
 
@@ -196,6 +267,7 @@ class _Policy:
         self.rows: dict[int, object] = {}
         self.max_rows = max_rows
         self.calls = 0
+        self.seconds = 0.0          # wall time spent in model calls
         self._ids: dict[int, int] = {}
 
     def clear(self) -> None:
@@ -215,11 +287,13 @@ class _Policy:
         if not self.enabled:
             scores = dict(self.player.move_logprobs(board))
             return [scores[Move(m >> 7, m & 127)] for m in moves]
+        t0 = time.perf_counter()
         history = self.player.history_ids(board)
         with torch.inference_mode():
             logits, _ = self.model._history_logits(history, self.reserve, self.cache)
             row = torch.log_softmax(logits.float(), dim=-1)
         self.calls += 1
+        self.seconds += time.perf_counter() - t0
         self.rows[board.key] = row
         return row[[self.token(m) for m in moves]].tolist()
 
@@ -229,6 +303,7 @@ class _Policy:
         import torch
         import torch.nn.functional as F
 
+        t0 = time.perf_counter()
         model = self.model
         if len(self.rows) > self.max_rows:
             self.rows.clear()
@@ -250,6 +325,7 @@ class _Policy:
         self.calls += 1
         for k, row in zip(child_keys, logp):
             self.rows[k] = row
+        self.seconds += time.perf_counter() - t0
 
     def probs(self, key: int, moves: list[int]) -> list[float] | None:
         """Probabilities of ``moves`` renormalised over them, or None if the position has no cached policy."""
@@ -282,7 +358,8 @@ class Searcher:
 
     def __init__(self, player: "GPTPlayer", tt_size: int = 1 << 20, *, use_gpt: bool = True, gpt_plies: int = 2,
                  prune: bool = True, policy_mass: float = 0.9, min_moves: int = 4, style_cp: int = 20,
-                 style_per_nat: float = 8.0, pst: bool = True, null_move: bool = True, lmr: bool = True):
+                 style_per_nat: float = 8.0, pst: bool = True, null_move: bool = True, lmr: bool = True,
+                 futility: bool = True):
         if isinstance(tt_size, bool) or not isinstance(tt_size, int) or tt_size < 1:
             raise ConfigError(f"tt_size must be a positive integer, got {tt_size!r}")
         if not 1 <= gpt_plies <= 4:
@@ -299,6 +376,7 @@ class Searcher:
         self.pst = pst
         self.null_move = null_move
         self.lmr = lmr
+        self.futility = futility
         self.tables = _value_tables(pst)
         self.policy = _Policy(player, gpt_plies) if use_gpt else None
         self.tt: dict[int, tuple] = {}
@@ -653,21 +731,33 @@ class Searcher:
                     if n_kept >= self.min_moves and mass >= self.policy_mass:
                         prunable.add(moves[i])
                     mass += probs[i]
-            ordered = [moves[i] for i in order]
-            if tt_move and tt_move in moves:
-                ordered.remove(tt_move)
-                ordered.insert(0, tt_move)
+            # the TT move, then captures of a piece worth at least the capturer (MVV-LVA), then the policy
+            keys = []
+            for i, m in enumerate(moves):
+                k = probs[i]
+                if m == tt_move:
+                    k = 10.0
+                else:
+                    victim = _MVV[sq[m & 127]]
+                    if victim and victim >= _MVV[sq[m >> 7]]:
+                        k += 2.0 + victim / 10000
+                keys.append(k)
+            ordered = [moves[i] for i in sorted(range(len(moves)), key=lambda i: -keys[i])]
         else:
             ordered = sorted(moves, key=lambda m: -self._order_key_plain(m, ply, tt_move))
         best, best_move, flag = -INF, 0, _UPPER
         searched = 0
         killers = self.killers[ply]
+        futile = False
+        if self.futility and depth <= 2 and not pv_node and not in_check and abs(alpha) < MATE_BOUND:
+            futile = self._eval() + (200 if depth == 1 else 500) <= alpha
         for m in ordered:
             cap = sq[m & 127]
             self._make(m)
             gives_check = b._checks[-1]
-            if (prunable is not None and searched and not cap and not gives_check and m in prunable
-                    and best > -MATE_BOUND):     # never prune where every move searched so far is mated
+            if searched and not cap and not gives_check and (
+                    futile or (prunable is not None and m in prunable
+                               and best > -MATE_BOUND)):    # never prune where every move searched so far is mated
                 self._unmake()
                 continue
             new_depth = depth - 1
@@ -725,11 +815,10 @@ class Searcher:
             self.seldepth = ply
         b = self.board
         sq = self.sq
-        in_check = b._checks[-1]
-        moves = b._legal()
-        if not moves:
-            return -MATE + ply
-        if in_check:
+        if b._checks[-1]:
+            moves = b._legal()
+            if not moves:
+                return -MATE + ply
             if qd >= 6 or ply >= MAX_PLY:
                 return self._eval()
             best = -MATE + ply
@@ -742,7 +831,7 @@ class Searcher:
                 alpha = stand
             best = stand
             margin = alpha - stand - 200
-            caps = [m for m in moves if sq[m & 127] and _MVV[sq[m & 127]] > margin]
+            caps = [m for m in _legal_captures(b) if _MVV[sq[m & 127]] > margin]
             if not caps:
                 return stand
             caps.sort(key=lambda m: -(_MVV[sq[m & 127]] * 16 - (_MVV[sq[m >> 7]] >> 6)))

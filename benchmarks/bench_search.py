@@ -1,0 +1,192 @@
+"""Speed and strength of the search, design against design, side by side in one process.
+
+    .venv/bin/python benchmarks/bench_search.py [--variants gpt,nogpt,material] [--nodes 3000 | --movetime MS]
+        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--positions 20] [--json OUT]
+
+Variants (``Searcher`` options; ``gpt`` is the shipped design):
+
+  gpt       the GPT as the policy at plies 0-1: root and replies ordered by it, replies pruned to 90 % of its
+            probability (at least 4 moves) plus every capture and check; root style bonus; material + PST
+  nogpt     no model at all: MVV-LVA / killer / history ordering everywhere, no policy pruning, no style bonus
+  gpt3      the policy also at ply 2 (one batched call per reply searched)
+  noprune   the policy orders but never prunes
+  nostyle   no root style bonus
+  material  leaf evaluation = material only (+100 for a soldier across the river), no piece-square tables
+
+1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
+   games against Fairy-Stockfish, ``docs/default/arena_fsf_depth1.pgn``) with the same budget: nodes/s (wall and
+   CPU), GPT calls/s, the share of time in model calls, depth reached.
+2. **Against Fairy-Stockfish** at ``--depth`` (default 1): ``--games`` games per variant, the arena's rules
+   (alternating colours, book openings, the model samples its first 8 plies; seed 0, so every variant gets the
+   same openings), our median ms and nodes per move.
+3. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games (A is the arena's "model" side).
+
+Run it alone on a quiet core: times are wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from xiangqi_gpt.arena import FairyOpponent, run_match, summarize  # noqa: E402
+from xiangqi_gpt.board import Board  # noqa: E402
+from xiangqi_gpt.pgn import read_games  # noqa: E402
+from xiangqi_gpt.player import GPTPlayer  # noqa: E402
+from xiangqi_gpt.search import Limits, Searcher, SearchPlayer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "gpt": {},
+    "nogpt": {"use_gpt": False},
+    "gpt3": {"gpt_plies": 3},
+    "noprune": {"prune": False},
+    "nostyle": {"style_cp": 0},
+    "material": {"pst": False},
+    "nofutility": {"futility": False},
+}
+
+
+def positions(n: int) -> list[Board]:
+    out = []
+    for game in read_games(str(ROOT / "docs/default/arena_fsf_depth1.pgn")):
+        if isinstance(game, Exception):
+            continue
+        moves = game.moves
+        for ply in (10, 20, 30, 40):
+            if ply < len(moves) - 1:
+                board = Board(game.root_fen)
+                for m in moves[:ply]:
+                    board.push(m)
+                if board.outcome() is None:
+                    out.append(board)
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def make_player(gpt: GPTPlayer, variant: str, limits: Limits) -> SearchPlayer:
+    player = SearchPlayer(gpt, 1, searcher=Searcher(gpt, **VARIANTS[variant]))
+    player.limits = limits
+    return player
+
+
+def speed(gpt: GPTPlayer, variant: str, boards: list[Board], limits: Limits) -> dict:
+    searcher = Searcher(gpt, **VARIANTS[variant])
+    nodes = calls = 0
+    wall = cpu = gpt_s = 0.0
+    depths = []
+    for board in boards:
+        searcher.clear()
+        g0 = searcher.policy.seconds if searcher.policy else 0.0
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = searcher.search(board, limits)
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        gpt_s += (searcher.policy.seconds - g0) if searcher.policy else 0.0
+        nodes += result.info.nodes
+        calls += result.info.gpt_calls
+        depths.append(result.info.depth)
+    return {"variant": variant, "positions": len(boards), "nodes": nodes, "nps_wall": round(nodes / wall),
+            "nps_cpu": round(nodes / cpu), "gpt_calls": calls, "gpt_calls_per_s": round(calls / wall, 1),
+            "gpt_ms_per_call": round(1000 * gpt_s / calls, 2) if calls else None,
+            "gpt_time_share": round(gpt_s / wall, 3), "ms_per_search": round(1000 * wall / len(boards), 1),
+            "median_depth": statistics.median(depths)}
+
+
+class SearchOpponent:
+    """A searching player as the arena's opponent."""
+
+    def __init__(self, player: SearchPlayer, name: str):
+        self.player, self.name = player, name
+
+    def new_game(self) -> None:
+        self.player.searcher.clear()
+
+    def choose(self, board: Board):
+        return self.player.choose(board, temperature=0)
+
+    def close(self) -> None:
+        pass
+
+
+def match(player, opponent, games: int) -> dict:
+    t0 = time.perf_counter()
+    records = run_match(player, opponent, games, seed=0)
+    s = summarize(records)
+    return {"games": s["games"], "wins": s["wins"], "draws": s["draws"], "losses": s["losses"],
+            "score": s["score"], "elo": s["elo"]["diff"], "elo_low": s["elo"]["low"], "elo_high": s["elo"]["high"],
+            "ms_per_move": s["model_ms_per_move"], "nodes_per_move": s["model_nodes_per_move"],
+            "average_length": s["average_length"], "terminations": s["terminations"],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="gpt,nogpt,material")
+    ap.add_argument("--nodes", type=int, default=3000)
+    ap.add_argument("--movetime", type=int, default=None, help="budget in ms instead of nodes")
+    ap.add_argument("--positions", type=int, default=20)
+    ap.add_argument("--games", type=int, default=4, help="games per variant against Fairy-Stockfish (0: none)")
+    ap.add_argument("--depth", type=int, default=1, help="Fairy-Stockfish depth")
+    ap.add_argument("--h2h", default=None, metavar="A:B")
+    ap.add_argument("--h2h-games", type=int, default=10)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    variants = args.variants.split(",") if args.variants else []
+    for v in variants + (args.h2h.split(":") if args.h2h else []):
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    limits = Limits(movetime_ms=args.movetime) if args.movetime else Limits(nodes=args.nodes)
+    budget = f"{args.movetime} ms" if args.movetime else f"{args.nodes} nodes"
+    gpt = GPTPlayer.load(args.checkpoint, seed=0)
+    report = {"budget": budget, "speed": [], "vs_fairy": [], "h2h": None}
+    boards = positions(args.positions)
+    print(f"## Speed: {len(boards)} positions, {budget} per search\n")
+    print("| variant | nodes/s (wall) | nodes/s (CPU) | GPT calls/s | ms per GPT call | GPT share of time "
+          "| ms per search | median depth |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for v in variants:
+        r = speed(gpt, v, boards, limits)
+        report["speed"].append(r)
+        print(f"| {v} | {r['nps_wall']:,} | {r['nps_cpu']:,} | {r['gpt_calls_per_s']} | {r['gpt_ms_per_call']} | "
+              f"{100 * r['gpt_time_share']:.1f}% | {r['ms_per_search']} | {r['median_depth']} |", flush=True)
+    if args.games:
+        print(f"\n## Against Fairy-Stockfish depth {args.depth}: {args.games} games each, {budget} per move\n")
+        print("| variant | W / D / L | score | Elo [95%] | ms/move | nodes/move | avg plies |")
+        print("|---|---|---:|---|---:|---:|---:|")
+        for v in variants:
+            opponent = FairyOpponent(depth=args.depth)
+            try:
+                r = match(make_player(gpt, v, limits), opponent, args.games)
+            finally:
+                opponent.close()
+            report["vs_fairy"].append({"variant": v, "depth": args.depth, **r})
+            print(f"| {v} | {r['wins']} / {r['draws']} / {r['losses']} | {100 * r['score']:.0f}% | "
+                  f"{r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}] | {r['ms_per_move']:.0f} | "
+                  f"{r['nodes_per_move']:.0f} | {r['average_length']:.0f} |", flush=True)
+    if args.h2h:
+        a, b = args.h2h.split(":")
+        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1), b, limits), b)
+        r = match(make_player(gpt, a, limits), opp, args.h2h_games)
+        report["h2h"] = {"a": a, "b": b, **r}
+        print(f"\n## Head to head: {a} vs {b}, {args.h2h_games} games, {budget} per move\n")
+        print(f"{a}: {r['wins']} W / {r['draws']} D / {r['losses']} L, score {100 * r['score']:.0f}%, "
+              f"Elo {r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}]; terminations {r['terminations']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
