@@ -656,3 +656,54 @@ def test_concatenated_streams_and_bytes_after_the_end(engine_pgn, tmp_path):
         warnings = []
         r = run([tmp_path / name], tmp_path / f"ds-{name}", warn=warnings.append)
         assert r.summary["games_read"] == 21 and warnings == expected
+
+
+@pytest.fixture
+def default_sigint():
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_guard_holds_the_interrupt_to_the_end_of_the_block(default_sigint):
+    import signal
+
+    guard = corpus.CtrlCGuard()
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("finished")
+    assert steps == ["finished"]
+    guard.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_the_temporary_folder_is_made_or_the_dataset_renamed(fixture_dir, tmp_path, monkeypatch,
+                                                                          default_sigint):
+    import signal
+
+    make, commit = corpus._output_dir, corpus._commit
+
+    def make_then_ctrl_c(*args):
+        tmp = make(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return tmp
+
+    monkeypatch.setattr(corpus, "_output_dir", make_then_ctrl_c)
+    with pytest.raises(corpus.PrepareInterrupted) as e:
+        run([fixture_dir], tmp_path / "a")
+    assert not e.value.committed and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(corpus, "_output_dir", make)
+
+    def commit_with_ctrl_c(tmp, out):
+        os.kill(os.getpid(), signal.SIGINT)
+        commit(tmp, out)
+
+    monkeypatch.setattr(corpus, "_commit", commit_with_ctrl_c)
+    with pytest.raises(corpus.PrepareInterrupted) as e:
+        run([fixture_dir], tmp_path / "b")
+    assert e.value.committed and [p.name for p in tmp_path.iterdir()] == ["b"]
+    assert load_meta(tmp_path / "b")["counts"]["unique_games"] == 11

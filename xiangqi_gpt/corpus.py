@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
@@ -754,7 +755,6 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     for source in sources + engine_sources:
         check_source(source)
     out = Path(out)
-    tmp = _output_dir(out, force)          # the output is checked (and its temporary folder made) first
     warnings: list[str] = []
     bar = _Progress(progress)
 
@@ -762,7 +762,11 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         warnings.append(message)
         (warn or bar.warn)(message)
 
+    guard = CtrlCGuard()        # the temporary folder is made, and the dataset renamed, without a Ctrl-C between
+    tmp: Path | None = None
     try:
+        with guard:
+            tmp = _output_dir(out, force)          # the output is checked (and its temporary folder made) first
         readers = {"human": SourceReader(sources, _warn, bar.advance),
                    "engine": SourceReader(engine_sources, _warn, bar.advance)}
         bar.start(sum(r.total_bytes() for r in readers.values()))
@@ -792,11 +796,17 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
                     test_frac=test_frac, seed=seed, limit=limit)
         source_infos = [(info, "human") for info in readers["human"].sources] + \
                        [(info, "engine") for info in readers["engine"].sources]
-        meta = _write_dataset(tmp, out, by_subset, summary, source_infos, args, t0)
+        meta = _write_dataset(tmp, out, by_subset, summary, source_infos, args, t0, guard)
+    except KeyboardInterrupt:
+        if tmp is not None and not guard.committed:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise PrepareInterrupted(out, committed=guard.committed) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
+        guard.close()
         bar.stop()
     if legal_sets:
         _legal_sets([out] + ([out / "engine"] if engine_sources else []), _warn)
@@ -920,7 +930,7 @@ def _subset_summary(counts: dict) -> dict:
 
 
 def _write_dataset(tmp: Path, out: Path, by_subset: dict, summary: dict, sources: list[tuple[SourceInfo, str]],
-                   args: dict, t0: float) -> dict:
+                   args: dict, t0: float, guard: "CtrlCGuard | None" = None) -> dict:
     """Write everything into ``tmp`` (``out.tmp-XXXX``), meta.json last, then rename it to ``out`` (the commit
     point). Each subset but the main one goes to its own folder, ``computer/`` and ``engine/``, with the same
     layout."""
@@ -937,7 +947,10 @@ def _write_dataset(tmp: Path, out: Path, by_subset: dict, summary: dict, sources
     (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     meta = _meta(sources, split_counts, summary, args)
     _write_json_synced(tmp / "meta.json", meta)     # last file: the dataset is complete
-    _commit(tmp, out)
+    with guard or contextlib.nullcontext():     # never half renamed; a Ctrl-C meanwhile comes after
+        _commit(tmp, out)
+        if guard is not None:
+            guard.committed = True
     return meta
 
 
@@ -1131,6 +1144,50 @@ class _Progress:
             self.progress.stop()
 
 
+class PrepareInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`prepare`. ``committed``: the dataset had already been written, complete (the Ctrl-C
+    came during the final rename); otherwise nothing was written and an old ``out`` is untouched."""
+
+    def __init__(self, out: Path, committed: bool = False):
+        super().__init__()
+        self.out, self.committed = out, committed
+
+
+class CtrlCGuard:
+    """Holds back Ctrl-C inside ``with guard:`` blocks (creating a folder, renaming a dataset, writing a game) and
+    raises the KeyboardInterrupt at the block's end, so that the step is never half done. It installs its handler
+    only in the main thread and only over Python's default SIGINT handler; otherwise the blocks are plain. Reusable;
+    :meth:`close` puts the previous handler back."""
+
+    def __init__(self):
+        self.busy = self.pending = self.committed = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.busy:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.busy = True
+        return self
+
+    def __exit__(self, *exc):
+        self.busy = False
+        if self.pending and exc[0] is None:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
 def restore_ctrl_c() -> None:
     """Make Ctrl-C (SIGINT) raise KeyboardInterrupt in this process even when it was started with SIGINT ignored
     (as a non-interactive shell starts a background job), so a long command always stops when asked."""
@@ -1168,8 +1225,11 @@ def add_prepare_command(p: argparse.ArgumentParser):
                              seed=args.seed, workers=args.workers, force=args.force,
                              progress=False if args.no_progress else None, examples=args.examples,
                              limit=args.limit, engine_sources=args.engine)
-        except KeyboardInterrupt:
-            print(f"prepare interrupted: nothing was written ({args.out} is unchanged)", file=sys.stderr)
+        except PrepareInterrupted as e:
+            if e.committed:
+                print(f"prepare interrupted after {args.out} was written (complete)", file=sys.stderr)
+            else:
+                print(f"prepare interrupted: nothing was written ({args.out} is unchanged)", file=sys.stderr)
             sys.exit(130)
         s = result.summary
         print(f"{s['games_read']} games read from {s['files']['read']} files: {s['games_accepted']} accepted, "

@@ -40,9 +40,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -408,7 +406,7 @@ def selfplay(out: str | os.PathLike, games: int, workers: int = 1, openings: str
     """Play ``games`` games and append them to ``out`` (see the module docstring). ``source`` defaults to
     :class:`FairySelfPlay` with the default ranges. ``openings`` defaults to ``data/ccpd/train.pgn`` if present, else
     the arena book. A KeyboardInterrupt stops the workers and propagates, after every finished game is written."""
-    from .corpus import _Progress
+    from .corpus import CtrlCGuard, _Progress
 
     if games < 1:
         raise ConfigError(f"--games must be at least 1, got {games}")
@@ -440,7 +438,7 @@ def selfplay(out: str | os.PathLike, games: int, workers: int = 1, openings: str
     result = SelfPlayResult(out, workers=workers, seed=seed)
     t0 = time.perf_counter()
     failures_in_a_row = 0
-    guard = _WriteGuard()
+    guard = CtrlCGuard()        # a Ctrl-C while a game is written waits until it is written and counted
     bar.start(games)
     try:
         with open(out, "a", encoding="utf-8", newline="\n") as f:
@@ -448,7 +446,7 @@ def selfplay(out: str | os.PathLike, games: int, workers: int = 1, openings: str
                 f.write("\n")
             for item in _played(specs(), source, workers, max_plies):
                 if isinstance(item, PlayedGame):
-                    with guard:                 # a Ctrl-C here waits until the game is written and counted
+                    with guard:
                         f.write(item.pgn)
                         f.flush()
                         result.games += 1
@@ -487,38 +485,6 @@ class SelfPlayInterrupted(KeyboardInterrupt):
     def __init__(self, result: SelfPlayResult):
         super().__init__()
         self.result = result
-
-
-class _WriteGuard:
-    """Holds back Ctrl-C while a game is written and counted (``with guard: ...``), then raises it. Active only
-    when SIGINT has Python's default handler and this is the main thread; otherwise a no-op."""
-
-    def __init__(self):
-        self.busy = self.pending = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-
-    def _handler(self, signum, frame):
-        if self.busy:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        self.busy = True
-
-    def __exit__(self, *exc):
-        self.busy = False
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    def close(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
 
 
 def _needs_separator(out: Path) -> bool:
