@@ -264,3 +264,72 @@ def test_config_errors_are_clear(kwargs, message):
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="unknown model config key.*n_layers"):
         GPTConfig.from_dict({"n_layers": 4})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# forward_tokens: the public low-level pass (evaluate.py, formerly model._run)
+
+
+@torch.no_grad()
+def test_forward_tokens_plain_equals_forward_and_the_old_path():
+    model = tiny()
+    ids = random_ids(model, 11, batch=3)
+    h, kv = model.forward_tokens(ids)
+    old_h, old_kv = model._run(model.embed(ids), model.rope_cos[:11], model.rope_sin[:11])
+    assert torch.equal(h, old_h)
+    assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(kv, old_kv))
+    assert len(kv) == model.config.n_layer and kv[0][0].shape == (3, 2, 11, 16)
+    torch.testing.assert_close(model.head(h), model(ids)[0], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_forward_tokens_with_cache_positions_and_mask_equals_the_old_path():
+    """The call pattern of evaluate.py's trie scoring and batched free runs: new tokens at chosen positions after
+    a cache, each seeing a masked part of it."""
+    model = tiny("char")
+    hist = random_ids(model, 9, batch=1)
+    cache = KVCache()
+    cache.append(model.forward_tokens(hist)[1])
+    feed = random_ids(model, 4, seed=2, batch=1)
+    pos = torch.tensor([9, 10, 5, 6])
+    mask = torch.zeros(4, 13, dtype=torch.bool)
+    mask[:2, :9] = True
+    mask[2:, :5] = True
+    for i, j in ((0, 0), (1, 0), (1, 1), (2, 2), (3, 2), (3, 3)):
+        mask[i, 9 + j] = True
+    h, kv = model.forward_tokens(feed, pos, cache, mask)
+    old_h, old_kv = model._run(model.embed(feed), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+    assert torch.equal(h, old_h) and all(torch.equal(a[0], b[0]) for a, b in zip(kv, old_kv))
+    assert cache.length == 9                                   # read, not extended
+    # Row 3 sees history[:5] and feed[2:4] at positions 5, 6: a plain forward over that sequence.
+    ref = model.decode(model.embed(torch.cat([hist[:, :5], feed[:, 2:]], dim=1)))
+    torch.testing.assert_close(h[0, 3], ref[0, -1], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_forward_tokens_default_mask_and_positions_extend_a_cache():
+    model = tiny()
+    ids = random_ids(model, 14, batch=2)
+    cache = KVCache()
+    cache.append(model.forward_tokens(ids[:, :8])[1])
+    h, kv = model.forward_tokens(ids[:, 8:], cache=cache)     # positions 8..13, causal over cache + new
+    full, _ = model.forward_tokens(ids)
+    torch.testing.assert_close(h, full[:, 8:], atol=ATOL, rtol=0)
+    cache.append(kv)
+    assert cache.length == 14
+
+
+def test_forward_tokens_rejects_bad_shapes():
+    model = tiny()
+    cache = KVCache()
+    cache.append(model.forward_tokens(random_ids(model, 5, batch=1))[1])
+    with pytest.raises(ValueError, match="positions must lie"):
+        model.forward_tokens(random_ids(model, 2, batch=1), torch.tensor([0, BLOCK]))
+    with pytest.raises(ValueError, match="positions must have shape"):
+        model.forward_tokens(random_ids(model, 2, batch=1), torch.tensor([0]))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        model.forward_tokens(random_ids(model, 2, batch=1), cache=cache, mask=torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="longer than"):
+        model.forward_tokens(random_ids(model, BLOCK, batch=1), cache=cache)
+    with pytest.raises(ValueError, match="batch, time"):
+        model.forward_tokens(random_ids(model, 3))
