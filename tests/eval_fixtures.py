@@ -35,11 +35,14 @@ def tiny_checkpoint(tmp_path: Path, tokenizer: str = "move", block_size: int = 6
     return save_pt(tiny_model(tokenizer, block_size, seed), Path(tmp_path) / f"tiny-{tokenizer}-{block_size}.pt")
 
 
-def random_game(seed: int, max_plies: int = 60) -> list[str]:
-    """A legal game of random moves (ICCS), stopping early if the game ends."""
+def random_game(seed: int, max_plies: int = 60, prefix: tuple[str, ...] = ()) -> list[str]:
+    """A legal game of random moves (ICCS) after the given ``prefix`` moves, stopping early if the game ends."""
     rng = random.Random(seed)
     board = Board()
     moves = []
+    for m in prefix:
+        board.push_iccs(m)
+        moves.append(m)
     while len(moves) < max_plies and board.outcome() is None:
         move = rng.choice(sorted(board.legal_moves(), key=lambda m: m.iccs()))
         board.push(move)
@@ -57,14 +60,18 @@ def pgn_text(games: list[list[str]], results: list[str] | None = None) -> str:
 
 
 def forced_move_model(move: str = "h2e2", block_size: int = 64) -> GPT:
-    """A move-tokenizer model whose output ignores its input: it always puts almost all probability on ``move``.
-    (Final LayerNorm weight 0 so its output is its bias, a large multiple of ``move``'s unit-norm embedding; the
-    head is tied to the embedding.)"""
+    """A move-tokenizer model whose output ignores its input: it always puts almost all probability on ``move``."""
     from xiangqi_gpt.tokenizer import get_tokenizer
 
+    return forced_token_model(get_tokenizer("move").move_id(move), "move", block_size)
+
+
+def forced_token_model(i: int, tokenizer: str = "move", block_size: int = 64) -> GPT:
+    """A model whose output ignores its input: it always puts almost all probability on token ``i`` (e.g. a
+    result token). (Final LayerNorm weight 0 so its output is its bias, a large multiple of token ``i``'s unit-norm
+    embedding; the head is tied to the embedding.)"""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(tokenizer="move", block_size=block_size, n_layer=1, n_head=2, n_embd=32, bias=True))
-    i = get_tokenizer("move").move_id(move)
+    model = GPT(GPTConfig(tokenizer=tokenizer, block_size=block_size, n_layer=1, n_head=2, n_embd=32, bias=True))
     with torch.no_grad():
         e = model.tok_emb.weight
         e[i] = e[i] / e[i].norm()

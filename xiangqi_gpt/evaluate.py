@@ -10,15 +10,23 @@ For every position of every game (the model conditioned on the true history ``<b
     game's move.
 ``legal_rate``
     share of positions where the unconstrained greedy move is legal.
+``end_rate``
+    share of positions where the model's unconstrained top token is a result token (``<red_win>``, ``<black_win>``,
+    ``<draw>``, ``<end>``; char tokenizer: the first token of its greedy move): it would end a game that goes on.
+    These positions are among the not-legal ones, so ``legal_rate + end_rate <= 1``.
 ``nll``
     mean negative log-likelihood (nats per move) of the game's move under the unconstrained model (char tokenizer:
     the sum over the move's four tokens); ``perplexity`` = exp(nll).
 ``free_run``
     from sampled ground-truth prefixes (every ``--free-run-every``-th ply of each game, starting at ply 0), the
-    model continues greedily and unconstrained for 16 moves, playing both sides. For k in 1, 2, 4, 8, 16:
-    ``legal[k]`` share of prefixes whose first k moves are all legal; ``match[k]`` share of prefixes (among those
-    where the game itself has a k-th move) whose k-th generated move equals the game's; ``prefix_match[k]`` the
-    same for all of the first k moves.
+    model continues greedily and unconstrained for 16 moves, playing both sides. **Each distinct prefix counts
+    once** (``counting: "distinct-prefixes"``): games that share their first p moves share the prefix at ply p
+    (every game shares ply 0, the start position), which is generated once and weighs as one prefix, not once per
+    game. ``prefixes`` is the number of distinct prefixes, ``runs`` the number of (game, ply) prefixes before
+    merging. For k in 1, 2, 4, 8, 16: ``legal[k]`` share of prefixes whose first k generated moves are all legal;
+    ``match[k]`` mean over the prefixes through which some game has a k-th move (``match_prefixes[k]`` of them) of
+    the share of those games whose k-th move equals the generated one; ``prefix_match[k]`` the same for all of the
+    first k moves.
 
 Phases (of the position before the move): ``opening`` the first 20 plies; ``endgame`` from ply 20 on, when at most
 6 of the 12 chariots, horses and cannons of the start are left on the board (both sides counted together; soldiers,
@@ -31,10 +39,12 @@ all windows go through the model as one batch; every prediction is therefore exa
 ``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of
 consecutive positions are scored together: the trie nodes of their prefixes (about 60 per position) are fed as one
 flat sequence per chunk after the cached keys/values of the game, with an attention mask that lets each node see
-its own position's history and its own ancestors only, as ``score_candidates`` does for a single position. The free runs of a game are generated together: the game's history is run once, then one model call
-per generated token feeds the latest token of every continuation (each sees its own prefix and its own earlier
-tokens only); prefixes whose continuation would outgrow the first window use :meth:`GPT.generate`. Free runs are
-greedy, so the whole report is deterministic.
+its own position's history and its own ancestors only, as ``score_candidates`` does for a single position. The
+free runs of a game are generated together: the game's history is run once, then one model call per generated
+token feeds the latest token of every continuation (each sees its own prefix and its own earlier tokens only);
+prefixes whose continuation would outgrow the first window use :meth:`GPT.generate`. A prefix an earlier game
+already went through is not generated again. Free runs are greedy, so the whole report is deterministic. All model
+calls go through :meth:`GPT.forward_tokens` (ids at chosen positions, after a cache, under a mask).
 
 Games that cannot be read are skipped with a warning; games that do not start from the standard position are
 skipped too (the model only knows games from the start).
@@ -52,7 +62,7 @@ from dataclasses import dataclass, field
 from .board import STARTING_FEN, Board
 from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
 from .player import is_legal_text
-from .tokenizer import BOS
+from .tokenizer import BOS, TOKEN_RESULTS
 
 PHASES = ("opening", "middlegame", "endgame")
 OPENING_PLIES = 20
@@ -61,6 +71,13 @@ MAJOR_PIECES = frozenset("RNCrnc")
 FREE_RUN_KS = (1, 2, 4, 8, 16)
 DEFAULT_FREE_RUN_EVERY = 10
 PLY_BIN = 10
+#: how free runs are counted (the ``counting`` key of a report's ``free_run``), and what that means
+FREE_RUN_COUNTING = "distinct-prefixes"
+FREE_RUN_COUNTING_TEXT = (
+    "each distinct prefix (the same moves from the same root) counts once, however many games pass through it: "
+    "the start position once, not once per game. legal[k] is its greedy continuation's; match[k] and "
+    "prefix_match[k] are the share of the games through it (with a k-th move) that the continuation matches, "
+    "then averaged over prefixes")
 CHUNK_TOKENS = 256      # trie nodes fed in one go (char tokenizer); smaller chunks attend over fewer columns
 
 
@@ -89,6 +106,7 @@ class PositionScore:
     top1_raw: bool
     legal: bool          # the unconstrained greedy move is legal
     nll: float
+    end: bool = False    # the unconstrained top token is a result token (<red_win>, <black_win>, <draw>, <end>)
 
 
 @dataclass
@@ -97,6 +115,7 @@ class FreeRun:
     phase: str
     legal: list[bool]           # legal[k-1]: moves 1..k all legal
     match: list[bool | None]    # match[k-1]: generated move k == game move (None: the game has no such move)
+    prefix: str = ""            # the position's identity: the moves before it (and the root FEN if not standard)
     generated: list[str] = field(default_factory=list)
 
 
@@ -156,7 +175,7 @@ class GameScorer:
         ids = torch.zeros(len(windows), T, dtype=torch.long, device=model.rope_cos.device)
         for i, w in enumerate(windows):
             ids[i, :len(w)] = torch.as_tensor(w)
-        h, kv = model._run(model.embed(ids), model.rope_cos[:T], model.rope_sin[:T])
+        h, kv = model.forward_tokens(ids)
         return F.log_softmax(model.head(h).float(), dim=-1), kv
 
     def _score_move_tokens(self, history, moves, legal, phases) -> list[PositionScore]:
@@ -176,7 +195,8 @@ class GameScorer:
             best = int(lp.argmax())
             out.append(PositionScore(
                 ply=p, phase=phases[p], n_legal=len(ids), rank=int((scores > lp[human]).sum()),
-                top1_raw=best == human, legal=bool((ids == best).any()), nll=-float(lp[human])))
+                top1_raw=best == human, legal=bool((ids == best).any()), nll=-float(lp[human]),
+                end=best in TOKEN_RESULTS))
         return out
 
     def _score_char_tokens(self, history, iccs, legal, phases) -> list[PositionScore]:
@@ -224,8 +244,7 @@ class GameScorer:
             mask = torch.arange(L + offset, device=device)[None, :] < ctx_t[:, None]
             mask[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
             pos_t = torch.tensor(pos, device=device)
-            h, _ = model._run(model.embed(torch.tensor([feed], device=device)), model.rope_cos[pos_t],
-                              model.rope_sin[pos_t], cache, mask)
+            h, _ = model.forward_tokens(torch.tensor([feed], device=device), pos_t, cache, mask)
             lp = F.log_softmax(model.head(h[0]).float(), dim=-1)
             offset = 0
             for q in chunk:
@@ -245,40 +264,48 @@ class GameScorer:
             legal_greedy, raw_is_human = _greedy_in_trie(root, steps, c, h)
             out.append(PositionScore(
                 ply=p, phase=phases[p], n_legal=len(c), rank=int((scores > scores[h]).sum()),
-                top1_raw=raw_is_human, legal=legal_greedy, nll=-float(scores[h])))
+                top1_raw=raw_is_human, legal=legal_greedy, nll=-float(scores[h]),
+                end=int(root.argmax()) in TOKEN_RESULTS))
         return out
 
     # -- free runs -----------------------------------------------------------------------------------------------
 
     def free_runs(self, moves, every: int, root_fen: str = STARTING_FEN, max_k: int = max(FREE_RUN_KS),
-                  batched: bool = True) -> list[FreeRun]:
+                  batched: bool = True, memo: dict[str, list[int]] | None = None) -> list[FreeRun]:
         """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...).
 
         The prefixes whose continuation fits in the model's first window are generated together (one model call
         per generated token for all of them, see :meth:`_generate_together`); the others, and all of them with
-        ``batched=False``, by :meth:`GPT.generate`. Both give the same tokens."""
+        ``batched=False``, by :meth:`GPT.generate`. Both give the same tokens.
+
+        ``memo`` (prefix -> generated tokens, for this scorer and ``max_k``) is read and extended: a prefix another
+        game already went through (the start position, a common opening line) is not generated again. Greedy runs
+        are deterministic, so the tokens are the same either way; each run is still judged against its own game."""
         import torch
 
         iccs = [m.iccs() for m in moves]
         history = [BOS] + self.tokenizer.encode_moves(iccs)
         steps = max_k * self.tpm
         plies = list(range(0, len(moves), every))
+        keys = [_prefix_key(root_fen, iccs, p) for p in plies]
         ns = [1 + self.tpm * p for p in plies]
-        together = [i for i, n in enumerate(ns) if batched and self.model.context_start(n + steps - 1) == 0]
-        generated: dict[int, list[int]] = {}
+        memo = {} if memo is None else memo
+        todo = [i for i, key in enumerate(keys) if key not in memo]
+        together = [i for i in todo if batched and self.model.context_start(ns[i] + steps - 1) == 0]
         with torch.inference_mode():
             if together:
                 out = self._generate_together(history, [ns[i] for i in together], steps)
-                generated.update(zip(together, out))
-            for i, n in enumerate(ns):
-                if i not in generated:
-                    generated[i] = self.model.generate(history[:n], steps, temperature=0.0)[0, n:].tolist()
+                memo.update((keys[i], tokens) for i, tokens in zip(together, out))
+            for i in todo:
+                if keys[i] not in memo:
+                    n = ns[i]
+                    memo[keys[i]] = self.model.generate(history[:n], steps, temperature=0.0)[0, n:].tolist()
         board = Board(root_fen)
         runs = []
         for p in range(len(moves)):
             if p % every == 0:
                 i = p // every
-                runs.append(self._judge_run(board, generated[i], iccs[p:], p, max_k))
+                runs.append(self._judge_run(board, memo[keys[i]], iccs[p:], p, max_k, keys[i]))
             _push_from(board, moves[p], board.legal_moves())
         return runs
 
@@ -295,7 +322,7 @@ class GameScorer:
         device = model.rope_cos.device
         L, P = max(ns), len(ns)
         ids = torch.tensor([history[:L]], device=device)
-        h, hist_kv = model._run(model.embed(ids), model.rope_cos[:L], model.rope_sin[:L])
+        h, hist_kv = model.forward_tokens(ids)
         n_t = torch.tensor(ns, device=device)
         tok = model.head(h[0, n_t - 1]).float().argmax(dim=-1)            # (P,) first generated tokens
         out = [tok]
@@ -313,14 +340,15 @@ class GameScorer:
             for s in range(t):                       # earlier steps' tokens and itself: same continuation only
                 mask[row, L + s * P + row] = True
             pos = n_t + t - 1
-            h, new_kv = model._run(model.embed(tok[None, :]), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+            h, new_kv = model.forward_tokens(tok[None, :], pos, cache, mask)
             gen_kv = new_kv if gen_kv is None else [(torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2))
                                                      for (gk, gv), (k, v) in zip(gen_kv, new_kv)]
             tok = model.head(h[0]).float().argmax(dim=-1)
             out.append(tok)
         return torch.stack(out, dim=1).tolist()
 
-    def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int) -> FreeRun:
+    def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int,
+                   prefix: str) -> FreeRun:
         tokens = self.tokenizer.tokens
         texts = ["".join(tokens[i] for i in seq[j:j + self.tpm]) for j in range(0, len(seq), self.tpm)]
         phase = phase_of(board, ply)
@@ -333,7 +361,7 @@ class GameScorer:
                 ok = False
             legal.append(ok)
         match = [texts[j] == game_rest[j] if j < len(game_rest) else None for j in range(max_k)]
-        return FreeRun(ply=ply, phase=phase, legal=legal, match=match, generated=texts)
+        return FreeRun(ply=ply, phase=phase, legal=legal, match=match, prefix=prefix, generated=texts)
 
 
 class _Trie:
@@ -356,6 +384,13 @@ class _Trie:
                     self.ancestors.append(path + [node])
                 path = self.ancestors[node]
             self.cand_nodes.append(path)
+
+
+def _prefix_key(root_fen: str, iccs: list[str], ply: int) -> str:
+    """Identity of the position before move ``ply``: the moves that led to it, after the root FEN if that is not
+    the standard start. Free runs are counted once per key (see :func:`summarize_free_runs`)."""
+    moves = " ".join(iccs[:ply])
+    return moves if root_fen == STARTING_FEN else f"{root_fen}|{moves}"
 
 
 def _push_from(board: Board, move, legal: list) -> None:
@@ -399,6 +434,7 @@ def summarize_positions(scores: list[PositionScore]) -> dict:
         "top5": _mean(s.rank < 5 for s in scores),
         "top1_raw": _mean(s.top1_raw for s in scores),
         "legal_rate": _mean(s.legal for s in scores),
+        "end_rate": _mean(s.end for s in scores),
         "nll": nll,
         "perplexity": math.exp(nll) if nll is not None and nll < 700 else None,
         "legal_moves_mean": _mean(s.n_legal for s in scores),
@@ -406,13 +442,20 @@ def summarize_positions(scores: list[PositionScore]) -> dict:
 
 
 def summarize_free_runs(runs: list[FreeRun], every: int) -> dict:
-    out = {"every": every, "prefixes": len(runs), "ks": list(FREE_RUN_KS), "legal": {}, "match": {},
-           "prefix_match": {}, "match_prefixes": {}}
+    """Free-run shares, each distinct prefix counted once (``FREE_RUN_COUNTING``). Runs from the same prefix
+    (same moves from the same root) share one greedy continuation, so ``legal[k]`` is that continuation's;
+    ``match[k]`` / ``prefix_match[k]`` of a prefix is the share of its games (among those with a k-th move) that
+    the continuation matches, and the report averages these per-prefix shares over the prefixes."""
+    groups: dict[str, list[FreeRun]] = {}
+    for r in runs:
+        groups.setdefault(r.prefix, []).append(r)
+    out = {"every": every, "counting": FREE_RUN_COUNTING, "prefixes": len(groups), "runs": len(runs),
+           "ks": list(FREE_RUN_KS), "legal": {}, "match": {}, "prefix_match": {}, "match_prefixes": {}}
     for k in FREE_RUN_KS:
-        out["legal"][str(k)] = _mean(r.legal[k - 1] for r in runs)
-        with_move = [r for r in runs if r.match[k - 1] is not None]
-        out["match"][str(k)] = _mean(bool(r.match[k - 1]) for r in with_move)
-        out["prefix_match"][str(k)] = _mean(all(r.match[:k]) for r in with_move)
+        out["legal"][str(k)] = _mean(g[0].legal[k - 1] for g in groups.values())
+        with_move = [w for w in ([r for r in g if r.match[k - 1] is not None] for g in groups.values()) if w]
+        out["match"][str(k)] = _mean(_mean(bool(r.match[k - 1]) for r in w) for w in with_move)
+        out["prefix_match"][str(k)] = _mean(_mean(all(r.match[:k]) for r in w) for w in with_move)
         out["match_prefixes"][str(k)] = len(with_move)
     return out
 
@@ -424,7 +467,8 @@ def by_ply(scores: list[PositionScore], bin_size: int = PLY_BIN) -> dict:
     keys = sorted(bins)
     rows = [summarize_positions(bins[b]) for b in keys]
     return {"bin_size": bin_size, "ply_start": [b * bin_size for b in keys],
-            **{name: [r[name] for r in rows] for name in ("positions", "top1", "top5", "top1_raw", "legal_rate", "nll")}}
+            **{name: [r[name] for r in rows]
+               for name in ("positions", "top1", "top5", "top1_raw", "legal_rate", "end_rate", "nll")}}
 
 
 def build_report(scores: list[PositionScore], runs: list[FreeRun], every: int, games: int) -> dict:
@@ -443,10 +487,15 @@ def build_report(scores: list[PositionScore], runs: list[FreeRun], every: int, g
         "top1/top5": "the game's move is among the model's 1/5 best legal moves",
         "top1_raw": "the model's unconstrained greedy move is the game's move",
         "legal_rate": "share of positions whose unconstrained greedy move is legal",
+        "end_rate": "share of positions whose unconstrained top token is a result token (<red_win>, <black_win>, "
+                    "<draw>, <end>): the model would end a game that goes on (char tokenizer: the first of the "
+                    "move's 4 tokens); such positions count as not legal",
         "nll": "mean negative log-likelihood of the game's move in nats, unconstrained model "
                "(char tokenizer: sum over its 4 tokens)",
         "free_run": "greedy unconstrained continuations of 16 moves from every N-th ply; legal[k]: moves 1..k all "
-                    "legal; match[k]: move k equals the game's (over prefixes where the game has a k-th move)",
+                    "legal; match[k]: move k equals the game's (over prefixes where the game has a k-th move); "
+                    "prefixes: distinct prefixes, runs: game prefixes before merging identical ones",
+        "free_run_counting": FREE_RUN_COUNTING_TEXT,
     }
     return report
 
@@ -485,10 +534,11 @@ def evaluate_games(model, tokenizer, games, free_run_every: int = DEFAULT_FREE_R
     scorer = GameScorer(model, tokenizer)
     scores: list[PositionScore] = []
     runs: list[FreeRun] = []
+    memo: dict[str, list[int]] = {}     # prefixes already generated (every game's start position, common lines)
     for i, game in enumerate(games):
         scores.extend(scorer.score_game(game.moves, game.root_fen))
         if free_run_every:
-            runs.extend(scorer.free_runs(game.moves, free_run_every, game.root_fen))
+            runs.extend(scorer.free_runs(game.moves, free_run_every, game.root_fen, memo=memo))
         if progress is not None:
             progress(i, scores)
     return build_report(scores, runs, free_run_every, len(games))
@@ -506,7 +556,8 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     bp = report["by_ply"]
     x = [s + bp["bin_size"] / 2 for s in bp["ply_start"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, style in (("top1", "-o"), ("top5", "-s"), ("top1_raw", "--^"), ("legal_rate", "-d")):
+    for name, style in (("top1", "-o"), ("top5", "-s"), ("top1_raw", "--^"), ("legal_rate", "-d"),
+                        ("end_rate", ":x")):
         ax.plot(x, [v if v is not None else float("nan") for v in bp[name]], style, label=name, markersize=3)
     ax.set_xlabel(f"ply (bins of {bp['bin_size']})")
     ax.set_ylabel("share of positions")
@@ -557,16 +608,16 @@ def print_summary(report: dict, console) -> None:
 
     t = Table(title=f"{report['games']} games, {report['positions']} positions")
     t.add_column("")
-    for col in ("positions", "top1", "top5", "top1 raw", "legal", "nll"):
+    for col in ("positions", "top1", "top5", "top1 raw", "legal", "end", "nll"):
         t.add_column(col, justify="right")
     rows = [("all", report)] + [(ph, report["phases"][ph]) for ph in PHASES]
     for name, r in rows:
         t.add_row(name, str(r["positions"]), _pct(r["top1"]), _pct(r["top5"]), _pct(r["top1_raw"]),
-                  _pct(r["legal_rate"]), "-" if r["nll"] is None else f"{r['nll']:.3f}")
+                  _pct(r["legal_rate"]), _pct(r["end_rate"]), "-" if r["nll"] is None else f"{r['nll']:.3f}")
     console.print(t)
     fr = report["free_run"]
     if fr["prefixes"]:
-        f = Table(title=f"free run from {fr['prefixes']} prefixes (every {fr['every']} plies)")
+        f = Table(title=f"free run: {fr['prefixes']} distinct prefixes of {fr['runs']} (every {fr['every']} plies)")
         f.add_column("k", justify="right")
         f.add_column("all legal", justify="right")
         f.add_column("k-th matches", justify="right")
