@@ -137,20 +137,12 @@ def move_phase(tokens: np.ndarray, tokens_per_move: int) -> np.ndarray:
 # Datasets
 
 
-class TrainWindows(IterableDataset):
-    """Endless (but sized, for epochs and progress bars) stream of batches ``(batch_size, block_size + 1)`` int64.
+class _Source:
+    """One memory-mapped training split: tokens, optional game starts and optional legal move sets."""
 
-    Batch ``s`` of this rank is drawn from ``np.random.default_rng([seed, rank, s])``; iteration starts at batch
-    ``start_step`` (set to the trainer's global step, so a resumed run continues the same stream)."""
-
-    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
-                 game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
-                 start_step: int = 0, split: str = "train"):
-        self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
-        self.block_size, self.batch_size = block_size, batch_size
-        self.mirror_p, self.game_start_p = mirror_p, game_start_p
-        self.seed, self.rank = seed, rank
-        self.steps_per_epoch, self.start_step = steps_per_epoch, start_step
+    def __init__(self, data_dir, tokenizer: Tokenizer, split: str, block_size: int, game_start_p: float,
+                 legal_sets: bool):
+        self.data_dir = str(data_dir)
         self.n_tokens = len(load_tokens(self.data_dir, tokenizer.name, split))
         self.max_start = self.n_tokens - (block_size + 1)
         if self.max_start < 0:
@@ -163,29 +155,89 @@ class TrainWindows(IterableDataset):
                 raise DatasetError(f"{Path(data_dir) / tokenizer.name / (split + '.idx.npy')}: missing; "
                                    f"game_start_p > 0 needs the game offsets")
             self.game_starts = offsets[offsets <= self.max_start]
+        self.legal = None
+        if legal_sets:
+            from .legal import load_legal_sets
+
+            self.legal = load_legal_sets(self.data_dir, split, self.n_tokens)
+
+
+class TrainWindows(IterableDataset):
+    """Endless (but sized, for epochs and progress bars) stream of batches ``(batch_size, block_size + 1)`` int64.
+
+    Batch ``s`` of this rank is drawn from ``np.random.default_rng([seed, rank, s])``; iteration starts at batch
+    ``start_step`` (set to the trainer's global step, so a resumed run continues the same stream).
+
+    ``mix`` = ``[(data_dir, probability), ...]`` adds further sources (e.g. engine games): each window comes from
+    one of them with its probability, else from ``data_dir``. With ``legal_sets`` a batch is ``(windows, legal)``,
+    ``legal`` (batch_size, block_size, vocab) booleans: the legal next tokens at every input position (see
+    :mod:`xiangqi_gpt.legal`), mirrored with the window."""
+
+    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
+                 game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
+                 start_step: int = 0, split: str = "train", mix=(), legal_sets: bool = False):
+        self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
+        self.block_size, self.batch_size = block_size, batch_size
+        self.mirror_p, self.game_start_p = mirror_p, game_start_p
+        self.seed, self.rank = seed, rank
+        self.steps_per_epoch, self.start_step = steps_per_epoch, start_step
+        self.legal_sets = legal_sets
+        self.sources = [_Source(d, tokenizer, split, block_size, game_start_p, legal_sets)
+                        for d in [self.data_dir] + [d for d, _ in mix]]
+        self.mix_p = np.array([p for _, p in mix], dtype=np.float64)
+        main = self.sources[0]
+        self.n_tokens, self.max_start, self.game_starts = main.n_tokens, main.max_start, main.game_starts
         self.mirror_table = np.asarray(tokenizer.mirror_table, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def batch(self, step: int, data: np.ndarray | None = None) -> torch.Tensor:
+    def _windows(self, rng, src: _Source, n: int, data) -> tuple[np.ndarray, np.ndarray]:
+        starts = rng.integers(0, src.max_start + 1, size=n)
+        if src.game_starts is not None and len(src.game_starts):
+            aligned = rng.random(n) < self.game_start_p
+            starts[aligned] = src.game_starts[rng.integers(0, len(src.game_starts), size=int(aligned.sum()))]
+        return starts, data[starts[:, None] + np.arange(self.block_size + 1)].astype(np.int64)
+
+    def batch(self, step: int, data: list | np.ndarray | None = None):
         """The batch number ``step`` of this rank (deterministic)."""
-        data = load_tokens(self.data_dir, self.tok.name, self.split) if data is None else data
+        if data is None:
+            data = [load_tokens(s.data_dir, self.tok.name, self.split) for s in self.sources]
+        elif isinstance(data, np.ndarray):
+            data = [data]
         rng = np.random.default_rng([self.seed, self.rank, step])
-        starts = rng.integers(0, self.max_start + 1, size=self.batch_size)
-        if self.game_starts is not None and len(self.game_starts):
-            aligned = rng.random(self.batch_size) < self.game_start_p
-            starts[aligned] = self.game_starts[rng.integers(0, len(self.game_starts), size=int(aligned.sum()))]
-        x = data[starts[:, None] + np.arange(self.block_size + 1)].astype(np.int64)
+        if len(self.sources) == 1:  # the original stream, draw for draw
+            which = np.zeros(self.batch_size, dtype=np.int64)
+            starts, x = self._windows(rng, self.sources[0], self.batch_size, data[0])
+        else:
+            u = rng.random(self.batch_size)
+            which = np.searchsorted(np.cumsum(self.mix_p), u, side="right") + 1
+            which[which > len(self.mix_p)] = 0  # u beyond the extra sources' total: the main source
+            starts = np.zeros(self.batch_size, dtype=np.int64)
+            x = np.zeros((self.batch_size, self.block_size + 1), dtype=np.int64)
+            for k in np.unique(which):
+                rows = np.flatnonzero(which == k)
+                starts[rows], x[rows] = self._windows(rng, self.sources[k], len(rows), data[k])
+        flip = None
         if self.mirror_p > 0:
             flip = rng.random(self.batch_size) < self.mirror_p
             x[flip] = self.mirror_table[x[flip]]
-        return torch.from_numpy(x)
+        if not self.legal_sets:
+            return torch.from_numpy(x)
+        from .legal import window_mask
+
+        legal = np.zeros((self.batch_size, self.block_size, self.tok.vocab_size), dtype=bool)
+        for i in range(self.batch_size):
+            offsets, ids = self.sources[which[i]].legal
+            legal[i] = window_mask(offsets, ids, int(starts[i]), self.block_size, self.tok.vocab_size)
+            if flip is not None and flip[i]:
+                legal[i] = legal[i][:, self.mirror_table]
+        return torch.from_numpy(x), torch.from_numpy(legal)
 
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        data = load_tokens(self.data_dir, self.tok.name, self.split)
+        data = [load_tokens(s.data_dir, self.tok.name, self.split) for s in self.sources]
         # the loader takes batches from the workers in turn, so worker w makes batches w, w + n, ...: same order
         for i in range(worker, self.steps_per_epoch, n_workers):
             yield self.batch(self.start_step + i, data)
@@ -196,7 +248,8 @@ class ValWindows(Dataset):
 
     Item ``i`` is ``(window int64 (T + 1,), phase int64 (T,))``, phase being :func:`move_phase` of the targets."""
 
-    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, n_windows: int, split: str = "val"):
+    def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, n_windows: int, split: str = "val",
+                 legal_sets: bool = False):
         data = load_tokens(data_dir, tokenizer.name, split)
         n = len(data)
         path = Path(data_dir) / tokenizer.name / f"{split}.bin"
@@ -214,12 +267,23 @@ class ValWindows(Dataset):
         span = self.starts[:, None] + np.arange(block_size + 1)
         self.windows = np.asarray(data[span], dtype=np.int64)
         self.phase = move_phase(np.asarray(data), tokenizer.tokens_per_move)[span[:, 1:]].astype(np.int64)
+        self.legal = None
+        if legal_sets:
+            from .legal import load_legal_sets
+
+            self.legal = load_legal_sets(data_dir, split, n)
+        self.block_size, self.vocab_size = block_size, tokenizer.vocab_size
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def __getitem__(self, i):
-        return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i])
+        if self.legal is None:
+            return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i])
+        from .legal import window_mask
+
+        mask = window_mask(*self.legal, int(self.starts[i]), self.block_size, self.vocab_size)
+        return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i]), torch.from_numpy(mask)
 
 
 class StepLoader(DataLoader):
@@ -244,6 +308,35 @@ class StepLoader(DataLoader):
         pass
 
 
+def resolve_mix(data_dir: str, tok: Tokenizer, mix: dict | None) -> list[tuple[str, float]]:
+    """``{name or path: share}`` -> ``[(directory, share)]``, each checked; ConfigError / DatasetError on bad input."""
+    if not mix:
+        return []
+    if not isinstance(mix, dict):
+        raise ConfigError(f"data.mix must be a mapping of source -> share, e.g. {{engine: 0.3}}, got {mix!r}")
+    out = []
+    for name, share in mix.items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(f"data.mix: the share of {name!r} must be a number in [0, 1], got {share!r}")
+        sub = Path(data_dir) / str(name)
+        path = sub if (sub / tok.name / "train.bin").is_file() else Path(str(name))
+        bin_path = path / tok.name / "train.bin"
+        if not bin_path.is_file():
+            raise DatasetError(f"data.mix: {name!r} is neither a subset of {data_dir} nor a dataset directory "
+                               f"({bin_path} missing)")
+        size = bin_path.stat().st_size
+        if size == 0 or size % 2:
+            raise DatasetError(f"{bin_path}: {size} bytes is not a non-empty uint16 token file")
+        top = int(np.memmap(bin_path, dtype=np.uint16, mode="r").max())
+        if top >= tok.vocab_size:
+            raise DatasetError(f"{bin_path}: token id {top} is outside the {tok.name!r} vocabulary")
+        if share > 0:
+            out.append((str(path), float(share)))
+    if sum(s for _, s in out) > 1 + 1e-9:
+        raise ConfigError(f"data.mix: the shares add up to {sum(s for _, s in out):g}, more than 1")
+    return out
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The data module
 
@@ -263,12 +356,19 @@ class XiangqiDataModule(LightningDataModule):
         steps_per_epoch: batches per "epoch" (default: about one pass over the train tokens, across all devices).
         num_workers: dataloader workers, 0 or 1 on a small machine.
         seed: data seed (the CLI links it to ``seed_everything``).
+        mix: further training sources and the share of windows each gives, e.g. ``{"engine": 0.3}``: a name is a
+            subset of ``data_dir`` (``DIR/engine``, as ``prepare --engine`` writes it) or a dataset directory of
+            its own. The rest of the windows come from ``data_dir``. Validation always uses ``data_dir`` (human
+            games). A schedule (engine-heavy, then human) is two legs with different mixes.
+        legal_sets: also load the legal move set of every position (``python -m xiangqi_gpt legal-sets DIR``, for
+            every source) and give them with each batch, for ``model.legal_weight`` and the ``val/legal_rate``
+            metric.
     """
 
     def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 16,
                  mirror_p: float = 0.5, game_start_p: float = 0.5, val_windows: int = 256,
                  val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
-                 seed: int = 0):
+                 seed: int = 0, mix: dict[str, float] | None = None, legal_sets: bool = False):
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size), ("val_windows", val_windows)):
             if not isinstance(value, int) or value < 1:
@@ -285,6 +385,10 @@ class XiangqiDataModule(LightningDataModule):
         self.tok = get_tokenizer(tokenizer)  # ConfigError for an unknown name
         self.data_dir = str(data_dir)
         self.meta = check_dataset(self.data_dir, self.tok, splits=("train", "val"))
+        self.mix = resolve_mix(self.data_dir, self.tok, mix)
+        self.legal_sets = bool(legal_sets)
+        if self.legal_sets and self.tok.name != "move":
+            raise ConfigError("data.legal_sets needs the move tokenizer")
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.mirror_p, self.game_start_p = mirror_p, game_start_p
@@ -293,7 +397,7 @@ class XiangqiDataModule(LightningDataModule):
         self.n_train_tokens = len(load_tokens(self.data_dir, self.tok.name, "train"))
         # fail now (not in a DDP worker later) if a split is too short or game offsets are needed and missing
         self._train_windows(rank=0, world_size=1, start_step=0)
-        self._val = ValWindows(self.data_dir, self.tok, block_size, val_windows)
+        self._val = ValWindows(self.data_dir, self.tok, block_size, val_windows, legal_sets=self.legal_sets)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -303,7 +407,8 @@ class XiangqiDataModule(LightningDataModule):
         steps = self.steps_per_epoch or max(1, math.ceil(self.n_train_tokens / (self.batch_size * self.block_size
                                                                                  * world_size)))
         return TrainWindows(self.data_dir, self.tok, self.block_size, self.batch_size, self.mirror_p,
-                            self.game_start_p, self.seed, rank, steps, start_step)
+                            self.game_start_p, self.seed, rank, steps, start_step, mix=self.mix,
+                            legal_sets=self.legal_sets)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

@@ -48,10 +48,73 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from .data import XiangqiDataModule
 from .errors import CheckpointError, ConfigError, XiangqiError
 from .model import GPT, GPTConfig, IGNORE_INDEX
-from .tokenizer import get_tokenizer
+from .tokenizer import N_SPECIAL, get_tokenizer
 
 OBJECTIVES = ("tf", "teaforn")
+LR_SCHEDULES = ("steps", "time")
+LEGAL_LOSSES = ("logp", "kl")
 DEFAULT_ROOT = "runs/default"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loss and weight helpers
+
+
+def legality_loss(logits: torch.Tensor, targets: torch.Tensor, legal: torch.Tensor, kind: str = "logp"):
+    """``(loss, mean P(legal))`` over the positions whose target is a move and that have legal moves.
+
+    ``logits`` (B, T, V), ``targets`` (B, T), ``legal`` (B, T, V) booleans. ``logp``: mean −log Σ_{v legal} p_v (zero
+    when all the mass is on legal moves); ``kl``: mean KL(uniform over the legal moves ‖ p) = −log|L| − mean_{v∈L}
+    log p_v. Result tokens (targets below the first move id) are masked out."""
+    logits = logits.float()
+    n_legal = legal.sum(-1)
+    counted = (targets >= N_SPECIAL) & (n_legal > 0)
+    log_z = torch.logsumexp(logits, -1)
+    log_p_legal = torch.logsumexp(logits.masked_fill(~legal, float("-inf")), -1) - log_z
+    if kind == "logp":
+        per = -log_p_legal
+    else:
+        logp = logits - log_z.unsqueeze(-1)
+        mean_logp = (logp * legal).sum(-1) / n_legal.clamp(min=1)
+        per = -torch.log(n_legal.clamp(min=1).float()) - mean_logp
+    per = torch.where(counted, per, torch.zeros_like(per))
+    n = counted.sum().clamp(min=1)
+    share = torch.where(counted, log_p_legal.exp(), torch.zeros_like(log_p_legal)).sum() / n
+    return per.sum() / n, share.detach()
+
+
+def cpu_lacks_bf16() -> bool:
+    """True when /proc/cpuinfo shows a CPU without native bf16 arithmetic (no avx512_bf16 or amx_bf16 flag).
+
+    bf16 autocast is emulated there and a training step is tens of times slower than in fp32. False when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return not ({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def load_init_weights(model: GPT, path: str) -> None:
+    """Warm start: copy the weights of ``path`` (.pt export or .ckpt) into ``model``; ConfigError if they differ."""
+    from .checkpoint import read_checkpoint
+
+    config, state, _ = read_checkpoint(path)
+    mine = model.config
+    for key in ("tokenizer", "n_layer", "n_head", "n_embd", "vocab_size", "bias"):
+        if getattr(config, key) != getattr(mine, key):
+            raise ConfigError(f"model.init_from {path}: its {key} is {getattr(config, key)!r}, this model's is "
+                              f"{getattr(mine, key)!r}")
+    state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
+    if "lm_head.weight" not in state and "tok_emb.weight" in state:
+        state["lm_head.weight"] = state["tok_emb.weight"]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ConfigError(f"model.init_from {path}: weights do not fit ({_one_line(str(e))[:200]})") from None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -108,21 +171,33 @@ class GPTModule(LightningModule):
 
     Optimizer: ``lr`` peak, ``min_lr_ratio`` final LR / peak, ``warmup_steps``, ``lr_decay_steps`` (cosine horizon;
     None = ``trainer.max_steps``, or the estimated total steps when training by epochs), ``weight_decay`` on
-    matrices only, ``betas``.
+    matrices only, ``betas``. ``lr_schedule``: ``steps`` (the cosine follows the step count) or ``time`` (it follows
+    whichever is further along, the steps or the training time against ``trainer.max_time``, so a run that stops on
+    its time budget still ends its cooldown at ``min_lr_ratio``).
+
+    Legality (the rule engine as a teacher; needs ``data.legal_sets: true``): ``legal_weight`` λ adds
+    ``λ · legal_loss`` at every position whose target is a move, where ``legal_loss`` is ``logp``
+    (−log P(legal) = −log Σ_{v legal} p_v) or ``kl`` (KL(uniform over the legal moves ‖ p)). Result tokens and
+    positions without legal moves are masked out.
+
+    Warm start: ``init_from`` (an exported ``.pt`` or a ``.ckpt``) loads the weights (not the optimizer) before
+    training; the architecture must match.
     """
 
     def __init__(self, tokenizer: str = "move", block_size: int = 256, n_layer: int = 6, n_head: int = 4,
                  n_embd: int = 256, dropout: float = 0.1, bias: bool = False, rope_base: float = 10000.0,
-                 vocab_size: Optional[int] = None,
+                 vocab_size: Optional[int] = None, attn_dropout: Optional[float] = None,
                  objective: str = "tf", teaforn_n: int = 2, teaforn_weights: Union[str, list[float]] = "uniform",
                  teaforn_feed: str = "hidden", teaforn_mask_warmup: bool = True, teaforn_feedback_scale: bool = False,
                  lr: float = 2e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 300,
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
-                 betas: tuple[float, float] = (0.9, 0.95)):
+                 betas: tuple[float, float] = (0.9, 0.95), lr_schedule: str = "steps",
+                 legal_weight: float = 0.0, legal_loss: str = "logp", init_from: Optional[str] = None):
         super().__init__()
         self.save_hyperparameters()
         self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                                n_embd=n_embd, dropout=dropout, tokenizer=tokenizer, bias=bias, rope_base=rope_base)
+                                n_embd=n_embd, dropout=dropout, tokenizer=tokenizer, bias=bias, rope_base=rope_base,
+                                attn_dropout=attn_dropout)
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if not lr > 0:
@@ -137,7 +212,17 @@ class GPTModule(LightningModule):
             raise ConfigError(f"model.weight_decay must be >= 0, got {weight_decay!r}")
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ConfigError(f"model.betas must be two numbers in [0, 1), got {betas!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        if isinstance(legal_weight, bool) or not isinstance(legal_weight, (int, float)) or legal_weight < 0:
+            raise ConfigError(f"model.legal_weight must be a number >= 0, got {legal_weight!r}")
+        if legal_loss not in LEGAL_LOSSES:
+            raise ConfigError(f"model.legal_loss must be one of {', '.join(LEGAL_LOSSES)}, got {legal_loss!r}")
+        if legal_weight and tokenizer != "move":
+            raise ConfigError("model.legal_weight needs the move tokenizer (legal sets are stored per move token)")
         self.model = GPT(self.config)
+        if init_from:
+            load_init_weights(self.model, init_from)
         self.tokenizer = get_tokenizer(tokenizer)
         self.objective = objective
         self.teaforn = None
@@ -170,9 +255,19 @@ class GPTModule(LightningModule):
                            embedding_weight=self.model.tok_emb.weight, return_logits=return_logits)
         return out.loss, out.level_losses, out.level_logits
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        legal = None
+        if isinstance(batch, (tuple, list)):
+            batch, legal = batch
         x, y = batch[:, :-1], batch[:, 1:]
-        loss, level_losses, _ = self._levels(x, y)
+        want_legal = legal is not None and self.hparams.legal_weight > 0
+        loss, level_losses, level_logits = self._levels(x, y, return_logits=want_legal)
+        if want_legal:
+            term, share = legality_loss(level_logits[0], y, legal, self.hparams.legal_loss)
+            self.log("train/legal_loss", term)
+            self.log("train/p_legal", share)
+            self.log("train/ce", loss)
+            loss = loss + self.hparams.legal_weight * term
         self.log("train/loss", loss, prog_bar=True)
         if self.levels > 1:
             for k, level_loss in enumerate(level_losses, start=1):
@@ -197,9 +292,18 @@ class GPTModule(LightningModule):
         self._val_sums[name] = self._val_sums[name] + value if name in self._val_sums else value
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        window, phase = batch
+        window, phase = batch[0], batch[1]
         x, y = window[:, :-1], window[:, 1:]
         _, _, level_logits = self._levels(x, y, return_logits=True)
+        if len(batch) > 2:  # legal sets: how often the raw top choice is legal, and the mass on legal moves
+            legal = batch[2]
+            logits = level_logits[0].float()
+            counted = (y >= N_SPECIAL) & legal.any(-1)
+            top_legal = legal.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1) & counted
+            p_legal = torch.logsumexp(logits.masked_fill(~legal, float("-inf")), -1) - torch.logsumexp(logits, -1)
+            self._add("legal_top", top_legal.sum())
+            self._add("legal_p", torch.where(counted, p_legal.exp(), torch.zeros_like(p_legal)).sum())
+            self._add("legal_n", counted.sum())
         m = self.tokenizer.tokens_per_move
         for k, logits in enumerate(level_logits, start=1):
             logits = logits.float()
@@ -234,6 +338,9 @@ class GPTModule(LightningModule):
             return (s[a] / s[b].clamp(min=1)).float()
 
         metrics = {"val/loss": ratio("loss_sum1", "tokens1"), "val/acc": ratio("move_hits1", "moves1")}
+        if "legal_n" in s:
+            metrics["val/legal_rate"] = ratio("legal_top", "legal_n")
+            metrics["val/p_legal"] = ratio("legal_p", "legal_n")
         if "top5_hits" in s:
             metrics["val/acc5"] = ratio("top5_hits", "moves1")
         if "char_hits1" in s:
@@ -269,8 +376,29 @@ class GPTModule(LightningModule):
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
         decay = self.decay_steps()
         warmup, floor = int(hp.warmup_steps), float(hp.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, decay, floor))
+        time_fraction = self._time_fraction if hp.get("lr_schedule", "steps") == "time" else None
+
+        def factor(step: int) -> float:
+            if time_fraction is not None and step >= warmup:  # whichever is further along: steps or time
+                frac = time_fraction()
+                if frac is not None:
+                    step = max(step, warmup + int(round(frac * max(0, decay - warmup))))
+            return lr_factor(step, warmup, decay, floor)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _time_fraction(self) -> float | None:
+        """Training time used / ``trainer.max_time`` (Lightning's Timer, restored on resume), or None."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:
+            return None
+        from lightning.pytorch.callbacks import Timer
+
+        for cb in trainer.callbacks:
+            if isinstance(cb, Timer) and cb._duration:
+                return min(1.0, cb.time_elapsed("train") / cb._duration)
+        return None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["xiangqi_gpt"] = {"config": self.config.to_dict(), "num_params": self.model.num_params(),
@@ -513,6 +641,9 @@ class XiangqiCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--threads", type=Optional[int], default=None,
                             help="torch CPU threads per process (torch.set_num_threads); default: torch's choice")
+        parser.add_argument("--ema", type=Optional[float], default=None,
+                            help="keep an exponential moving average of the weights with this decay (e.g. 0.999; "
+                                 "Lightning's EMAWeightAveraging): validation, checkpoints and exports use it")
         parser.link_arguments("model.tokenizer", "data.tokenizer")
         parser.link_arguments("model.block_size", "data.block_size")
         parser.link_arguments("seed_everything", "data.seed",
@@ -551,7 +682,21 @@ class XiangqiCLI(LightningCLI):
                               f"--trainer.default_root_dir)")
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = RunLogger(root, append=resuming)
+        precision = str(trainer_cfg.get("precision") or "")
+        if precision.startswith("bf16") and not torch.cuda.is_available() and cpu_lacks_bf16():
+            print(f"warning: this CPU has no native bf16 (no avx512_bf16/amx_bf16), where {precision} runs about 50x "
+                  f"slower than fp32: training in 32-true instead (pass --precision 32-true to silence this)",
+                  file=sys.stderr)
+            kwargs["precision"] = "32-true"
         user = trainer_cfg.get("callbacks") or []
+        sub = self.config.get("subcommand")
+        ema = (self.config[sub] if sub else self.config).get("ema")
+        if ema is not None:
+            if not 0 < ema < 1:
+                raise ConfigError(f"--ema must be a decay in (0, 1), e.g. 0.999, got {ema!r}")
+            from lightning.pytorch.callbacks import EMAWeightAveraging
+
+            user = (list(user) if isinstance(user, list) else [user]) + [EMAWeightAveraging(decay=ema)]
         kwargs["callbacks"] = (list(user) if isinstance(user, list) else [user]) \
             + run_callbacks(root, progress_bar=trainer_cfg.get("enable_progress_bar") is not False) \
             + self.extra_callbacks
@@ -616,6 +761,15 @@ SHORTCUTS = {
     "--ckpt-path": "--ckpt_path",
     "--config": "--config",
     "--threads": "--threads",
+    "--ema": "--ema",
+    "--init-from": "--model.init_from",
+    "--legal-weight": "--model.legal_weight",
+    "--legal-loss": "--model.legal_loss",
+    "--legal-sets": "--data.legal_sets",
+    "--mix": "--data.mix",
+    "--lr-schedule": "--model.lr_schedule",
+    "--attn-dropout": "--model.attn_dropout",
+    "--max-time": "--trainer.max_time",
 }
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
