@@ -152,11 +152,8 @@ def report(args, arms: list[str]) -> None:
         return "" if v is None else f"{100 * v:.1f}"
 
     def legal_at(fr, k):
-        for key in (f"legal@{k}", str(k)):
-            v = (fr.get("legal_at") or fr).get(key) if isinstance(fr, dict) else None
-            if isinstance(v, (int, float)):
-                return pct(v)
-        return ""
+        v = (fr.get("legal") or {}).get(str(k)) if isinstance(fr, dict) else None
+        return pct(v) if isinstance(v, (int, float)) else ""
 
     lines = ["# Training-signal ablation at the default size", "",
              f"Every arm continues the shipped default model (4 x 256, 3.68M parameters) for {args.steps} steps of "
