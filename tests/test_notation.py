@@ -317,7 +317,7 @@ def test_errors_name_the_move():
     with pytest.raises(IllegalMoveError, match="no two Red chariots"):
         parse_move(board, "前车进一")
     with pytest.raises(IllegalMoveError, match="马二进三"):
-        parse_move(Board("4k4/9/9/9/9/9/9/9/7P1/3K3N1 w - - 0 1"), "马二进三")   # the horse's leg is blocked
+        parse_move(Board("4k4/9/9/9/9/9/9/9/7R1/3K3N1 w - - 0 1"), "马二进三")   # the horse's leg is blocked
     with pytest.raises(IllegalMoveError, match="general"):
         parse_move(Board("4k4/9/9/9/9/9/9/9/9/3K5 w - - 0 1"), "帅六平五")      # the generals would face
     with pytest.raises(ValueError):

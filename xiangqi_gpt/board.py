@@ -21,6 +21,7 @@ Not implemented: the Asian-rule judgements of perpetual *chase* (长捉), of one
 from __future__ import annotations
 
 import random
+import re
 from typing import NamedTuple
 
 from .errors import FenError, IllegalMoveError, InvalidMoveError
@@ -218,7 +219,12 @@ class Outcome(NamedTuple):
 class Board:
     """A xiangqi position with its move history. ``Board()`` is the starting position."""
 
-    def __init__(self, fen: str = STARTING_FEN):
+    def __init__(self, fen: str = STARTING_FEN, strict: bool = True):
+        """``strict`` (the default) also rejects positions that no game can reach: more than 5 soldiers or more
+        than 2 advisors, elephants, horses, chariots or cannons of one side, an advisor or elephant off its
+        points, a soldier behind its start rank or off its file before the river (see :func:`impossible_reason`).
+        ``strict=False`` accepts them, e.g. for composed puzzles."""
+        self.strict = strict
         self._set_fen(fen)
 
     # ---- FEN ---------------------------------------------------------------------------------------------------
@@ -259,16 +265,29 @@ class Board:
         for color in (RED, BLACK):
             if kings[color] < 0:
                 raise FenError(f"bad FEN {fen!r}: no {COLOR_NAMES[color]} general")
+        if len(parts) > 6:
+            raise FenError(f"bad FEN {fen!r}: unexpected text {' '.join(parts[6:])[:40]!r} after the six fields")
         side = parts[1].lower() if len(parts) > 1 else "w"
         if side not in ("w", "r", "b"):
             raise FenError(f"bad FEN {fen!r}: side to move must be 'w' or 'b', got {parts[1]!r}")
-        try:
-            halfmove = int(parts[4]) if len(parts) > 4 else 0
-            fullmove = int(parts[5]) if len(parts) > 5 else 1
-        except ValueError:
-            raise FenError(f"bad FEN {fen!r}: move counters must be integers") from None
-        if halfmove < 0 or fullmove < 1:
-            raise FenError(f"bad FEN {fen!r}: move counters out of range")
+        for i in (2, 3):
+            if len(parts) > i and parts[i] != "-":
+                raise FenError(f"bad FEN {fen!r}: field {i + 1} must be '-' (xiangqi has no castling or en passant), "
+                               f"got {parts[i]!r}")
+        for i in (4, 5):
+            if len(parts) > i and not _COUNTER_RE.fullmatch(parts[i]):
+                what = "out of range" if re.fullmatch(r"[+-]?[0-9]+", parts[i]) else "must be integers"
+                raise FenError(f"bad FEN {fen!r}: move counters {what}, got {parts[i]!r}")
+        halfmove = int(parts[4]) if len(parts) > 4 else 0
+        fullmove = int(parts[5]) if len(parts) > 5 else 1
+        if fullmove < 1:
+            raise FenError(f"bad FEN {fen!r}: move counters out of range (the move number starts at 1)")
+        if self.strict:
+            reason = impossible_reason(board)
+            if reason:
+                error = FenError(f"bad FEN {fen!r}: {reason}, which no game can reach")
+                error.impossible = True      # front ends name their opt-out (strict=False, --allow-impossible)
+                raise error
         self._sq = board
         self._kings = kings
         self.turn = BLACK if side == "b" else RED
@@ -342,7 +361,7 @@ class Board:
         """The left-right mirror image (files a<->i), an exact symmetry of the rules. The history is not kept."""
         parts = self.fen().split()
         parts[0] = "/".join(row_expand[::-1] for row_expand in (_expand_row(r) for r in parts[0].split("/")))
-        return Board(" ".join(parts))
+        return Board(" ".join(parts), strict=self.strict)
 
     def __str__(self) -> str:
         lines = []
@@ -742,6 +761,52 @@ def _perft(board: Board, depth: int) -> int:
         total += _perft(board, depth - 1)
         unmake(m)
     return total
+
+
+_COUNTER_RE = re.compile(r"[0-9]{1,9}")
+_MAX_COUNT = {ADVISOR: 2, ELEPHANT: 2, HORSE: 2, ROOK: 2, CANNON: 2, PAWN: 5}
+_ADVISOR_POINTS = tuple(frozenset(square(f, r if c == RED else 9 - r) for f, r in ((3, 0), (5, 0), (4, 1), (3, 2), (5, 2)))
+                        for c in (RED, BLACK))
+_ELEPHANT_POINTS = tuple(frozenset(square(f, r if c == RED else 9 - r)
+                                   for f, r in ((2, 0), (6, 0), (0, 2), (4, 2), (8, 2), (2, 4), (6, 4)))
+                         for c in (RED, BLACK))
+
+
+def _point_names(points) -> str:
+    return ", ".join(square_name(s) for s in sorted(points))
+
+
+def impossible_reason(squares: list[int]) -> str | None:
+    """Why a placement (90 piece codes) cannot arise in a game, or None. Checks, for each side: at most 5 soldiers
+    and 2 of each other piece; advisors and elephants on their points; soldiers not behind their start rank and,
+    before the river, on their own starting file, one per file."""
+    counts = [[0] * 8, [0] * 8]
+    for s, code in enumerate(squares):
+        if not code:
+            continue
+        color, ptype = code >> 3, code & 7
+        counts[color][ptype] += 1
+        name = f"{COLOR_NAMES[color]} {PIECE_NAMES[ptype]}"
+        if ptype == ADVISOR and s not in _ADVISOR_POINTS[color]:
+            return f"{name} on {square_name(s)} (advisors stand only on {_point_names(_ADVISOR_POINTS[color])})"
+        if ptype == ELEPHANT and s not in _ELEPHANT_POINTS[color]:
+            return f"{name} on {square_name(s)} (elephants stand only on {_point_names(_ELEPHANT_POINTS[color])})"
+        if ptype == PAWN:
+            f, r = s % 9, s // 9
+            steps = r - 3 if color == RED else 6 - r     # ranks advanced from the start rank
+            if steps < 0:
+                return f"{name} on {square_name(s)}, behind its start rank"
+            if steps < 2:                                   # not across the river yet: still on its starting file
+                if f % 2:
+                    return f"{name} on {square_name(s)}, off the files a soldier starts on, before the river"
+                if steps == 0 and squares[s + (9 if color == RED else -9)] == code:
+                    return f"two {COLOR_NAMES[color]} soldiers on the {FILES[f]}-file before the river"
+    for color in (RED, BLACK):
+        for ptype, most in _MAX_COUNT.items():
+            if counts[color][ptype] > most:
+                return (f"{COLOR_NAMES[color]} has {counts[color][ptype]} {PIECE_NAMES[ptype]}s "
+                        f"(at most {most})")
+    return None
 
 
 def _expand_row(row: str) -> str:
