@@ -35,10 +35,10 @@ from functools import lru_cache
 
 from .board import (ADVISOR, BLACK, CANNON, COLOR_NAMES, ELEPHANT, FILES, HORSE, KING, PAWN, PIECE_NAMES, RED,
                     ROOK, Board, Move)
-from .errors import AmbiguousMoveError, ConfigError, IllegalMoveError, InvalidMoveError
+from .errors import AmbiguousMoveError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError
 
 __all__ = ["detect_notation", "parse_move", "parse_iccs", "parse_wxf", "parse_chinese", "move_to_wxf",
-           "move_to_chinese", "format_move", "NOTATIONS"]
+           "move_to_chinese", "format_move", "chinese_digit_sides", "NOTATIONS"]
 
 NOTATIONS = ("iccs", "wxf", "chinese", "chinese-traditional")
 
@@ -170,9 +170,11 @@ _WXF_DIRECTIONS = {"+": ADVANCE, "-": RETREAT, ".": TRAVERSE, "=": TRAVERSE}
 _WXF_OUT_DIRECTIONS = {ADVANCE: "+", RETREAT: "-", TRAVERSE: "."}
 
 _ANNOTATION = "+#!?！？＋＃"
-_ICCS_RE = re.compile(r"([a-i])([0-9])-?([a-i])([0-9])[+#!?]*", re.IGNORECASE)
-_WXF_RE = re.compile(r"([KAEBHNRCPG+\-1-9])([+\-1-9KAEBHNRCPG])([+\-.=])([1-9])[+#!?]*", re.IGNORECASE)
-_WXF3_RE = re.compile(r"([KAEBHNRCPG])([1-9])([1-9])[+#!?]*", re.IGNORECASE)   # "C25": traverse, no sign
+# Letter cases are spelled out: with re.IGNORECASE, Unicode case folding would also match 'ı', 'İ' (for i) and the
+# Kelvin sign (for K), which no table below knows.
+_ICCS_RE = re.compile(r"([a-iA-I])([0-9])-?([a-iA-I])([0-9])[+#!?]*")
+_WXF_RE = re.compile(r"([KAEBHNRCPGkaebhnrcpg+\-1-9])([+\-1-9KAEBHNRCPGkaebhnrcpg])([+\-.=])([1-9])[+#!?]*")
+_WXF3_RE = re.compile(r"([KAEBHNRCPGkaebhnrcpg])([1-9])([1-9])[+#!?]*")   # "C25": traverse, no sign
 _SPACES = re.compile(r"[\s\u3000]+")
 
 
@@ -278,6 +280,22 @@ def detect_notation(text: str) -> str | None:
     """The notation a single move token is written in: ``"iccs"``, ``"wxf"``, ``"chinese"``, or None if none reads."""
     read = _read(text, None)
     return read[0] if read else None
+
+
+_DIGIT_SIDE = {ch: RED if style == _DIGIT_STYLES[0] else BLACK for style in _DIGIT_STYLES for ch in style}
+
+
+@lru_cache(maxsize=1 << 12)
+def chinese_digit_sides(text: str) -> frozenset:
+    """The sides whose digit style a Chinese move's file and step digits use: ``{RED}`` for 一…九, ``{BLACK}`` for
+    1…9 or １…９, both when it mixes them, empty when ``text`` is not Chinese notation. A leading ordinal (the
+    一二三四五 of 二兵平四) is the same for both sides and does not count."""
+    if not isinstance(text, str) or _read(text, "chinese") is None:
+        return frozenset()
+    t = _SPACES.sub("", text).rstrip(_ANNOTATION)
+    if t[0] in _DIGIT_SIDE and _CHINESE[t[1]][0] == "piece":
+        t = t[1:]
+    return frozenset(_DIGIT_SIDE[ch] for ch in t if ch in _DIGIT_SIDE)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -412,8 +430,29 @@ def _describe(board: Board, move: Move):
     return ptype, color, _file_number(color, ff), direction, number, groups
 
 
+def _checked_text(board: Board, move: Move, text: str, notation: str) -> str:
+    """``text`` if it reads back as ``move``. Only boards built with ``strict=False`` need this: with more pieces of
+    a kind than a game allows, the tandem forms of WXF and Chinese notation can name another piece."""
+    if getattr(board, "strict", True):
+        return text
+    try:
+        back = parse_move(board, text, "chinese" if notation.startswith("chinese") else notation)
+    except MoveError:
+        back = None
+    if back != move:
+        raise MoveError(f"cannot write {move.iccs()} in {notation} notation unambiguously: this position has more "
+                        f"pieces of a kind than a game allows")
+    return text
+
+
 def move_to_wxf(board: Board, move: Move) -> str:
-    """WXF text of a legal ``move`` on ``board`` (the position before it), e.g. ``C2.5``, ``R+.3``, ``3-.4``."""
+    """WXF text of a legal ``move`` on ``board`` (the position before it), e.g. ``C2.5``, ``R+.3``, ``3-.4``.
+
+    On a board built with ``strict=False`` a move that no WXF text names unambiguously raises :class:`MoveError`."""
+    return _checked_text(board, move, _wxf_text(board, move), "wxf")
+
+
+def _wxf_text(board: Board, move: Move) -> str:
     ptype, color, file_number, direction, number, groups = _describe(board, move)
     head = _WXF_OUT[ptype] + str(file_number)
     mine = [squares for n, squares in groups if n == file_number]
@@ -438,8 +477,14 @@ def move_to_chinese(board: Board, move: Move, traditional: bool = False, fullwid
 
     Simplified by default with ASCII digits for Black (``炮二平五``, ``马8进7``); ``traditional=True`` gives the
     characters of Big5 records with full-width digits for Black (``炮二平五``, ``馬８進７``). ``fullwidth`` overrides
-    the digit style for Black.
+    the digit style for Black. On a board built with ``strict=False`` a move that no Chinese text names
+    unambiguously raises :class:`MoveError`.
     """
+    text = _chinese_text(board, move, traditional, fullwidth)
+    return _checked_text(board, move, text, "chinese")
+
+
+def _chinese_text(board: Board, move: Move, traditional: bool, fullwidth: bool | None) -> str:
     ptype, color, file_number, direction, number, groups = _describe(board, move)
     if fullwidth is None:
         fullwidth = traditional
@@ -450,8 +495,12 @@ def move_to_chinese(board: Board, move: Move, traditional: bool = False, fullwid
     if mine:
         squares = mine[0]
         i, n = squares.index(move.from_square), len(squares)
-        if len(groups) > 1 or n > 3:                   # 一二三四五 over every tandem file, mover's right first
-            flat = [s for _, sq in groups for s in sq]
+        flat = [s for _, sq in groups for s in sq]
+        if len(flat) > len(_ORDINALS):                 # only with strict=False: count on the piece's own file
+            label = _OUT_POSITIONS[traditional][FRONT] if i == 0 else \
+                _OUT_POSITIONS[traditional][REAR] if i == n - 1 else _ORDINALS[i]
+            head = label + name + digits[file_number - 1]
+        elif len(groups) > 1 or n > 3:                 # 一二三四五 over every tandem file, mover's right first
             head = _ORDINALS[flat.index(move.from_square)] + name
         else:
             label = FRONT if i == 0 else REAR if i == n - 1 else MIDDLE
