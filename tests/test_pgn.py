@@ -92,7 +92,7 @@ def test_comments_variations_nags_and_marks_are_skipped():
     text = ("[Event \"x\"]\n\n{opening (not a variation) ; not a comment}\n"
             "1. h2e2! {best} (1. b2e2 (1. c3c4) h9g7) h9g7?! $1\n"
             "2. h0g2 {multi\n[line] comment} i9h9 ; rest of line h0h1\n"
-            "% escape line h0h1\n3. i0h0 (3. b0c2 {x (y} )) 1/2-1/2\n")
+            "% escape line h0h1\n3. i0h0 (3. b0c2 {x (y} ) 1/2-1/2\n")
     g = only_games(games_of(text.encode()))[0]
     assert g.iccs() == ["h2e2", "h9g7", "h0g2", "i9h9", "i0h0"]
     assert g.result == "1/2-1/2"

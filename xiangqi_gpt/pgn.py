@@ -15,11 +15,19 @@ Reading::
 * Move notation: the ``Format`` tag (``ICCS``, ``WXF``, ``Chinese``) when present, else detected from the moves of
   each game. Moves are resolved and validated with the rule engine (:mod:`xiangqi_gpt.notation`,
   :mod:`xiangqi_gpt.board`).
-* Skipped on reading: comments ``{...}`` and ``; ...``, variations ``(...)`` (nested), NAGs ``$n``, ``%`` escape
-  lines, move numbers ``1.`` / ``1...``, annotation marks ``!?#`` and a check mark ``+`` after a move.
+* Lines may end in ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files). The encoding is chosen from every
+  non-ASCII line of the file, tags included.
+* Skipped on reading: comments ``{...}`` (they do not nest: the first ``}`` ends one) and ``; ...``, variations
+  ``(...)`` (nested), NAGs ``$n``, ``%`` escape lines, move numbers ``1.`` / ``1...``, annotation marks ``!?#`` and
+  a check mark ``+`` after a move.
+* A game is rejected with its reason, never shortened, when its movetext is malformed: a variation that is never
+  closed or a ``)`` that closes none, a comment still open at the end of the file or at a line of nothing but tags
+  (the next game, which is read as usual), a move after the result, or a Chinese move whose digits name the wrong side (Red writes 一…九,
+  Black 1…9 or １…９; a record that uses both styles and breaks the pattern has lost or swapped a move).
 * Results ``1-0``, ``0-1``, ``1/2-1/2``, ``*`` (and Chinese ones such as 红胜 / 黑勝 / 和棋) end a game; a game's result
   is its movetext terminator, else its ``Result`` tag, else ``*``.
-* A ``FEN`` tag sets the start position.
+* A ``FEN`` tag sets the start position. A position that no game can reach (e.g. 6 soldiers, an advisor off the
+  palace points) is rejected unless ``read_games(..., strict=False)``.
 * A file holding many games is read lazily, one game at a time. A game with an illegal or unresolvable move, a bad
   FEN or undecodable bytes is *yielded* as a :class:`~xiangqi_gpt.errors.PgnError` (with ``.path``, ``.game``,
   ``.ply`` and ``.kind``) and reading goes on with the next game.
@@ -56,6 +64,8 @@ _RESULT_ALIASES = {
 # Error kinds (PgnError.kind), used by the dataset summary to count rejections per reason.
 KIND_INVALID, KIND_ILLEGAL, KIND_AMBIGUOUS = "invalid_move", "illegal_move", "ambiguous_move"
 KIND_FEN, KIND_DECODE, KIND_READ = "bad_fen", "decode", "read"
+KIND_MOVETEXT = "bad_movetext"    # comments or variations that do not close, moves after the result
+KIND_SIDE_DIGITS = "wrong_side_digits"   # a Chinese move written in the other side's digits (一二三 vs １２３)
 
 _START_KEY = " ".join(STARTING_FEN.split()[:2])
 
@@ -92,7 +102,7 @@ class Game:
 
     def board(self) -> Board:
         """The final position, with the moves on its move stack."""
-        board = Board(self.root_fen)
+        board = Board(self.root_fen, strict=False)     # a game read with strict=False may start anywhere
         for move in self.moves:
             board.push(move)
         return board
@@ -128,9 +138,15 @@ _COMMON_CHARS = set(
 _XIANGQI_CHARS -= set("０")
 
 
-def _score(text: str) -> float:
-    """Share of the non-ASCII characters that are common xiangqi / Chinese characters (xiangqi ones count more)."""
-    total = score = 0.0
+def _score_parts(text: str) -> tuple[float, int]:
+    """(score, non-ASCII characters) of a reading. Per character: +2 for a xiangqi character, +1 for another common
+    one (:data:`_COMMON_CHARS`), +2 for a frequent character of either script (GB2312 level 1 or Big5's frequent
+    range), -1 for one that neither GB2312 nor Big5 holds (GBK's rare extensions, where misread Big5 bytes land),
+    -4 for a replacement character; and -2 for each simplified-only character that is matched by a
+    traditional-only one (Big5 bytes read as GBK give a mixture of both scripts)."""
+    frequent, known, simplified, traditional = _charsets()
+    total = simple = tradition = 0
+    score = 0.0
     for ch in text:
         if ch < "\x80":
             continue
@@ -139,9 +155,55 @@ def _score(text: str) -> float:
             score += 2
         elif ch in _COMMON_CHARS:
             score += 1
+        if ch in frequent:
+            score += 2
         elif ch == "\ufffd":
             score -= 4
+        elif ch not in known:
+            score -= 1
+        if ch in simplified:
+            simple += 1
+        elif ch in traditional:
+            tradition += 1
+    return score - 2 * min(simple, tradition), total     # one text rarely mixes the two scripts
+
+
+def _score(text: str) -> float:
+    """Average :func:`_score_parts` per non-ASCII character."""
+    score, total = _score_parts(text)
     return score / total if total else 0.0
+
+
+_CHARSETS: tuple[frozenset, frozenset, frozenset, frozenset] | None = None
+_PUNCTUATION = "，。、：；？！（）「」『』《》〈〉“”‘’…—·　"
+
+
+def _charsets() -> tuple[frozenset, frozenset, frozenset, frozenset]:
+    """(frequent, known, simplified, traditional): the frequent characters of both scripts (GB2312's level 1,
+    Big5's frequent characters A440-C67E, common full-width punctuation, digits and letters), every character of
+    GB2312 and Big5, and the Chinese characters only GB2312 has and only Big5 has. Built once, from the codecs."""
+    global _CHARSETS
+    if _CHARSETS is None:
+        frequent = set(_PUNCTUATION) | {chr(c) for c in range(0xFF01, 0xFF5F)}
+        known, gb, big5 = set(), set(), set()
+        for lead in range(0x81, 0xFF):
+            for trail in range(0x40, 0xFF):
+                pair = bytes((lead, trail))
+                for codec in ("gb2312", "cp950"):
+                    try:
+                        ch = pair.decode(codec)
+                    except UnicodeDecodeError:
+                        continue
+                    known.add(ch)
+                    if "\u4e00" <= ch <= "\u9fff":
+                        (gb if codec == "gb2312" else big5).add(ch)
+                    if codec == "gb2312":
+                        if 0xB0 <= lead <= 0xD7:
+                            frequent.add(ch)
+                    elif 0xA4 <= lead <= 0xC5 or (lead == 0xC6 and trail <= 0x7E):
+                        frequent.add(ch)
+        _CHARSETS = frozenset(frequent), frozenset(known), frozenset(gb - big5), frozenset(big5 - gb)
+    return _CHARSETS
 
 
 # Decoders tried, per family, in order: the first that decodes strictly is used.
@@ -157,12 +219,64 @@ def _strict_decode(data: bytes, family: str) -> str | None:
     return None
 
 
+_EVIDENCE = 1 << 21     # bytes of non-ASCII lines scored at most; strictness is checked over the whole file
+
+
+class _EncodingGuess:
+    """Evidence for a file's encoding, fed with blocks of whole non-ASCII lines from anywhere in the file.
+
+    UTF-8 wins if every block decodes as UTF-8. Otherwise the families (GB18030, Big5) that decode every block
+    strictly are compared by their readings' scores (:func:`_score_parts`, summed over the blocks); if none does,
+    the lenient readings of all three are."""
+
+    def __init__(self):
+        self.utf8 = True
+        self.strict = {"gb18030": True, "big5": True}
+        self.scores = {family: [0.0, 0] for family in _FAMILIES}
+        self.budget = _EVIDENCE
+
+    def feed(self, block: bytes) -> None:
+        if self.utf8:
+            try:
+                block.decode("utf-8")
+                return                       # scores are needed only once UTF-8 has failed
+            except UnicodeDecodeError:
+                self.utf8 = False
+        score = self.budget > 0
+        self.budget -= len(block)
+        for family in _FAMILIES:
+            text = _strict_decode(block, family) if family != "utf-8" else None
+            if text is None and family != "utf-8":
+                self.strict[family] = False
+            if score:
+                if text is None:
+                    text = block.decode(_FAMILIES[family][0], errors="replace")
+                s, n = _score_parts(text)
+                self.scores[family][0] += s
+                self.scores[family][1] += n
+
+    def result(self) -> str:
+        if self.utf8:
+            return "utf-8"
+        families = [f for f in ("gb18030", "big5") if self.strict[f]] or list(_FAMILIES)
+        share = {f: self.scores[f][0] / self.scores[f][1] if self.scores[f][1] else 0.0 for f in families}
+        return max(families, key=lambda f: (share[f], f == "gb18030"))
+
+
+_NON_ASCII_LINE = re.compile(rb"[^\n\r]*[\x80-\xff][^\n\r]*")
+
+
+def _non_ascii_lines(data: bytes) -> bytes:
+    return b"\n".join(_NON_ASCII_LINE.findall(data))
+
+
 def detect_encoding(data: bytes) -> str:
     """``"utf-8"`` (also for pure ASCII and a UTF-8 BOM), ``"gb18030"`` or ``"big5"`` for these bytes.
 
-    Strict UTF-8 wins. Otherwise every family that decodes strictly is scored by the share of common xiangqi and
-    Chinese characters in its reading (Big5 text also decodes as GBK, into rare characters); if none decodes
-    strictly, the lenient readings are scored with a penalty per replacement character.
+    Strict UTF-8 wins. Otherwise every family that decodes strictly is scored by the share of frequent Chinese and
+    xiangqi characters in its reading (Big5 text also decodes as GBK, into rare characters); if none decodes
+    strictly, the lenient readings are scored with a penalty per replacement character. All the non-ASCII lines
+    count, the tags as much as the moves.
     """
     if data.startswith(b"\xef\xbb\xbf") or data.isascii():
         return "utf-8"
@@ -172,15 +286,9 @@ def detect_encoding(data: bytes) -> str:
     except UnicodeDecodeError as e:
         if e.start >= len(data) - 3 and e.reason == "unexpected end of data":   # a sample cut inside a character
             return "utf-8"
-    readings = {}
-    for family in ("gb18030", "big5"):
-        text = _strict_decode(data, family)
-        if text is not None:
-            readings[family] = _score(text)
-    if not readings:
-        readings = {family: _score(data.decode(_FAMILIES[family][0], errors="replace"))
-                    for family in ("utf-8", "gb18030", "big5")}
-    return max(readings, key=lambda family: (readings[family], family == "gb18030"))
+    guess = _EncodingGuess()
+    guess.feed(_non_ascii_lines(data))
+    return guess.result()
 
 
 def decode_bytes(data: bytes, name: str | None = None) -> str:
@@ -206,23 +314,25 @@ def decode_bytes(data: bytes, name: str | None = None) -> str:
 # Reading
 # --------------------------------------------------------------------------------------------------------------
 
-_SAMPLE = 1 << 18
+_CHUNK = 1 << 18
 
 
 def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None = None,
-               notation: str | None = None) -> Iterator[Game | PgnError]:
+               notation: str | None = None, strict: bool = True) -> Iterator[Game | PgnError]:
     """Games of a PGN file (a path, its bytes or a binary file object), lazily, one at a time.
 
     Each item is a :class:`Game` or, for a game that cannot be read, a :class:`PgnError` naming the file, the game
     (1-based) and the ply where known; reading goes on with the next game. ``notation`` forces the move notation
-    (default: the ``Format`` tag, else detected per game). A file that cannot be opened raises :class:`PgnError`.
+    (default: the ``Format`` tag, else detected per game). ``strict=False`` accepts a ``FEN`` tag with material or
+    squares that no game can reach (see :class:`~xiangqi_gpt.board.Board`). A file that cannot be opened raises
+    :class:`PgnError`.
     """
     if notation is not None and notation not in NOTATIONS:
         raise XiangqiError(f"unknown notation {notation!r} (choose from {', '.join(NOTATIONS)})")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        yield from _read_stream(io.BytesIO(bytes(source)), name or "<bytes>", notation)
+        yield from _read_stream(io.BytesIO(bytes(source)), name or "<bytes>", notation, strict)
     elif hasattr(source, "read"):
-        yield from _read_stream(source, name or getattr(source, "name", "<stream>"), notation)
+        yield from _read_stream(source, name or getattr(source, "name", "<stream>"), notation, strict)
     else:
         path = os.fspath(source)
         label = name or path
@@ -231,47 +341,56 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
         except OSError as e:
             raise _error(f"cannot read: {e.strerror or e}", KIND_READ, label) from None
         with f:
-            yield from _read_stream(f, label, notation)
+            yield from _read_stream(f, label, notation, strict)
 
 
 def _detect_stream_encoding(stream: IO[bytes]) -> str:
-    """Detect from the first stretch holding non-ASCII bytes, then rewind (or, unseekable, read it all)."""
-    try:
-        start = stream.tell()
+    """The encoding family of a whole seekable stream (or ``"binary"`` if it holds NUL bytes); rewinds it."""
+    start = stream.tell()
+    if stream.read(3) == b"\xef\xbb\xbf":
         stream.seek(start)
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return ""   # caller reads everything
+        return "utf-8"
+    stream.seek(start)
+    guess = _EncodingGuess()
     family = "utf-8"
+    carry = b""
     while True:
-        chunk = stream.read(_SAMPLE)
+        chunk = stream.read(_CHUNK)
         if not chunk:
             break
         if b"\x00" in chunk:
             family = "binary"
             break
-        if not chunk.isascii():
-            chunk += stream.readline()          # end on a line boundary so no character is cut
-            family = detect_encoding(chunk)
-            break
+        if chunk.isascii() and not carry:
+            continue
+        data = carry + chunk
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1    # whole lines only: no character is cut
+        data, carry = data[:cut], data[cut:]
+        if not data.isascii():
+            guess.feed(_non_ascii_lines(data))
+    if family != "binary":
+        if carry and not carry.isascii():
+            guess.feed(carry)
+        family = guess.result()
     stream.seek(start)
     return family
 
 
-def _read_stream(stream: IO[bytes], label: str, notation: str | None) -> Iterator[Game | PgnError]:
+def _read_stream(stream: IO[bytes], label: str, notation: str | None, strict: bool) -> Iterator[Game | PgnError]:
     try:
         stream = _utf16_as_utf8(stream, label)
+        try:
+            stream.seek(stream.tell())
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            stream = io.BytesIO(stream.read())          # unseekable: read it all, the encoding needs two passes
         family = _detect_stream_encoding(stream)
-        if not family:
-            data = stream.read()
-            family = "binary" if b"\x00" in data else detect_encoding(data)
-            stream = io.BytesIO(data)
         if family == "binary":
             raise _error("not a PGN text file (it holds NUL bytes: binary, or UTF-16 without a byte-order mark)",
                          KIND_DECODE, label)
-        lines = _decoded_lines(stream, family)
+        lines = _decoded_lines(_raw_lines(stream), family)
         index = 0
         for raw in _split_games(lines):
-            item = _build_game(raw, label, index + 1, notation)
+            item = _build_game(raw, label, index + 1, notation, strict)
             if item is not None:
                 index += 1
                 yield item
@@ -296,14 +415,27 @@ def _utf16_as_utf8(stream: IO[bytes], label: str) -> IO[bytes]:
         raise _error(f"cannot decode as UTF-16 ({e.reason})", KIND_DECODE, label) from None
 
 
+def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's lines without their ends; ``\\n``, ``\\r\\n`` and a lone ``\\r`` (old Mac files) all end one."""
+    for raw in stream:
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\r" in raw:
+            yield from raw.split(b"\r")
+        else:
+            yield raw
+
+
 class _Undecodable(str):
     """A line that could not be decoded (its text is the lenient reading); the game holding it is rejected."""
 
 
-def _decoded_lines(stream: IO[bytes], family: str) -> Iterator[str]:
+def _decoded_lines(raw_lines: Iterable[bytes], family: str) -> Iterator[str]:
     codecs = _FAMILIES[family]
     first = True
-    for raw in stream:
+    for raw in raw_lines:
         if raw.isascii():
             line = raw.decode("ascii")
         else:
@@ -328,24 +460,33 @@ class _RawGame:
     movetext: list[str]
     line: int                      # line number of the game's first line
     undecodable: int | None = None  # first undecodable line number
+    lines: list[int] = field(default_factory=list)   # the line number of each movetext line
+    unclosed_comment: int | None = None              # line of a '{' that no '}' closes before the next game
 
 
 _TAG_RE = re.compile(r'\[\s*([A-Za-z0-9_]+)\s*"((?:[^"\\]|\\.)*)"\s*\]')
 
 
+# A line that holds nothing but tags. Inside an open comment it means the comment lost its '}': a new game starts.
+_TAG_LINE_RE = re.compile(r'\s*(?:\[\s*[A-Za-z0-9_]+\s*"(?:[^"\\]|\\.)*"\s*\]\s*)+')
+
+
 def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
-    """Group lines into games: a tag line after movetext starts a new game. Comments spanning lines are tracked
-    so that a ``[`` inside one does not split a game."""
+    """Group lines into games: a tag line after movetext starts a new game. A ``{`` comment runs to the first
+    ``}``, across lines, so a ``[`` inside one does not split a game. A comment still open at the end of the file,
+    or at a line of nothing but tags (the next game's), has lost its ``}``: its game is marked as broken."""
     game = _RawGame({}, [], 1)
     has_moves = False
-    ended = False  # the last movetext line ended with a result: more movetext starts a game without tags
-    depth = 0    # open { comment
+    ended = False         # the last movetext line ended with a result: more movetext starts a game without tags
+    comment_at = None     # line of the '{' of a comment still open
     for number, line in enumerate(lines, start=1):
         stripped = line.strip()
+        if comment_at is not None and stripped.startswith("[") and _TAG_LINE_RE.fullmatch(stripped):
+            game.unclosed_comment, comment_at = comment_at, None
         if isinstance(line, _Undecodable) and game.undecodable is None:
             game.undecodable = number
-        if depth == 0 and stripped.startswith("["):
-            if has_moves:
+        if comment_at is None and stripped.startswith("["):
+            if has_moves or game.unclosed_comment is not None:
                 yield game
                 game = _RawGame({}, [], number, number if isinstance(line, _Undecodable) else None)
                 has_moves = False
@@ -355,58 +496,90 @@ def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
             for key, value in _TAG_RE.findall(stripped):
                 game.headers[key] = value.replace('\\"', '"').replace("\\\\", "\\")
             continue
-        if depth == 0 and (not stripped or stripped.startswith("%")):
+        if comment_at is None and (not stripped or stripped.startswith("%")):
             continue
-        if ended and depth == 0:
+        if ended and comment_at is None:
             yield game
             game = _RawGame({}, [], number, number if isinstance(line, _Undecodable) else None)
         game.movetext.append(line)
-        if "{" in line or "}" in line or depth:
-            depth = _brace_depth(line, depth)
+        game.lines.append(number)
+        if comment_at is not None or "{" in line:
+            if _comment_open(line, comment_at is not None):
+                if comment_at is None or "}" in line:
+                    comment_at = number          # (re)opened on this line
+            else:
+                comment_at = None
         has_moves = True
-        ended = depth == 0 and normalize_result(stripped.rsplit(None, 1)[-1]) is not None
+        ended = comment_at is None and normalize_result(stripped.rsplit(None, 1)[-1]) is not None
+    if comment_at is not None:
+        game.unclosed_comment = comment_at
     if game.headers or has_moves:
         yield game
 
 
-def _brace_depth(line: str, depth: int) -> int:
+def _comment_open(line: str, open_: bool) -> bool:
+    """Is a ``{`` comment open at the end of ``line``, given whether one was open at its start? Comments do not
+    nest: the first ``}`` ends one. A ``;`` outside a comment comments out the rest of the line."""
     for ch in line:
-        if ch == "{":
-            depth += 1
-        elif ch == "}" and depth:
-            depth -= 1
-        elif ch == ";" and not depth:
+        if open_:
+            if ch == "}":
+                open_ = False
+        elif ch == "{":
+            open_ = True
+        elif ch == ";":
             break
-    return depth
+    return open_
 
 
-def _strip_comments(text: str) -> str:
-    """Remove ``{...}`` (nesting tolerated), ``;`` to end of line and ``(...)`` variations (nested)."""
-    if "{" not in text and ";" not in text and "(" not in text and "（" not in text:
+class _Malformed(Exception):
+    """Movetext whose comments or variations do not close; the message says where."""
+
+
+def _strip_comments(text: str, lines: list[int] | None = None) -> str:
+    """Remove ``{...}`` (a comment ends at the first ``}``; a ``{`` inside is text), ``;`` to the end of the line
+    and ``(...)`` variations (nested). A variation that is never closed, or a ``)`` that closes none, raises
+    :class:`_Malformed`: cutting the game there would shorten it silently. ``lines`` maps the movetext's
+    lines to file line numbers, for the message."""
+    if "{" not in text and ";" not in text and "(" not in text and "（" not in text and ")" not in text \
+            and "）" not in text:
         return text
     out = []
-    brace = paren = 0
+    brace = False
+    opened: list[int] = []      # line index of each open '('
+    row = 0
     i, n = 0, len(text)
+
+    def where(k: int) -> str:
+        return f"line {lines[k]}" if lines and k < len(lines) else f"movetext line {k + 1}"
+
     while i < n:
         ch = text[i]
+        if ch == "\n":
+            row += 1
         if brace:
-            if ch == "{":
-                brace += 1
-            elif ch == "}":
-                brace -= 1
+            if ch == "}":
+                brace = False
+                if not opened:
+                    out.append(" ")           # a comment separates tokens
         elif ch == "{":
-            brace = 1
+            brace = True
         elif ch == ";":
             j = text.find("\n", i)
             i = n if j < 0 else j
             continue
         elif ch in "(（":
-            paren += 1
+            opened.append(row)
         elif ch in ")）":
-            paren = max(0, paren - 1)
-        elif not paren:
+            if not opened:
+                raise _Malformed(f"{ch!r} on {where(row)} closes no variation")
+            opened.pop()
+            if not opened:
+                out.append(" ")
+        elif not opened:
             out.append(ch)
         i += 1
+    if opened:
+        raise _Malformed(f"the variation '(' opened on {where(opened[-1])} is never closed")
     return "".join(out)
 
 
@@ -414,11 +587,11 @@ _MOVE_NUMBER_RE = re.compile(r"^[0-9０-９]+\s*(?:\.|．|。|…|、)+")
 _CJK_MOVE_RUN_RE = re.compile(r"^[\u4e00-\u9fff０-９0-9]{8,}$")
 
 
-def _movetext_tokens(movetext: list[str]) -> Iterator[str]:
+def _movetext_tokens(movetext: list[str], lines: list[int] | None = None) -> Iterator[str]:
     """Move and result tokens of a game's movetext (comments, variations, numbers, NAGs removed)."""
     from .notation import detect_notation
 
-    text = _strip_comments("\n".join(movetext))
+    text = _strip_comments("\n".join(movetext), lines)
     for token in text.split():
         if token[0] in "0123456789０１２３４５６７８９":
             if normalize_result(token) or detect_notation(token):     # WXF tandem moves start with digits: 33.2
@@ -493,15 +666,38 @@ def _push_legal(board: Board, move: Move) -> None:
     board.push(move, validate=False)
 
 
-def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> Game | PgnError | None:
-    from .notation import detect_notation
+_SIDE_NAMES = ("Red", "Black")
+
+
+def _digit_style_error(styles: list[tuple[frozenset, int, str]]) -> tuple[str, int] | None:
+    """(message, ply) for the first Chinese move whose digits name the wrong side, in a game whose moves use both
+    styles (一…九 for Red, 1…9 or １…９ for Black, as records do); None if they all agree. A game written in one
+    style throughout carries no side information and passes."""
+    if not any(sides == {0} for sides, _, _ in styles) or not any(sides == {1} for sides, _, _ in styles):
+        return None
+    for ply, (sides, mover, token) in enumerate(styles, start=1):
+        if sides and sides != {mover}:
+            if len(sides) > 1:
+                what = "mixes Red's digits (一…九) and Black's (1…9)"
+            else:
+                what = f"is written in {_SIDE_NAMES[mover ^ 1]}'s digits but it is {_SIDE_NAMES[mover]}'s move"
+            return f"move {token!r} {what}: a move is missing or out of order", ply
+    return None
+
+
+def _build_game(raw: _RawGame, label: str, index: int, notation: str | None,
+                strict: bool = True) -> Game | PgnError | None:
+    from .notation import chinese_digit_sides, detect_notation
 
     if raw.undecodable is not None:
         return _error(f"line {raw.undecodable} cannot be decoded in the file's encoding", KIND_DECODE, label, index)
+    if raw.unclosed_comment is not None:
+        return _error(f"the comment '{{' opened on line {raw.unclosed_comment} is never closed", KIND_MOVETEXT,
+                      label, index)
     headers = raw.headers
     fen = headers.get("FEN", "").strip() or STARTING_FEN
     try:
-        board = Board(fen)
+        board = Board(fen, strict=strict)
     except FenError as e:
         return _error(str(e), KIND_FEN, label, index)
     root_fen = board.root_fen()
@@ -509,11 +705,20 @@ def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> 
     game_notation = declared
     result = None
     moves: list[Move] = []
-    for token in _movetext_tokens(raw.movetext):
+    styles: list[tuple[frozenset, int, str]] = []
+    try:
+        tokens = list(_movetext_tokens(raw.movetext, raw.lines))
+    except _Malformed as e:
+        return _error(str(e), KIND_MOVETEXT, label, index)
+    for at, token in enumerate(tokens):
         r = normalize_result(token)
         if r is not None:
             result = r
-            break          # text after the terminator belongs to no game (a new game starts with tags)
+            extra = next((t for t in tokens[at + 1:] if normalize_result(t) is None and detect_notation(t)), None)
+            if extra is not None:      # moves after the terminator: a lost line end or a spliced record
+                return _error(f"move {extra!r} after the result {token!r}", KIND_MOVETEXT, label, index,
+                              len(moves) + 1)
+            break
         cache_key = (board.key, token, declared)
         move = _MOVE_CACHE.get(cache_key)
         if move is None:
@@ -526,8 +731,12 @@ def _build_game(raw: _RawGame, label: str, index: int, notation: str | None) -> 
             if len(_MOVE_CACHE) >= _MOVE_CACHE_SIZE:
                 _MOVE_CACHE.clear()
             _MOVE_CACHE[cache_key] = move
+        styles.append((chinese_digit_sides(token), board.turn, token))
         _push_legal(board, move)
         moves.append(move)
+    bad_style = _digit_style_error(styles)
+    if bad_style is not None:
+        return _error(bad_style[0], KIND_SIDE_DIGITS, label, index, bad_style[1])
     if not headers and not moves and result is None:
         return None            # only a comment after the previous game's result: not a game
     if result is None or result == "*":
@@ -590,7 +799,7 @@ def _move_texts(game: Game, notation: str, family: str) -> list[str]:
 
     if notation == "chinese" and family == "big5":
         notation = "chinese-traditional"
-    board = Board(game.root_fen)
+    board = Board(game.root_fen, strict=False)
     out = []
     for move in game.moves:
         text = format_move(board, move, notation)
