@@ -63,8 +63,18 @@ def _max_level() -> int:
 
 
 def _one_line(e: BaseException) -> str:
+    """One line a GUI user can read: the project's own message, or an OS error's words. Anything else is a bug:
+    its Python details go to stderr, and the GUI gets plain words."""
     text = " ".join(str(e).split())
-    return text if isinstance(e, XiangqiError) else f"{type(e).__name__}: {text}"
+    if isinstance(e, XiangqiError):
+        return text
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    try:
+        print(f"{ENGINE_NAME}: internal error: {type(e).__name__}: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return "an internal error in the engine (details on its stderr)"
 
 
 def parse_engine_move(text: str, ranks_from_one: bool = False) -> Move:
@@ -200,7 +210,7 @@ class Engine:
         except XiangqiError as e:
             self.error(str(e))
         except Exception as e:   # never crash on a GUI's input
-            self.error(_one_line(e))
+            self.error(f"cannot process {line.strip()[:80]!r}: {_one_line(e)}; the line was ignored")
         return True
 
     def cmd_uci(self, args) -> None:
@@ -292,7 +302,7 @@ class Engine:
                 return
             self.ranks_from_one = value == "1-10"
         elif key == "threads":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_THREADS:
                 self.error(f"Threads must be an integer from 1 to {MAX_THREADS}, got {value!r}")
                 return
             self.model.set_threads(int(value))
@@ -324,6 +334,9 @@ class Engine:
             return
         moves_at = next((i for i, a in enumerate(args) if a.lower() == "moves"), len(args))
         head, moves = args[:moves_at], args[moves_at + 1:]
+        if not head:
+            self.error("position needs startpos or fen FEN before its moves")
+            return
         kind = head[0].lower()
         if kind == "startpos" and len(head) == 1:
             fen = STARTING_FEN
