@@ -13,17 +13,32 @@ import sys
 from .errors import XiangqiError
 
 
+_LENIENT_HELP = "accept a FEN that no game can reach (e.g. 6 soldiers, an advisor off the palace points)"
+
+
+def _board(args):
+    """The --fen position (an empty --fen is an error, not the start position), strict unless --allow-impossible."""
+    from .board import STARTING_FEN, Board
+    from .errors import FenError
+
+    try:
+        return Board(STARTING_FEN if args.fen is None else args.fen, strict=not args.allow_impossible)
+    except FenError as e:
+        if getattr(e, "impossible", False):
+            raise FenError(f"{e} (--allow-impossible accepts it)") from None
+        raise
+
+
 def _perft(p: argparse.ArgumentParser):
     p.add_argument("--fen", default=None, help="position (default: the starting position)")
+    p.add_argument("--allow-impossible", action="store_true", help=_LENIENT_HELP)
     p.add_argument("--depth", type=int, required=True, help="plies to search")
     p.add_argument("--divide", action="store_true", help="also print the count below each root move")
 
     def run(args):
-        from .board import STARTING_FEN, Board
-
         if args.depth < 0:
             raise XiangqiError(f"--depth must be >= 0, got {args.depth}")
-        board = Board(args.fen or STARTING_FEN)
+        board = _board(args)
         if args.divide and args.depth >= 1:
             counts = board.perft_divide(args.depth)
             for move in sorted(counts):
@@ -37,11 +52,10 @@ def _perft(p: argparse.ArgumentParser):
 
 def _moves(p: argparse.ArgumentParser):
     p.add_argument("--fen", default=None, help="position (default: the starting position)")
+    p.add_argument("--allow-impossible", action="store_true", help=_LENIENT_HELP)
 
     def run(args):
-        from .board import STARTING_FEN, Board
-
-        board = Board(args.fen or STARTING_FEN)
+        board = _board(args)
         for move in sorted(m.iccs() for m in board.legal_moves()):
             print(move)
 
