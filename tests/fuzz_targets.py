@@ -1,0 +1,581 @@
+"""Fuzz targets shared by ``tests/test_fuzz.py`` (Hypothesis, bounded) and ``benchmarks/fuzz.py`` (the same
+properties for as long as you like).
+
+Each target is a Hypothesis strategy for its inputs and a ``check_*`` function that raises ``AssertionError`` when a
+property fails (any other exception escaping from the code under test is a failure too):
+
+* ``move``: ``parse_move`` and ``detect_notation`` on move texts (valid ones, mutated ones, arbitrary text with
+  case-folding traps) on positions of random games: only the project's own errors, and a parsed move is legal.
+* ``fen``: ``Board(fen)`` on valid, mutated and arbitrary FENs: only ``FenError``; an accepted FEN round-trips and
+  is a reachable kind of position; on a board built with ``strict=False`` every notation writes every legal move
+  so that it reads back as the same move, or says it cannot (``MoveError``), and never crashes.
+* ``pgn``: the PGN reader on generated records (three notations, three encodings, three line ends, comments with
+  a ``{`` inside, variations, NAGs) with mutations. Structure edits that keep every move (comments, line ends,
+  variations, blank lines) must give back exactly the games written. Edits that break a game (a variation or a
+  comment never closed, a stray ``)``, a Chinese move deleted in the middle) must reject that game with a reason
+  and give back every other game exactly: an accepted game is never shorter than its movetext. Byte flips, token
+  edits and re-encodings must give only ``PgnError``s or games that replay legally and round-trip through all
+  three notations.
+* ``engine``: the UCI/UCCI command loop on command sequences with mutated tokens: it never raises, always answers
+  ``isready``, and never shows a Python exception name that was not in its input.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+
+from hypothesis import strategies as st
+
+from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.errors import FenError, MoveError, PgnError
+from xiangqi_gpt.notation import detect_notation, format_move, parse_move
+from xiangqi_gpt.pgn import Game, read_games, write_game
+
+NOTATIONS = ("iccs", "wxf", "chinese", "chinese-traditional")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Random games
+# --------------------------------------------------------------------------------------------------------------
+
+def random_board(rng: random.Random, plies: int, fen: str = STARTING_FEN) -> Board:
+    board = Board(fen)
+    for _ in range(plies):
+        moves = board.legal_moves()
+        if not moves or board.outcome():
+            break
+        board.push(rng.choice(sorted(moves, key=Move.iccs)))
+    return board
+
+
+def random_game(rng: random.Random, plies: int, custom: bool) -> Game:
+    root = STARTING_FEN
+    if custom:                                   # a midgame start: a FEN tag, sometimes Black to move
+        root = Board(random_board(rng, rng.randrange(1, 40)).fen()).fen()
+    board = random_board(rng, plies, root)
+    outcome = board.outcome()
+    result = outcome.result() if outcome else rng.choice(["1-0", "0-1", "1/2-1/2", "*"])
+    return Game(headers={}, moves=list(board.move_stack), root_fen=board.root_fen(), result=result)
+
+
+def key(game: Game) -> tuple:
+    return Board(game.root_fen).fen(), tuple(m.iccs() for m in game.moves), game.result
+
+
+# --------------------------------------------------------------------------------------------------------------
+# move: parse_move / detect_notation
+# --------------------------------------------------------------------------------------------------------------
+
+# Characters that look like notation, and traps: letters that Unicode case folding matches to ASCII (ı İ K ſ),
+# full-width and other digits, Chinese piece, direction and position characters in both scripts.
+TRAPS = "ıİKſ²³¹٣０１２３４５６７８９"
+NOTATION_CHARS = ("abcdefghiABCDEFGHI0123456789KAEBHNRCPGkaebhnrcpg+-.=#!? "
+                  "一二三四五六七八九１２３４５６７８９车車俥马馬傌炮砲包相象仕士帅帥将將兵卒进進退平前中后後\u3000")
+
+
+# Non-ASCII characters that re.IGNORECASE would match to an ASCII letter of the notations.
+LOOKALIKES = {"i": "ıİ", "I": "ıİ", "k": "\u212a", "K": "\u212a"}
+
+
+def _mutate_text(rng: random.Random, text: str) -> str:
+    chars = list(text)
+    for _ in range(rng.randrange(1, 4)):
+        op = rng.randrange(5)
+        pool = NOTATION_CHARS + TRAPS
+        i = rng.randrange(len(chars) + 1)
+        if op == 4:                              # a look-alike letter, or a trap character anywhere
+            spots = [j for j, ch in enumerate(chars) if ch in LOOKALIKES]
+            if spots:
+                j = rng.choice(spots)
+                chars[j] = rng.choice(LOOKALIKES[chars[j]])
+            else:
+                chars.insert(i, rng.choice(TRAPS))
+            continue
+        if op == 0 or not chars:
+            chars.insert(i, rng.choice(pool))
+        elif op == 1:
+            del chars[min(i, len(chars) - 1)]
+        elif op == 2:
+            chars[min(i, len(chars) - 1)] = rng.choice(pool)
+        else:
+            j = rng.randrange(len(chars))
+            chars[min(i, len(chars) - 1)], chars[j] = chars[j], chars[min(i, len(chars) - 1)]
+    return "".join(chars)
+
+
+@st.composite
+def move_inputs(draw):
+    """(fen, text, notation or None): a position of a random game, and a move text to read on it."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    board = random_board(rng, draw(st.integers(0, 60)))
+    kind = draw(st.sampled_from(["valid", "mutated", "text", "traps"]))
+    moves = board.legal_moves()
+    if kind in ("valid", "mutated") and moves:
+        move = rng.choice(sorted(moves, key=Move.iccs))
+        text = format_move(board, move, rng.choice(NOTATIONS))
+        if rng.random() < 0.3:                   # aim at the letters that case folding confuses
+            text = text.replace("i", "ı").replace("K", "\u212a") if rng.random() < 0.5 else \
+                text.replace("i", "İ").replace("K", "\u212a")
+        if kind == "mutated":
+            text = _mutate_text(rng, text)
+    elif kind == "traps":
+        text = draw(st.text(st.sampled_from(NOTATION_CHARS + TRAPS), min_size=1, max_size=8))
+    else:
+        text = draw(st.text(max_size=12))
+    notation = draw(st.sampled_from([None, None, "iccs", "wxf", "chinese", "chinese-traditional"]))
+    return board.fen(), text, notation
+
+
+def check_move(fen: str, text: str, notation: str | None) -> None:
+    board = Board(fen)
+    detected = detect_notation(text)
+    assert detected in (None, "iccs", "wxf", "chinese"), detected
+    try:
+        move = parse_move(board, text, notation)
+    except MoveError:
+        return
+    assert board.is_legal(move), (text, move)
+    assert detected is not None or notation is not None, text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fen: Board(fen), strict and not, and the notation writers on any board
+# --------------------------------------------------------------------------------------------------------------
+
+FEN_CHARS = "kabnrcphe" + "KABNRCPHE" + "123456789/ wb-0" + TRAPS
+
+
+def _mutate_fen(rng: random.Random, fen: str) -> str:
+    op = rng.randrange(6)
+    if op == 0:                                   # add a piece somewhere: often too many, or on a wrong point
+        board = Board(fen)
+        squares = [s for s in range(90) if board.piece_at(s) is None]
+        return _place(fen, rng.choice(squares), rng.choice("ABNRCPabnrcp")) if squares else fen
+    if op == 1:                                   # junk after the fields
+        return fen + " " + rng.choice(["junk", "0", "-", "w", "1 2"])
+    if op == 2:
+        parts = fen.split()
+        return " ".join(parts[:rng.randrange(0, len(parts) + 1)])
+    chars = list(fen)
+    for _ in range(rng.randrange(1, 4)):
+        i = rng.randrange(len(chars))
+        if op == 3:
+            chars[i] = rng.choice(FEN_CHARS)
+        elif op == 4:
+            chars.insert(i, rng.choice(FEN_CHARS))
+        elif len(chars) > 1:
+            del chars[i]
+    return "".join(chars)
+
+
+def _place(fen: str, square: int, letter: str) -> str:
+    rows = fen.split()[0].split("/")
+    grid = ["".join("1" * int(ch) if ch.isdigit() else ch for ch in row) for row in rows]
+    rank, file = square // 9, square % 9
+    row = grid[9 - rank]
+    grid[9 - rank] = row[:file] + letter + row[file + 1:]
+    packed = []
+    for row in grid:
+        out, empty = "", 0
+        for ch in row:
+            if ch == "1":
+                empty += 1
+            else:
+                out += (str(empty) if empty else "") + ch
+                empty = 0
+        packed.append(out + (str(empty) if empty else ""))
+    return " ".join(["/".join(packed)] + fen.split()[1:])
+
+
+@st.composite
+def fen_inputs(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    fen = random_board(rng, draw(st.integers(0, 80))).fen()
+    kind = draw(st.sampled_from(["valid", "mutated", "mutated", "crowded", "text"]))
+    if kind == "mutated":
+        fen = _mutate_fen(rng, fen)
+    elif kind == "crowded":                        # many extra pieces: tandems no game can have
+        for _ in range(rng.randrange(2, 14)):
+            board = Board(fen, strict=False)
+            squares = [s for s in range(90) if board.piece_at(s) is None]
+            candidate = _place(fen, rng.choice(squares), rng.choice("PPPpppRrNnCcAaBb"))
+            try:
+                Board(candidate, strict=False)
+                fen = candidate
+            except FenError:
+                pass
+    elif kind == "text":
+        fen = draw(st.text(st.sampled_from(FEN_CHARS), max_size=40))
+    return fen, seed
+
+
+def check_fen(fen: str, seed: int) -> None:
+    rng = random.Random(seed)
+    try:
+        board = Board(fen)
+    except FenError:
+        board = None
+    if board is not None:
+        again = Board(board.fen())
+        assert again.fen() == board.fen() and again.key == board.key
+        for move in rng.sample(board.legal_moves(), min(3, len(board.legal_moves()))):
+            for notation in NOTATIONS:
+                text = format_move(board, move, notation)
+                assert parse_move(board, text) == move, (fen, move.iccs(), text)
+    try:
+        loose = Board(fen, strict=False)
+    except FenError:
+        assert board is None, fen
+        return
+    moves = loose.legal_moves()
+    for move in rng.sample(moves, min(12, len(moves))):
+        for notation in NOTATIONS:
+            try:
+                text = format_move(loose, move, notation)
+            except MoveError:
+                continue
+            assert parse_move(loose, text) == move, (fen, move.iccs(), notation, text)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# pgn: generated records and their mutations
+# --------------------------------------------------------------------------------------------------------------
+
+NAMES = {"utf-8": "胡荣华吕钦許銀川楊官璘东北上海全國象棋個人賽",
+         "gb18030": "胡荣华吕钦许银川杨官璘东北上海全国象棋个人赛刘宗泽赵鑫党斐黄景贤荥阳绵沈卜凤波石家庄荷兰",
+         "big5": "胡榮華呂欽許銀川楊官璘東北上海全國象棋個人賽劉宗澤邯鄲撫州陳鍾趙鑫黨斐曹霖黃景賢滎綿陽沈卜鳳波周介眉瀋石家莊荷蘭"}
+RESULT_WORDS = {"utf-8": ("先胜", "先負", "先和"), "gb18030": ("先胜", "先负", "先和"), "big5": ("先勝", "先負", "先和")}
+# structure edits that keep every move; edits that break one game (it must be rejected); free edits
+SAFE = ("comment", "brace_in_comment", "variation", "nag", "blank", "bom")
+BREAKING = ("open_variation", "stray_paren", "open_comment", "delete_chinese")
+FREE = ("flip", "insert_byte", "delete_byte", "delete_token", "duplicate_token", "swap_tokens", "truncate",
+        "reencode", "result_token", "junk_line", "move_number")
+
+
+def _move_texts(game: Game, notation: str, encoding: str) -> list[str]:
+    board = Board(game.root_fen)
+    out = []
+    for move in game.moves:
+        text = format_move(board, move, notation)
+        if encoding == "big5":
+            text = text.replace("俥", "車")          # as pgn.write_games does: 俥 is not in Big5
+        out.append(text)
+        board.push(move)
+    return out
+
+
+def _render(rng: random.Random, games: list[Game], notation: str, encoding: str, safe: list[str]) \
+        -> list[list[str]]:
+    """Each game as lines (tags first, then movetext); ``safe`` edits are applied here. The tags written are
+    added to each game's ``headers``."""
+    rendered = []
+    for index, game in enumerate(games):
+        red, black = ("".join(rng.sample(NAMES[encoding], rng.randrange(2, 4))) for _ in range(2))
+        # as CCPD writes it: "RED先勝BLACK"; two names alone can read as sensibly in Big5 as in GBK
+        game.headers = {"Event": red + rng.choice(RESULT_WORDS[encoding]) + black, "Round": str(index + 1)}
+        if rng.random() < 0.5:
+            game.headers["Red"] = red
+        lines = [f'[{tag} "{value}"]' for tag, value in game.headers.items()]
+        if game.root_fen != STARTING_FEN:
+            lines.append(f'[FEN "{game.root_fen}"]')
+        if rng.random() < 0.5:
+            lines.append(f'[Format "{"Chinese" if notation.startswith("chinese") else notation.upper()}"]')
+        lines.append("")
+        tokens = []
+        black_first = game.root_fen.split()[1] == "b"
+        number = int(game.root_fen.split()[5])
+        for ply, text in enumerate(_move_texts(game, notation, encoding)):
+            red = (ply % 2 == 0) != black_first
+            if red:
+                tokens.append(f"{number}.")
+            elif ply == 0:
+                tokens.append(f"{number}...")
+            tokens.append(text)
+            if not red:
+                number += 1
+            if "comment" in safe and rng.random() < 0.1:
+                tokens.append(rng.choice(["{good move}", "{see (line) ; here [x]}", "{多 行\n註解}"]))
+            if "brace_in_comment" in safe and rng.random() < 0.1:
+                tokens.append(rng.choice(["{see {note}", "{ { {x}", "{a{b}"]))
+            if "variation" in safe and rng.random() < 0.1:
+                tokens.append(rng.choice(["(1. h2e2 h9g7)", "(h0g2 {x)} (i0h0))", "（炮二平五）"]))
+            if "nag" in safe and rng.random() < 0.1:
+                tokens.append(rng.choice(["$1", "$14"]))
+        tokens.append(game.result)
+        width = rng.randrange(20, 100)
+        line = ""
+        for token in tokens:
+            if line and len(line) + len(token) + 1 > width:
+                lines.append(line)
+                line = token
+            else:
+                line = f"{line} {token}" if line else token
+        lines.append(line)
+        lines.append("")
+        if "blank" in safe and rng.random() < 0.3:
+            lines.append("")
+        rendered.append(lines)
+    return rendered
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    return text.encode("cp950" if encoding == "big5" else encoding)
+
+
+@st.composite
+def pgn_inputs(draw):
+    """(data, expected, mode): PGN bytes, the games written (with their labels), and which properties apply."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    n = draw(st.integers(1, 3))
+    mode = draw(st.sampled_from(["safe", "breaking", "free", "free"]))
+    edit = draw(st.sampled_from(BREAKING)) if mode == "breaking" else None
+    games = [random_game(rng, rng.randrange(4 if edit == "delete_chinese" else 0, 50), rng.random() < 0.25)
+             for _ in range(n)]
+    if edit == "delete_chinese":
+        notation = draw(st.sampled_from(["chinese", "chinese-traditional"]))
+    else:
+        notation = draw(st.sampled_from(NOTATIONS))
+    encoding = draw(st.sampled_from(["utf-8", "gb18030", "big5"]))
+    if notation == "chinese" and encoding == "big5":
+        notation = "chinese-traditional"
+    newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    safe = draw(st.lists(st.sampled_from(SAFE), max_size=4, unique=True))
+    if mode == "breaking":        # no comments: a '{' or '(' inserted inside one would be text, not a break
+        safe = [edit for edit in safe if edit in ("nag", "blank", "bom")]
+    rendered = _render(rng, games, notation, encoding, safe)
+    broken = None
+    if mode == "breaking":
+        broken = rng.randrange(n)
+        lines = rendered[broken]
+        body = [i for i, line in enumerate(lines) if line and not line.startswith("[")]
+        i = body[-1]
+        if edit == "delete_chinese":
+            if not notation.startswith("chinese") or len(games[broken].moves) < 4:
+                mode, broken = "safe", None
+            else:
+                lines[i] = _delete_move(rng, lines, body, games[broken])
+        else:
+            tokens = lines[i].split(" ")
+            at = rng.randrange(len(tokens))           # before the result: the result is the last token
+            tokens.insert(at, {"open_variation": "(", "stray_paren": ")", "open_comment": "{"}[edit])
+            lines[i] = " ".join(tokens)
+    text = newline.join(line for lines in rendered for line in lines)
+    if "bom" in safe and encoding == "utf-8":
+        text = "\ufeff" + text
+    data = _encode(text, encoding)
+    if mode == "free":
+        for _ in range(draw(st.integers(1, 3))):
+            data = _free_edit(rng, data, draw(st.sampled_from(FREE)))
+    expected = [key(g) + (tuple(g.headers.items()),) for g in games]
+    return data, expected, mode, broken
+
+
+def _delete_move(rng: random.Random, lines: list[str], body: list[int], game: Game) -> str:
+    """Delete one Chinese move of ``game`` from its movetext, neither the first nor among its last two (so that
+    the moves after it change sides); returns the last line."""
+    text = "\n".join(lines[i] for i in body)
+    moves = [m for m in re.finditer(r"\S+", text) if detect_notation(m.group()) == "chinese"]
+    assert len(moves) == len(game.moves), (text, len(game.moves))
+    k = rng.randrange(1, len(moves) - 2)
+    m = moves[k]
+    text = text[:m.start()] + text[m.end():]
+    for i, line in zip(body, text.split("\n")):
+        lines[i] = line
+    return lines[body[-1]]
+
+
+def _free_edit(rng: random.Random, data: bytes, edit: str) -> bytes:
+    if not data:
+        return data
+    i = rng.randrange(len(data))
+    if edit == "flip":
+        return data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:]
+    if edit == "insert_byte":
+        return data[:i] + bytes([rng.choice(b"{}()[];%$\r\n\x00\x80\xa4\xff" + bytes(range(32, 127)))]) + data[i:]
+    if edit == "delete_byte":
+        return data[:i] + data[i + 1:]
+    if edit == "truncate":
+        return data[:i]
+    if edit == "reencode":
+        for source in ("utf-8", "gb18030", "cp950"):
+            try:
+                text = data.decode(source)
+            except UnicodeDecodeError:
+                continue
+            target = rng.choice(["utf-8", "gb18030", "cp950", "utf-16"])
+            try:
+                return text.encode(target)
+            except UnicodeEncodeError:
+                return data
+        return data
+    tokens = data.split(b" ")
+    j = rng.randrange(len(tokens))
+    if edit == "delete_token" and len(tokens) > 1:
+        del tokens[j]
+    elif edit == "duplicate_token":
+        tokens.insert(j, tokens[j])
+    elif edit == "swap_tokens":
+        k = rng.randrange(len(tokens))
+        tokens[j], tokens[k] = tokens[k], tokens[j]
+    elif edit == "result_token":
+        tokens.insert(j, rng.choice([b"1-0", b"0-1", b"1/2-1/2", b"*", "紅勝".encode()]))
+    elif edit == "junk_line":
+        tokens.insert(j, rng.choice([b"\n[Event \"x\"]\n", b"\n%junk\n", b"\n;note\n", b"\n\n", b"\r"]))
+    elif edit == "move_number":
+        tokens.insert(j, rng.choice([b"12.", b"3...", b"99."]))
+    return b" ".join(tokens)
+
+
+def _check_game(game: Game) -> None:
+    """An accepted game replays legally and round-trips through every notation."""
+    board = Board(game.root_fen)
+    for move in game.moves:
+        board.push(move)                         # validates
+    plain = Game(headers={}, moves=game.moves, root_fen=game.root_fen, result=game.result)
+    for notation in NOTATIONS:
+        text = write_game(plain, notation)
+        back = list(read_games(text.encode("utf-8"), name="round-trip"))
+        assert len(back) == 1 and isinstance(back[0], Game), (notation, [str(b) for b in back])
+        assert key(back[0]) == key(plain), (notation, text)
+
+
+def check_pgn(data: bytes, expected: list[tuple], mode: str, broken: int | None) -> None:
+    try:
+        items = list(read_games(data, name="fuzz.pgn"))
+    except PgnError:
+        assert mode == "free", "a whole-file error on an intact file"
+        return
+    for item in items:
+        assert isinstance(item, (Game, PgnError)), item
+        if isinstance(item, PgnError):
+            assert "\n" not in str(item), str(item)
+        else:
+            _check_game(item)
+    got = [key(i) + (tuple((tag, i.headers.get(tag)) for tag in ("Event", "Round", "Red") if tag in i.headers),)
+           if isinstance(i, Game) else None for i in items]
+    if mode == "safe" or (mode == "breaking" and broken is None):
+        assert got == expected, ([str(i) for i in items], expected)
+    elif mode == "breaking":
+        accepted = [g for g in got if g is not None]
+        assert expected[broken] not in accepted or expected.count(expected[broken]) > 1, "a broken game was accepted"
+        want = [g for i, g in enumerate(expected) if i != broken]
+        assert accepted == want, ([str(i) for i in items], want)
+        errors = [i for i in items if isinstance(i, PgnError)]
+        assert errors, "no reason given for the broken game"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# engine: the command loop
+# --------------------------------------------------------------------------------------------------------------
+
+ENGINE_LINES = [
+    "uci", "ucci", "isready", "ucinewgame", "position startpos", "position startpos moves h2e2 h9g7",
+    "position fen rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w - - 0 1 moves h2e2",
+    "position fen 3k5/9/9/9/9/9/9/9/9/4K4 b", "position moves h2e2", "position", "position fen", "go depth 1",
+    "go movetime 1", "go nodes 10", "go infinite", "go ponder", "go wtime 100 btime 100", "stop", "ponderhit",
+    "setoption name Threads value 2", "setoption name Threads value ²", "setoption name Temperature value 0.5",
+    "setoption name Ranks value 1-10", "setoption name Level value 3", "setoption name", "setoption Threads",
+    "banmoves h2e2", "d", "probe", "debug on", "register later", "go depth", "position startpos moves",
+]
+ENGINE_WORDS = ["h2e2", "h3e3", "a10a9", "0", "-1", "99999999999999999999", "nan", "inf", "²", "ı0h0", "\u212a",
+                "moves", "fen", "value", "name", "startpos", "", "w", "b", "-", "炮二平五"]
+
+
+@st.composite
+def engine_inputs(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(draw(st.integers(1, 12))):
+        line = rng.choice(ENGINE_LINES)
+        if rng.random() < 0.5:
+            words = line.split(" ")
+            for _ in range(rng.randrange(1, 3)):
+                op = rng.randrange(3)
+                i = rng.randrange(len(words) + 1)
+                if op == 0:
+                    words.insert(i, rng.choice(ENGINE_WORDS))
+                elif op == 1 and len(words) > 1:
+                    del words[min(i, len(words) - 1)]
+                else:
+                    words[min(i, len(words) - 1)] = rng.choice(ENGINE_WORDS)
+            line = " ".join(words)
+        lines.append(line)
+    if draw(st.booleans()):
+        lines.append(draw(st.text(max_size=30)))
+    return lines
+
+
+class _FirstMovePlayer:
+    def move_probs(self, board):
+        moves = sorted(board.legal_moves(), key=Move.iccs)
+        return [(m, 1 / len(moves)) for m in moves]
+
+    def choose(self, board):
+        return min(board.legal_moves(), key=Move.iccs)
+
+
+class _InstantSearcher:
+    """Stands in for the search: the first legal move at once (the protocol is what is fuzzed)."""
+
+    def __init__(self, player):
+        self.player = player
+
+    def clear(self):
+        pass
+
+    def search(self, board, limits, on_info=None, stop=None):
+        from xiangqi_gpt.search import SearchInfo, SearchResult
+
+        moves = sorted(board.legal_moves(), key=Move.iccs)
+        move = moves[0] if moves else None
+        info = SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=1, time_ms=0, nps=0, gpt_calls=1,
+                          pv=[move] if move else [])
+        if on_info:
+            on_info(info)
+        return SearchResult(move, info)
+
+
+_PY_NAMES = re.compile(r"\b(Traceback|[A-Z][A-Za-z]*(?:Error|Exception)|KeyboardInterrupt)\b")
+
+
+def make_engine(out) -> object:
+    import inspect
+
+    from xiangqi_gpt.engine import Engine
+
+    kwargs = dict(out=out, load=lambda path: None, make_player=lambda loaded, t, seed: _FirstMovePlayer())
+    if "make_searcher" in inspect.signature(Engine).parameters:
+        kwargs["make_searcher"] = _InstantSearcher
+    return Engine(**kwargs)
+
+
+def check_engine(lines: list[str]) -> None:
+    out = io.StringIO()
+    engine = make_engine(out)
+    for line in lines + ["isready"]:
+        before = len(out.getvalue())
+        if engine.handle(line) is False:
+            break
+        if line.strip() == "isready":
+            assert "readyok" in out.getvalue()[before:], (line, out.getvalue()[before:])
+    if hasattr(engine, "settle"):
+        engine.settle()
+    said = out.getvalue()
+    heard = "\n".join(lines)
+    leaked = [name for name in _PY_NAMES.findall(said) if name not in heard]
+    assert not leaked, (leaked, said)
+
+
+TARGETS = {
+    "move": (move_inputs(), lambda args: check_move(*args)),
+    "fen": (fen_inputs(), lambda args: check_fen(*args)),
+    "pgn": (pgn_inputs(), lambda args: check_pgn(*args)),
+    "engine": (engine_inputs(), check_engine),
+}
+
