@@ -11,6 +11,7 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
   gpt3      the policy also at ply 2 (one batched call per reply searched)
   noprune   the policy orders but never prunes
   nostyle   no root style bonus
+  style40   a larger root style bonus (at most 40 cp, 15 cp per nat) than the default (20 cp, 8 cp per nat)
   material  leaf evaluation = material only (+100 for a soldier across the river), no piece-square tables
 
 1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
@@ -19,7 +20,8 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
 2. **Against Fairy-Stockfish** at ``--depth`` (default 1): ``--games`` games per variant, the arena's rules
    (alternating colours, book openings, the model samples its first 8 plies; seed 0, so every variant gets the
    same openings), our median ms and nodes per move.
-3. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games (A is the arena's "model" side).
+3. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games, both greedy from the book openings (no
+   sampled plies, so neither side is handicapped; each opening is played once with each colour).
 
 Run it alone on a quiet core: times are wall-clock.
 """
@@ -50,6 +52,7 @@ VARIANTS = {
     "gpt3": {"gpt_plies": 3},
     "noprune": {"prune": False},
     "nostyle": {"style_cp": 0},
+    "style40": {"style_cp": 40, "style_per_nat": 15},
     "material": {"pst": False},
     "nofutility": {"futility": False},
 }
@@ -118,9 +121,9 @@ class SearchOpponent:
         pass
 
 
-def match(player, opponent, games: int) -> dict:
+def match(player, opponent, games: int, sample_plies: int = 8) -> dict:
     t0 = time.perf_counter()
-    records = run_match(player, opponent, games, seed=0)
+    records = run_match(player, opponent, games, seed=0, sample_plies=sample_plies)
     s = summarize(records)
     return {"games": s["games"], "wins": s["wins"], "draws": s["draws"], "losses": s["losses"],
             "score": s["score"], "elo": s["elo"]["diff"], "elo_low": s["elo"]["low"], "elo_high": s["elo"]["high"],
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
     if args.h2h:
         a, b = args.h2h.split(":")
         opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1), b, limits), b)
-        r = match(make_player(gpt, a, limits), opp, args.h2h_games)
+        r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0)
         report["h2h"] = {"a": a, "b": b, **r}
         print(f"\n## Head to head: {a} vs {b}, {args.h2h_games} games, {budget} per move\n")
         print(f"{a}: {r['wins']} W / {r['draws']} D / {r['losses']} L, score {100 * r['score']:.0f}%, "

@@ -212,7 +212,14 @@ def write_report(data: dict, md: Path, png: Path) -> None:
                          f"{100 * h['match_level_material']:.1f}% | {100 * h['gpt_top1_level_material']:.1f}% |")
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
-    lines += ["", "Reproduce: `" + data.get("command", "python benchmarks/ladder.py") + "`", ""]
+    games = sorted({p["games"] for p in pairings})
+    command = (f".venv/bin/python benchmarks/ladder.py --levels {','.join(map(str, levels))} --opponents "
+               f"{','.join(opps)} --games {','.join(map(str, games))}")
+    if human:
+        h = next(iter(human.values()))
+        command += (f" --human-levels {','.join(str(x['level']) for x in sorted(human.values(), key=lambda x: x['level']))}"
+                    f" --human-games {h['games']} --human-stride {h['stride']}")
+    lines += ["", f"Reproduce (resumable: finished pairings in docs/ladder.json are kept): `{command}`", ""]
     md.write_text("\n".join(lines))
 
     import matplotlib
@@ -275,7 +282,6 @@ def main(argv=None) -> int:
     data.setdefault("human", {})
     if args.note:
         data["notes"] = args.note
-    data["command"] = ".venv/bin/python benchmarks/ladder.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if not args.report_only:
         todo = [(lv, o) for lv in levels for o in opponents
                 if data["pairings"].get(f"{lv}|{o}", {}).get("games") != args.games]

@@ -172,6 +172,7 @@ def evaluate(board: Board, pst: bool = True) -> int:
 
 
 _TABLES = _value_tables(True)
+_MOPUP_FROM = 500
 _MVV = [0] * 16
 for _t, _v in PIECE_VALUES.items():
     _MVV[_t] = _MVV[_t | 8] = _v if _t != KING else 5000
@@ -544,7 +545,21 @@ class Searcher:
                           gpt_calls=calls, pv=pv_moves)
 
     def _eval(self) -> int:
-        return self.ev if self.board.turn == RED else -self.ev
+        ev = self.ev
+        if ev > _MOPUP_FROM or ev < -_MOPUP_FROM:
+            ev += self._mopup(RED if ev > 0 else BLACK)
+        return ev if self.board.turn == RED else -ev
+
+    def _mopup(self, strong: int) -> int:
+        """Far ahead (more than a horse's worth): a bonus for the strong side's attackers near the weak general,
+        so that a won game is finished (mated) instead of drifting into the move limit."""
+        k = self.board._kings[strong ^ 1]
+        kf, kr = k % 9, k // 9
+        bonus = 0
+        for s, c in enumerate(self.sq):
+            if c and c >> 3 == strong and c & 7 >= HORSE:       # horse, chariot, cannon, soldier
+                bonus += 14 - abs(s % 9 - kf) - abs(s // 9 - kr)
+        return 3 * bonus if strong == RED else -3 * bonus
 
     def _child_key(self, m: int) -> int:
         sq = self.sq
@@ -748,18 +763,21 @@ class Searcher:
         best, best_move, flag = -INF, 0, _UPPER
         searched = 0
         killers = self.killers[ply]
-        futile = False
+        futile = skipped = False
         if self.futility and depth <= 2 and not pv_node and not in_check and abs(alpha) < MATE_BOUND:
             futile = self._eval() + (200 if depth == 1 else 500) <= alpha
         for m in ordered:
             cap = sq[m & 127]
             self._make(m)
             gives_check = b._checks[-1]
-            if searched and not cap and not gives_check and (
-                    futile or (prunable is not None and m in prunable
-                               and best > -MATE_BOUND)):    # never prune where every move searched so far is mated
-                self._unmake()
-                continue
+            if searched and not cap and not gives_check:
+                if futile:
+                    skipped = True
+                    self._unmake()
+                    continue
+                if prunable is not None and m in prunable and best > -MATE_BOUND:
+                    self._unmake()          # (never pruned where every move searched so far is mated)
+                    continue
             new_depth = depth - 1
             if searched == 0:
                 score = -self._search(new_depth, -beta, -alpha, ply + 1, pv_node)
@@ -788,6 +806,8 @@ class Searcher:
                                 killers[1], killers[0] = killers[0], m
                             self.history[m] += depth * depth
                         break
+        if skipped and best < alpha:
+            best = alpha            # futility assumed the skipped moves fail low: claim no more than that
         stored = best
         if stored > MATE_BOUND:
             stored += ply
@@ -876,19 +896,19 @@ class Searcher:
 # --------------------------------------------------------------------------------------------------------------------
 # Levels and the player
 
-#: level -> budget. Level 0 is the pure GPT (no search). Node budgets, so a level plays the same on any machine.
+#: level -> budget. Level 0 is the pure GPT (no search); then a one-ply search, then node budgets roughly tripling
+#: per level. Depth and node budgets only, so a level plays the same moves on any machine. See docs/ladder.md.
 LEVELS: dict[int, Limits] = {
     0: Limits(),
     1: Limits(depth=1),
-    2: Limits(nodes=300),
-    3: Limits(nodes=1000),
-    4: Limits(nodes=3000),
-    5: Limits(nodes=8000),
-    6: Limits(nodes=20000),
+    2: Limits(nodes=200),
+    3: Limits(nodes=600),
+    4: Limits(nodes=2000),
+    5: Limits(nodes=6000),
 }
 DEFAULT_LEVEL = 3
 #: sampled (temperature > 0) moves are kept when the search scores them at most this far below its best
-SAMPLE_MARGIN_CP = 60
+SAMPLE_MARGIN_CP = 30
 
 
 def level_limits(level) -> Limits:
