@@ -273,8 +273,11 @@ def main(argv=None) -> int:
     data = load_json(out)
     path = model_path(args.checkpoint)
     digest = sha256(path)
-    if data.get("model", {}).get("sha256") not in (None, digest):
-        print(f"note: {out} was made with another model; starting afresh", file=sys.stderr)
+    old = data.get("model", {}).get("sha256")
+    if old not in (None, digest):
+        keep = out.with_name(f"{out.stem}-{old[:16]}{out.suffix}")
+        os.replace(out, keep)
+        print(f"note: {out} was made with another model (kept as {keep}); starting afresh", file=sys.stderr)
         data = {}
     data["model"] = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
                      "sha256": digest}

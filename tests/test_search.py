@@ -166,3 +166,34 @@ def test_evaluation_is_symmetric():
     assert evaluate(Board()) == 0
     assert evaluate(board) == -evaluate(Board(board.fen().replace(" b ", " w ")))
     assert evaluate(board.mirror()) == evaluate(board)
+
+
+def test_batched_child_policies_equal_single_calls(tmp_path):
+    """One batched call gives every child's policy; each equals a plain call on that child's history, also along
+    a path (the tree mask lets each child see the history, the path and itself only)."""
+    import torch
+
+    from xiangqi_gpt.search import _Policy
+
+    gpt = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 64)))
+    board = board_after(Board().fen(), "h2e2 h9g7 h0g2")
+    policy = _Policy(gpt, gpt_plies=3)
+    moves = [m._int() for m in board.legal_moves()]
+    policy.root(board, moves)
+    policy.expand(board, [], moves, list(range(len(moves))))
+    path = [moves[0]]
+    board.push(Move(moves[0] >> 7, moves[0] & 127))
+    replies = [m._int() for m in board.legal_moves()]
+    policy.expand(board, path, replies, [1000 + i for i in range(len(replies))])
+    board.pop()
+    for i in (0, 5, len(moves) - 1):
+        child = board.copy()
+        child.push(Move(moves[i] >> 7, moves[i] & 127))
+        expected = gpt.model.next_logprobs(gpt.history_ids(child))
+        assert torch.allclose(policy.rows[i], expected, atol=1e-4)
+    for i in (0, len(replies) - 1):
+        child = board.copy()
+        child.push(Move(moves[0] >> 7, moves[0] & 127))
+        child.push(Move(replies[i] >> 7, replies[i] & 127))
+        assert torch.allclose(policy.rows[1000 + i], gpt.model.next_logprobs(gpt.history_ids(child)), atol=1e-4)
+    assert policy.calls == 3

@@ -321,7 +321,7 @@ class _Policy:
             mask = torch.cat([torch.ones(n, L, dtype=torch.bool), own], dim=1).to(device)
             pos = torch.tensor([L + i for i in range(P)] + [L + P] * K, device=device)
             feed = torch.tensor([[self.token(m) for m in path] + [self.token(m) for m in moves]], device=device)
-            h, _ = model._run(model.embed(feed), model.rope_cos[pos], model.rope_sin[pos], cache, mask)
+            h, _ = model.forward_tokens(feed, positions=pos, cache=cache, mask=mask)
             logp = F.log_softmax(model.head(h[0, P:]).float(), dim=-1)
         self.calls += 1
         for k, row in zip(child_keys, logp):
