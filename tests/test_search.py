@@ -197,3 +197,11 @@ def test_batched_child_policies_equal_single_calls(tmp_path):
         child.push(Move(replies[i] >> 7, replies[i] & 127))
         assert torch.allclose(policy.rows[1000 + i], gpt.model.next_logprobs(gpt.history_ids(child)), atol=1e-4)
     assert policy.calls == 3
+
+
+def test_root_moves_restrict_the_search(gpt):
+    board = Board("3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1")
+    allowed = [Move.from_iccs("a0a1"), Move.from_iccs("e0f0")]
+    result = Searcher(gpt).search(board, Limits(nodes=500), root_moves=allowed)
+    assert result.move in allowed
+    assert Searcher(gpt).search(board, Limits(nodes=500), root_moves=[]).move is None

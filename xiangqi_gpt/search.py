@@ -397,9 +397,11 @@ class Searcher:
 
     def search(self, board: Board, limits: Limits | None = None,
                on_info: Callable[[SearchInfo], None] | None = None,
-               stop: threading.Event | None = None) -> SearchResult:
+               stop: threading.Event | None = None, *, root_moves=None) -> SearchResult:
         """The best move of ``board`` within ``limits``. ``on_info`` gets one :class:`SearchInfo` per completed
-        iteration; setting ``stop`` ends the search promptly with the best move so far. ``board`` is not changed."""
+        iteration; setting ``stop`` ends the search promptly with the best move so far. ``root_moves`` (optional)
+        restricts the moves considered at the root (UCI ``searchmoves``, the complement of UCCI ``banmoves``);
+        legal moves outside it are never played. ``board`` is not changed."""
         limits = Limits() if limits is None else limits
         if not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a Limits, got {type(limits).__name__}")
@@ -425,6 +427,9 @@ class Searcher:
         self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
 
         moves = b._legal()
+        if root_moves is not None:
+            allowed = {m._int() for m in root_moves}
+            moves = [m for m in moves if m in allowed]
         if not moves:
             info = self._info(0, -MATE, [])
             info.mate = 0
