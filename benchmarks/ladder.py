@@ -82,7 +82,8 @@ def play_pairing(checkpoint: str | None, level: int, opponent: str, games: int) 
     s = summarize(records)
     return {"level": level, "opponent": opponent, "opponent_name": opp.name, "games": s["games"],
             "wins": s["wins"], "draws": s["draws"], "losses": s["losses"], "score": s["score"], "elo": s["elo"],
-            "ms_per_move": s["model_ms_per_move"], "nodes_per_move": s["model_nodes_per_move"],
+            "ms_per_move": s["model_ms_per_move"], "cpu_ms_per_move": s.get("model_cpu_ms_per_move"),
+            "nodes_per_move": s["model_nodes_per_move"],
             "average_length": s["average_length"], "terminations": s["terminations"],
             "seconds": round(time.perf_counter() - t0, 1),
             "games_moves": [{"color": r.model_color, "result": r.result, "termination": r.termination,
@@ -174,23 +175,26 @@ def write_report(data: dict, md: Path, png: Path) -> None:
              "Each row is one arena match (see `benchmarks/ladder.py`): games alternate colours from the book "
              "openings, seed 0, 300-ply cap. Elo is our level minus the opponent, with a 95% interval "
              "(`arena.elo_interval`; at 0% or 100% it is clamped and only a bound). ms/move is the median wall time "
-             "of our moves on a shared 2-core machine (one torch thread), nodes/move the median search nodes.", "",
+             "of our moves, CPU ms/move the median CPU time of our process for them (one torch thread): the "
+             "2-core machine was shared with training runs that had priority, so wall times are inflated and the "
+             "CPU times are the ones to compare. nodes/move is the median search nodes.", "",
              "## Score by level", "",
-             "| level | budget | " + " | ".join(OPPONENTS[o]["label"] for o in opps) + " | ms/move |",
+             "| level | budget | " + " | ".join(OPPONENTS[o]["label"] for o in opps) + " | CPU ms/move |",
              "|---:|---|" + "---:|" * len(opps) + "---:|"]
     by = {(p["level"], p["opponent"]): p for p in pairings}
     for level in levels:
         cells = []
-        ms = [by[(level, o)]["ms_per_move"] for o in opps if (level, o) in by and by[(level, o)]["ms_per_move"]]
+        ms = [by[(level, o)]["cpu_ms_per_move"] for o in opps
+              if (level, o) in by and by[(level, o)].get("cpu_ms_per_move") is not None]
         for o in opps:
             p = by.get((level, o))
             cells.append("-" if p is None else f"{100 * p['score']:.0f}%")
         ms_cell = f"{statistics.median(ms):.0f}" if ms else "-"
         lines.append(f"| {level} | {budget(level)} | " + " | ".join(cells) + f" | {ms_cell} |")
     lines += ["", "## Every pairing", "",
-              "| level | opponent | games | W / D / L | score | Elo [95%] | ms/move | nodes/move | avg plies "
-              "| terminations |",
-              "|---:|---|---:|---|---:|---|---:|---:|---:|---|"]
+              "| level | opponent | games | W / D / L | score | Elo [95%] | ms/move | CPU ms/move | nodes/move "
+              "| avg plies | terminations |",
+              "|---:|---|---:|---|---:|---|---:|---:|---:|---:|---|"]
     for p in pairings:
         e = p["elo"]
         elo = f"{_signed(e['diff'])} [{_signed(e['low'])}, {_signed(e['high'])}]" + (" (bound)" if e["clamped"] else "")
@@ -198,6 +202,7 @@ def write_report(data: dict, md: Path, png: Path) -> None:
         term = ", ".join(f"{k} {v}" for k, v in p["terminations"].items())
         lines.append(f"| {p['level']} | {OPPONENTS[p['opponent']]['label']} | {p['games']} | {p['wins']} / "
                      f"{p['draws']} / {p['losses']} | {100 * p['score']:.1f}% | {elo} | {p['ms_per_move']:.0f} | "
+                     f"{'-' if p.get('cpu_ms_per_move') is None else format(p['cpu_ms_per_move'], '.0f')} | "
                      f"{nodes} | {p['average_length']:.0f} | {term} |")
     human = data.get("human", {})
     if human:

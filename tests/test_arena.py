@@ -141,6 +141,7 @@ def test_cli_arena_level_reports_time_and_nodes(tmp_path):
                  "--quiet"]) == 0
     report = json.loads(plain.read_text())
     assert report["model_nodes_per_move"] is None and report["model_ms_per_move"] >= 0
+    assert report["model_cpu_ms_per_move"] >= 0
 
 
 def test_cli_arena_bad_level(tmp_path, capsys):

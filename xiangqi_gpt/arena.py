@@ -140,6 +140,7 @@ class GameRecord:
     illegal_attempts: int = 0
     illegal_examples: list[str] = field(default_factory=list)
     move_ms: list[int] = field(default_factory=list)        # wall ms of each of the model's moves
+    move_cpu_ms: list[int] = field(default_factory=list)    # CPU ms of this process for each (a shared machine)
     move_nodes: list[int] = field(default_factory=list)     # search nodes of each (a searching player only)
 
     @property
@@ -160,6 +161,7 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
     model_moves = illegal = 0
     examples: list[str] = []
     move_ms: list[int] = []
+    move_cpu_ms: list[int] = []
     move_nodes: list[int] = []
     while True:
         outcome = board.outcome()
@@ -170,9 +172,10 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
             result, termination, reason = "1/2-1/2", "ply_cap", f"stopped after {max_plies} plies (scored as a draw)"
             break
         if board.turn == model_color:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             move = player.choose(board, temperature=opening_temperature if board.ply < sample_plies else None)
             move_ms.append(round((time.perf_counter() - t0) * 1000))
+            move_cpu_ms.append(round((time.process_time() - c0) * 1000))
             last = getattr(player, "last", None)    # a SearchPlayer's last search (None for a pure GPT)
             if last is not None:
                 move_nodes.append(last.info.nodes)
@@ -192,7 +195,8 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
     return GameRecord(round=round_, model_color="red" if model_color == RED else "black", opening=list(opening),
                       moves=[m.iccs() for m in board.move_stack], result=result, model_score=score,
                       termination=termination, reason=reason, model_moves=model_moves, illegal_attempts=illegal,
-                      illegal_examples=examples, move_ms=move_ms, move_nodes=move_nodes)
+                      illegal_examples=examples, move_ms=move_ms, move_cpu_ms=move_cpu_ms,
+                      move_nodes=move_nodes)
 
 
 def opening_schedule(n_games: int, seed: int, book_plies: int = 2) -> list[tuple[str, ...]]:
@@ -250,6 +254,7 @@ def summarize(records: list[GameRecord]) -> dict:
                            "draws": sum(r.model_score == 0.5 for r in rs),
                            "losses": sum(r.model_score == 0.0 for r in rs)}
     all_ms = [x for r in records for x in r.move_ms]
+    all_cpu = [x for r in records for x in r.move_cpu_ms]
     all_nodes = [x for r in records for x in r.move_nodes]
     return {
         "games": n, "wins": wins, "draws": draws, "losses": losses,
@@ -261,6 +266,7 @@ def summarize(records: list[GameRecord]) -> dict:
         "terminations": dict(sorted(Counter(r.termination for r in records).items())),
         "by_color": by_color,
         "model_ms_per_move": _median(all_ms),
+        "model_cpu_ms_per_move": _median(all_cpu),
         "model_nodes_per_move": _median(all_nodes),
     }
 
