@@ -347,9 +347,7 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
 def _detect_stream_encoding(stream: IO[bytes]) -> str:
     """The encoding family of a whole seekable stream (or ``"binary"`` if it holds NUL bytes); rewinds it."""
     start = stream.tell()
-    if stream.read(3) == b"\xef\xbb\xbf":
-        stream.seek(start)
-        return "utf-8"
+    bom = stream.read(3) == b"\xef\xbb\xbf"      # UTF-8 for sure, but still checked for NUL bytes
     stream.seek(start)
     guess = _EncodingGuess()
     family = "utf-8"
@@ -366,12 +364,12 @@ def _detect_stream_encoding(stream: IO[bytes]) -> str:
         data = carry + chunk
         cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1    # whole lines only: no character is cut
         data, carry = data[:cut], data[cut:]
-        if not data.isascii():
+        if not data.isascii() and not bom:
             guess.feed(_non_ascii_lines(data))
     if family != "binary":
-        if carry and not carry.isascii():
+        if carry and not carry.isascii() and not bom:
             guess.feed(carry)
-        family = guess.result()
+        family = "utf-8" if bom else guess.result()
     stream.seek(start)
     return family
 
