@@ -16,14 +16,15 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
 
 1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
    games against Fairy-Stockfish, ``docs/default/arena_fsf_depth1.pgn``) with the same budget: nodes/s (wall and
-   CPU), GPT calls/s, the share of time in model calls, depth reached.
+   CPU), GPT calls per CPU second, CPU ms per call and their share of the CPU time, depth reached. (CPU time of
+   this process, one torch thread: on a machine shared with other jobs, wall time only says how busy it was.)
 2. **Against Fairy-Stockfish** at ``--depth`` (default 1): ``--games`` games per variant, the arena's rules
    (alternating colours, book openings, the model samples its first 8 plies; seed 0, so every variant gets the
    same openings), our median ms and nodes per move.
 3. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games, both greedy from the book openings (no
    sampled plies, so neither side is handicapped; each opening is played once with each colour).
 
-Run it alone on a quiet core: times are wall-clock.
+Run it alone (one process).
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def speed(gpt: GPTPlayer, variant: str, boards: list[Board], limits: Limits) -> 
         calls += result.info.gpt_calls
         depths.append(result.info.depth)
     return {"variant": variant, "positions": len(boards), "nodes": nodes, "nps_wall": round(nodes / wall),
-            "nps_cpu": round(nodes / cpu), "gpt_calls": calls, "gpt_calls_per_s": round(calls / wall, 1),
-            "gpt_ms_per_call": round(1000 * gpt_s / calls, 2) if calls else None,
-            "gpt_time_share": round(gpt_s / wall, 3), "ms_per_search": round(1000 * wall / len(boards), 1),
+            "nps_cpu": round(nodes / cpu), "gpt_calls": calls, "gpt_calls_per_cpu_s": round(calls / cpu, 1),
+            "gpt_cpu_ms_per_call": round(1000 * gpt_s / calls, 2) if calls else None,
+            "gpt_cpu_share": round(gpt_s / cpu, 3), "cpu_ms_per_search": round(1000 * cpu / len(boards), 1),
             "median_depth": statistics.median(depths)}
 
 
@@ -127,7 +128,8 @@ def match(player, opponent, games: int, sample_plies: int = 8) -> dict:
     s = summarize(records)
     return {"games": s["games"], "wins": s["wins"], "draws": s["draws"], "losses": s["losses"],
             "score": s["score"], "elo": s["elo"]["diff"], "elo_low": s["elo"]["low"], "elo_high": s["elo"]["high"],
-            "ms_per_move": s["model_ms_per_move"], "nodes_per_move": s["model_nodes_per_move"],
+            "ms_per_move": s["model_ms_per_move"], "cpu_ms_per_move": s["model_cpu_ms_per_move"],
+            "nodes_per_move": s["model_nodes_per_move"],
             "average_length": s["average_length"], "terminations": s["terminations"],
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -156,17 +158,18 @@ def main(argv=None) -> int:
     report = {"budget": budget, "speed": [], "vs_fairy": [], "h2h": None}
     boards = positions(args.positions)
     print(f"## Speed: {len(boards)} positions, {budget} per search\n")
-    print("| variant | nodes/s (wall) | nodes/s (CPU) | GPT calls/s | ms per GPT call | GPT share of time "
-          "| ms per search | median depth |")
+    print("| variant | nodes/s (wall) | nodes/s (CPU) | GPT calls per CPU s | CPU ms per GPT call | GPT share of CPU "
+          "| CPU ms per search | median depth |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
         r = speed(gpt, v, boards, limits)
         report["speed"].append(r)
-        print(f"| {v} | {r['nps_wall']:,} | {r['nps_cpu']:,} | {r['gpt_calls_per_s']} | {r['gpt_ms_per_call']} | "
-              f"{100 * r['gpt_time_share']:.1f}% | {r['ms_per_search']} | {r['median_depth']} |", flush=True)
+        print(f"| {v} | {r['nps_wall']:,} | {r['nps_cpu']:,} | {r['gpt_calls_per_cpu_s']} | "
+              f"{r['gpt_cpu_ms_per_call'] or '-'} | {100 * r['gpt_cpu_share']:.1f}% | {r['cpu_ms_per_search']} | "
+              f"{r['median_depth']} |", flush=True)
     if args.games:
         print(f"\n## Against Fairy-Stockfish depth {args.depth}: {args.games} games each, {budget} per move\n")
-        print("| variant | W / D / L | score | Elo [95%] | ms/move | nodes/move | avg plies |")
+        print("| variant | W / D / L | score | Elo [95%] | CPU ms/move | nodes/move | avg plies |")
         print("|---|---|---:|---|---:|---:|---:|")
         for v in variants:
             opponent = FairyOpponent(depth=args.depth)
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
                 opponent.close()
             report["vs_fairy"].append({"variant": v, "depth": args.depth, **r})
             print(f"| {v} | {r['wins']} / {r['draws']} / {r['losses']} | {100 * r['score']:.0f}% | "
-                  f"{r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}] | {r['ms_per_move']:.0f} | "
+                  f"{r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}] | {r['cpu_ms_per_move']:.0f} | "
                   f"{r['nodes_per_move']:.0f} | {r['average_length']:.0f} |", flush=True)
     if args.h2h:
         a, b = args.h2h.split(":")

@@ -268,7 +268,7 @@ class _Policy:
         self.rows: dict[int, object] = {}
         self.max_rows = max_rows
         self.calls = 0
-        self.seconds = 0.0          # wall time spent in model calls
+        self.seconds = 0.0          # CPU time of this process spent in model calls (one torch thread)
         self._ids: dict[int, int] = {}
 
     def clear(self) -> None:
@@ -288,13 +288,13 @@ class _Policy:
         if not self.enabled:
             scores = dict(self.player.move_logprobs(board))
             return [scores[Move(m >> 7, m & 127)] for m in moves]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         history = self.player.history_ids(board)
         with torch.inference_mode():
             logits, _ = self.model._history_logits(history, self.reserve, self.cache)
             row = torch.log_softmax(logits.float(), dim=-1)
         self.calls += 1
-        self.seconds += time.perf_counter() - t0
+        self.seconds += time.process_time() - t0
         self.rows[board.key] = row
         return row[[self.token(m) for m in moves]].tolist()
 
@@ -304,7 +304,7 @@ class _Policy:
         import torch
         import torch.nn.functional as F
 
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         model = self.model
         if len(self.rows) > self.max_rows:
             self.rows.clear()
@@ -326,7 +326,7 @@ class _Policy:
         self.calls += 1
         for k, row in zip(child_keys, logp):
             self.rows[k] = row
-        self.seconds += time.perf_counter() - t0
+        self.seconds += time.process_time() - t0
 
     def probs(self, key: int, moves: list[int]) -> list[float] | None:
         """Probabilities of ``moves`` renormalised over them, or None if the position has no cached policy."""
