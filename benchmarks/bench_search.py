@@ -144,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--depth", type=int, default=1, help="Fairy-Stockfish depth")
     ap.add_argument("--h2h", default=None, metavar="A:B")
     ap.add_argument("--h2h-games", type=int, default=10)
+    ap.add_argument("--h2h-b-nodes", type=int, default=None,
+                    help="B's node budget (default: the same as A's), e.g. to give both the same CPU time")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -183,10 +185,12 @@ def main(argv=None) -> int:
                   f"{r['nodes_per_move']:.0f} | {r['average_length']:.0f} |", flush=True)
     if args.h2h:
         a, b = args.h2h.split(":")
-        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1), b, limits), b)
+        b_limits = Limits(nodes=args.h2h_b_nodes) if args.h2h_b_nodes else limits
+        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1), b, b_limits), b)
         r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0)
-        report["h2h"] = {"a": a, "b": b, **r}
-        print(f"\n## Head to head: {a} vs {b}, {args.h2h_games} games, {budget} per move\n")
+        report["h2h"] = {"a": a, "b": b, "b_nodes": args.h2h_b_nodes, **r}
+        b_budget = f"{args.h2h_b_nodes} nodes" if args.h2h_b_nodes else budget
+        print(f"\n## Head to head: {a} ({budget}) vs {b} ({b_budget}), {args.h2h_games} games\n")
         print(f"{a}: {r['wins']} W / {r['draws']} D / {r['losses']} L, score {100 * r['score']:.0f}%, "
               f"Elo {r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}]; terminations {r['terminations']}")
     if args.json:

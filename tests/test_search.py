@@ -205,3 +205,18 @@ def test_root_moves_restrict_the_search(gpt):
     result = Searcher(gpt).search(board, Limits(nodes=500), root_moves=allowed)
     assert result.move in allowed
     assert Searcher(gpt).search(board, Limits(nodes=500), root_moves=[]).move is None
+
+
+def test_stop_from_another_thread_and_movetime(gpt):
+    board = board_after(Board().fen(), "h2e2 h9g7")
+    stop, out, infos = threading.Event(), [], []
+    thread = threading.Thread(target=lambda: out.append(Searcher(gpt).search(board, Limits(), infos.append, stop)))
+    thread.start()
+    while not infos and thread.is_alive():     # an unlimited search: wait for its first iteration, then stop it
+        thread.join(0.01)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive() and out[0].move in board.legal_moves() and out[0].info.depth >= 1
+    result = Searcher(gpt).search(board, Limits(movetime_ms=30))
+    assert result.move in board.legal_moves()
