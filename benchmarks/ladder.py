@@ -68,15 +68,38 @@ def _player(checkpoint, level: int):
 
 def play_pairing(checkpoint: str | None, level: int, opponent: str, games: int) -> dict:
     """One pairing; runs in a worker process."""
-    from xiangqi_gpt.arena import FairyOpponent, RandomOpponent, run_match, summarize
+    from xiangqi_gpt.arena import (DEFAULT_MAX_PLIES, DEFAULT_SAMPLE_PLIES, FairyOpponent, RandomOpponent,
+                                   opening_schedule, play_game, summarize)
+    from xiangqi_gpt.board import BLACK, RED
+    from xiangqi_gpt.fairy import EngineError
 
     player = _player(checkpoint, level)
+    gpt = player if level == 0 else player.player
     spec = OPPONENTS[opponent]
-    opp = RandomOpponent(0) if opponent == "random" else FairyOpponent(
-        depth=spec.get("depth"), movetime=spec.get("movetime"), skill=spec.get("skill"))
+
+    def new_opponent():
+        return RandomOpponent(0) if opponent == "random" else FairyOpponent(
+            depth=spec.get("depth"), movetime=spec.get("movetime"), skill=spec.get("skill"))
+
+    opp = new_opponent()
     t0 = time.perf_counter()
+    records = []
+    openings = opening_schedule(games, 0)       # the games of arena.run_match(seed=0), one at a time
     try:
-        records = run_match(player, opp, games, seed=0)
+        for i in range(games):
+            for attempt in range(3):
+                state = gpt.rng.getstate()
+                try:
+                    records.append(play_game(player, opp, RED if i % 2 == 0 else BLACK, openings[i],
+                                             DEFAULT_MAX_PLIES, DEFAULT_SAMPLE_PLIES, 1.0, round_=i + 1))
+                    break
+                except EngineError as e:     # Fairy-Stockfish died (e.g. killed from outside): replay the game
+                    if attempt == 2:
+                        raise
+                    print(f"level {level} vs {opponent}, game {i + 1}: {e}; restarting the engine", flush=True)
+                    gpt.rng.setstate(state)
+                    opp.close()
+                    opp = new_opponent()
     finally:
         opp.close()
     s = summarize(records)
