@@ -167,7 +167,8 @@ class GPTModule(LightningModule):
 
     Objective: ``teaforn_n`` levels, ``teaforn_weights`` (``uniform``, ``decay``, ``mean`` or N numbers),
     ``teaforn_feed`` (``hidden`` as in the paper, or ``expected_embedding``), ``teaforn_mask_warmup`` (ignore level k's
-    first k-1 positions), ``teaforn_feedback_scale`` (a learnable scale on fed-back vectors, one per level).
+    first k-1 positions), ``teaforn_feedback_scale`` (a learnable scale on fed-back vectors, one per level), started
+    at ``teaforn_feedback_init`` (e.g. the token embeddings' RMS over the fed-back vectors' RMS).
 
     Optimizer: ``lr`` peak, ``min_lr_ratio`` final LR / peak, ``warmup_steps``, ``lr_decay_steps`` (cosine horizon;
     None = ``trainer.max_steps``, or the estimated total steps when training by epochs), ``weight_decay`` on
@@ -189,6 +190,7 @@ class GPTModule(LightningModule):
                  vocab_size: Optional[int] = None, attn_dropout: Optional[float] = None,
                  objective: str = "tf", teaforn_n: int = 2, teaforn_weights: Union[str, list[float]] = "uniform",
                  teaforn_feed: str = "hidden", teaforn_mask_warmup: bool = True, teaforn_feedback_scale: bool = False,
+                 teaforn_feedback_init: float = 1.0,
                  lr: float = 2e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 300,
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
                  betas: tuple[float, float] = (0.9, 0.95), lr_schedule: str = "steps",
@@ -236,7 +238,8 @@ class GPTModule(LightningModule):
             try:
                 self.teaforn = TeaForN(n=teaforn_n, weights=teaforn_weights, feed=teaforn_feed,
                                        mask_warmup=teaforn_mask_warmup, ignore_index=IGNORE_INDEX,
-                                       feedback_transform=FeedbackScale(teaforn_n) if teaforn_feedback_scale else None)
+                                       feedback_transform=FeedbackScale(teaforn_n, init=teaforn_feedback_init)
+                                       if teaforn_feedback_scale else None)
             except ValueError as e:
                 raise ConfigError(f"model.teaforn_weights: {e}") from None
         self.levels = teaforn_n if objective == "teaforn" else 1
