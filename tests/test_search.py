@@ -140,7 +140,7 @@ def test_search_player(gpt):
     board = board_after(Board().fen(), "h2e2 h9g7")
     player = SearchPlayer(gpt, 2)
     move = player.choose(board)
-    assert move in board.legal_moves() and player.last.move == move and player.last.info.nodes <= LEVELS[2].nodes
+    assert move in board.legal_moves() and player.last.move == move and player.last.info.depth >= 1
     assert player.tokenizer is gpt.tokenizer and player.raw_move(board) == gpt.raw_move(board)
 
 
@@ -220,3 +220,10 @@ def test_stop_from_another_thread_and_movetime(gpt):
     assert not thread.is_alive() and out[0].move in board.legal_moves() and out[0].info.depth >= 1
     result = Searcher(gpt).search(board, Limits(movetime_ms=30))
     assert result.move in board.legal_moves()
+
+
+def test_a_tiny_node_budget_still_searches_depth_one(gpt):
+    """The first iteration always completes, so even a budget of a few nodes answers with a searched move."""
+    board = Board("3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1")
+    result = Searcher(gpt).search(board, Limits(nodes=3))
+    assert result.info.depth == 1 and result.info.nodes > 3 and str(result.move) == "a0a5"

@@ -28,8 +28,10 @@ Design (measured against the alternatives in ``benchmarks/bench_search.py``; num
   (threefold repetition, perpetual check, mate).
 
 Budgets (:class:`Limits`): ``depth``, ``nodes`` and ``movetime_ms`` in any combination. A node is one position
-entered by the search (main or quiescence); a node budget is exact: the search stops at exactly that many nodes,
-so a level (a fixed node budget, :data:`LEVELS`) plays the same moves on any machine.
+entered by the search (main or quiescence). The first iteration (depth 1: every root move and its captures) always
+completes, unless stopped or out of time, so every answer is a searched move; after that a node budget is exact:
+the search stops at exactly that many nodes (or at the end of depth 1, when that alone took more). So a level (a
+fixed node budget, :data:`LEVELS`) plays the same moves on any machine.
 """
 
 from __future__ import annotations
@@ -408,7 +410,8 @@ class Searcher:
         Limits(limits.depth, limits.nodes, limits.movetime_ms)     # validate (the fields may have been set later)
         self.t0 = time.perf_counter()
         self.board = b = board.copy()
-        self.node_limit = limits.nodes if limits.nodes is not None else 1 << 62
+        node_limit = limits.nodes if limits.nodes is not None else 1 << 62
+        self.node_limit = 1 << 62          # the first iteration always completes (unless stopped or out of time)
         self.deadline = self.t0 + limits.movetime_ms / 1000 if limits.movetime_ms is not None else None
         self.stop_event = stop
         self.nodes = 0
@@ -478,10 +481,11 @@ class Searcher:
             self.iter_best = None
             score = self._root_search(depth)
             if self.aborted:
-                if self.iter_best is not None and self.iter_best[0] != best_move and best_depth:
-                    best_move, best_score = self.iter_best        # a new best move, fully searched, beat the old
+                if self.iter_best is not None and self.iter_best[0] != best_move:
+                    best_move, best_score = self.iter_best        # a move fully searched at this depth beat the old
                 break
             best_move, best_score, best_depth = self.iter_best[0], score, depth
+            self.node_limit = node_limit
             info = self._info(depth, best_score, self._pv(best_move, depth))
             if on_info is not None and depth < max_depth:
                 on_info(info)
@@ -901,17 +905,18 @@ class Searcher:
 # --------------------------------------------------------------------------------------------------------------------
 # Levels and the player
 
-#: level -> budget. Level 0 is the pure GPT (no search); then a one-ply search, then node budgets roughly tripling
-#: per level. Depth and node budgets only, so a level plays the same moves on any machine. See docs/ladder.md.
+#: level -> budget. Level 0 is the pure GPT (no search); level 1 searches one ply (and the captures after it); then
+#: node budgets roughly tripling per level. Depth and node budgets only, so a level plays the same moves on any
+#: machine. Measured strengths: docs/ladder.md.
 LEVELS: dict[int, Limits] = {
     0: Limits(),
     1: Limits(depth=1),
-    2: Limits(nodes=200),
-    3: Limits(nodes=600),
-    4: Limits(nodes=2000),
-    5: Limits(nodes=6000),
+    2: Limits(nodes=600),
+    3: Limits(nodes=2000),
+    4: Limits(nodes=6000),
 }
-DEFAULT_LEVEL = 3
+#: the default of play.py: see the README (Search and levels) for why
+DEFAULT_LEVEL = 2
 #: sampled (temperature > 0) moves are kept when the search scores them at most this far below its best
 SAMPLE_MARGIN_CP = 30
 
