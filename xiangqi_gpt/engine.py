@@ -273,6 +273,7 @@ class Engine:
     # ---- options -----------------------------------------------------------------------------------------------
 
     def cmd_setoption(self, args) -> None:
+        self.settle()   # options change between searches: the running go answers first, with the old settings
         if args and args[0].lower() == "name":   # UCI: setoption name NAME [value VALUE]
             lowered = [a.lower() for a in args]
             at = lowered.index("value") if "value" in lowered[1:] else len(args)

@@ -885,6 +885,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        import signal
+
+        # started from a shell that ignores SIGINT (a background job): Ctrl-C must still leave the game
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:
