@@ -1,7 +1,8 @@
 """The Elo ladder: every strength level against fixed opponents, and how human the searched moves are.
 
-    .venv/bin/python benchmarks/ladder.py [--levels 0,1,2,3,4,5] [--opponents random,fsf-d1,fsf-d2,fsf-d3,fsf-skill0,fsf-skill5]
-        [--games 20] [--jobs 1] [--human-games 100] [--human-stride 4] [--human-levels DEFAULT] [--report-only]
+    .venv/bin/python benchmarks/ladder.py [--levels 0,1,2,3,4]
+        [--opponents random,fsf-d1,fsf-d2,fsf-d3,fsf-skill0,fsf-skill5] [--games 20] [--jobs 1]
+        [--human-games 100] [--human-stride 4] [--human-levels DEFAULT] [--report-only]
 
 Each pairing (level, opponent) is an arena match (``xiangqi_gpt.arena.run_match``): ``--games`` games, our side Red
 in odd games, both colours from each book opening (``arena.opening_schedule``, seed 0: every pairing gets the same
@@ -245,7 +246,8 @@ def write_report(data: dict, md: Path, png: Path) -> None:
                f"{','.join(opps)} --games {','.join(map(str, games))}")
     if human:
         h = next(iter(human.values()))
-        command += (f" --human-levels {','.join(str(x['level']) for x in sorted(human.values(), key=lambda x: x['level']))}"
+        hl = ",".join(str(x["level"]) for x in sorted(human.values(), key=lambda x: x["level"]))
+        command += (f" --human-levels {hl}"
                     f" --human-games {h['games']} --human-stride {h['stride']}")
     lines += ["", f"Reproduce (resumable: finished pairings in docs/ladder.json are kept): `{command}`", ""]
     md.write_text("\n".join(lines))

@@ -708,7 +708,8 @@ class Searcher:
                     e_score -= ply
                 elif e_score < -MATE_BOUND:
                     e_score += ply
-                if e_flag == _EXACT or (e_flag == _LOWER and e_score >= beta) or (e_flag == _UPPER and e_score <= alpha):
+                if (e_flag == _EXACT or (e_flag == _LOWER and e_score >= beta)
+                        or (e_flag == _UPPER and e_score <= alpha)):
                     return e_score
         # null move
         if (self.null_move and allow_null and not pv_node and not in_check and depth >= 3
