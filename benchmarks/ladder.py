@@ -304,13 +304,16 @@ def main(argv=None) -> int:
     path = model_path(args.checkpoint)
     digest = sha256(path)
     old = data.get("model", {}).get("sha256")
-    if old not in (None, digest):
+    if args.report_only and old is not None:
+        digest = old                 # a report of what the json holds, whatever model file is there now
+    elif old not in (None, digest):
         keep = out.with_name(f"{out.stem}-{old[:16]}{out.suffix}")
         os.replace(out, keep)
         print(f"note: {out} was made with another model (kept as {keep}); starting afresh", file=sys.stderr)
         data = {}
-    data["model"] = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                     "sha256": digest}
+    if not (args.report_only and old is not None):
+        data["model"] = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                         "sha256": digest}
     data.setdefault("pairings", {})
     data.setdefault("human", {})
     if args.note:
