@@ -154,7 +154,7 @@ def test_levels_and_bad_budgets():
         with pytest.raises(ConfigError) as e:
             level_limits(bad)
         assert "\n" not in str(e.value) and f"from 0 to {max(LEVELS)}" in str(e.value)
-    for kwargs in ({"depth": 0}, {"depth": 65}, {"nodes": 0}, {"nodes": -5}, {"movetime_ms": 0},
+    for kwargs in ({"depth": 0}, {"depth": 65}, {"nodes": 0}, {"nodes": -5}, {"movetime_ms": 0}, {"min_depth": 0},
                    {"nodes": 1.5}, {"depth": True}, {"movetime_ms": "100"}):
         with pytest.raises(ConfigError) as e:
             Limits(**kwargs)
@@ -227,3 +227,12 @@ def test_a_tiny_node_budget_still_searches_depth_one(gpt):
     board = Board("3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1")
     result = Searcher(gpt).search(board, Limits(nodes=3))
     assert result.info.depth == 1 and result.info.nodes > 3 and str(result.move) == "a0a5"
+
+
+def test_min_depth_completes_before_the_node_budget(gpt):
+    board = board_after(Board().fen(), "h2e2 h9g7 h0g2 i9h9 i0h0 b9c7")
+    shallow = Searcher(gpt).search(board, Limits(nodes=50))
+    deep = Searcher(gpt).search(board, Limits(nodes=50, min_depth=3))
+    assert shallow.info.depth == 1 and deep.info.depth == 3 and deep.info.nodes > 50
+    exact = Searcher(gpt).search(board, Limits(nodes=deep.info.nodes + 500, min_depth=3))
+    assert exact.info.nodes == deep.info.nodes + 500 and exact.info.depth >= 3

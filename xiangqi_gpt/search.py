@@ -27,11 +27,12 @@ Design (measured against the alternatives in ``benchmarks/bench_search.py``; num
   legal move loses (mate or stalemate). At the root each move is first judged exactly by :meth:`Board.outcome`
   (threefold repetition, perpetual check, mate).
 
-Budgets (:class:`Limits`): ``depth``, ``nodes`` and ``movetime_ms`` in any combination. A node is one position
-entered by the search (main or quiescence). The first iteration (depth 1: every root move and its captures) always
-completes, unless stopped or out of time, so every answer is a searched move; after that a node budget is exact:
-the search stops at exactly that many nodes (or at the end of depth 1, when that alone took more). So a level (a
-fixed node budget, :data:`LEVELS`) plays the same moves on any machine.
+Budgets (:class:`Limits`): ``depth``, ``nodes`` and ``movetime_ms`` in any combination, and ``min_depth``. A node
+is one position entered by the search (main or quiescence). The first ``min_depth`` iterations (default 1: every
+root move and its captures) always complete, unless stopped or out of time, so every answer is a searched move;
+after that a node budget is exact: the search stops at exactly that many nodes (or at the end of ``min_depth``, when
+that alone took more). So a level (a guaranteed depth and a node budget, :data:`LEVELS`) plays the same moves on
+any machine.
 """
 
 from __future__ import annotations
@@ -64,14 +65,20 @@ _EXACT, _LOWER, _UPPER = 0, 1, 2
 
 @dataclass
 class Limits:
-    """A search budget; any combination, ``None`` = unlimited (all ``None``: searches until stopped)."""
+    """A search budget; any combination, ``None`` = unlimited (all ``None``: searches until stopped).
+
+    ``min_depth``: the depth completed before a node budget may stop the search (default 1: the first iteration
+    always completes); a ``stop``, ``movetime_ms`` and ``depth`` still apply. The levels use it so that a node budget
+    never leaves a shallow search in a complicated position."""
 
     depth: int | None = None
     nodes: int | None = None
     movetime_ms: int | None = None
+    min_depth: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low, high in (("depth", 1, MAX_DEPTH), ("nodes", 1, None), ("movetime_ms", 1, None)):
+        for name, low, high in (("depth", 1, MAX_DEPTH), ("nodes", 1, None), ("movetime_ms", 1, None),
+                                ("min_depth", 1, MAX_DEPTH)):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -407,11 +414,12 @@ class Searcher:
         limits = Limits() if limits is None else limits
         if not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a Limits, got {type(limits).__name__}")
-        Limits(limits.depth, limits.nodes, limits.movetime_ms)     # validate (the fields may have been set later)
+        Limits(limits.depth, limits.nodes, limits.movetime_ms, limits.min_depth)   # validate (fields set later)
+        min_depth = limits.min_depth or 1
         self.t0 = time.perf_counter()
         self.board = b = board.copy()
         node_limit = limits.nodes if limits.nodes is not None else 1 << 62
-        self.node_limit = 1 << 62          # the first iteration always completes (unless stopped or out of time)
+        self.node_limit = 1 << 62     # min_depth (at least the first iteration) completes unless stopped / out of time
         self.deadline = self.t0 + limits.movetime_ms / 1000 if limits.movetime_ms is not None else None
         self.stop_event = stop
         self.nodes = 0
@@ -485,7 +493,8 @@ class Searcher:
                     best_move, best_score = self.iter_best        # a move fully searched at this depth beat the old
                 break
             best_move, best_score, best_depth = self.iter_best[0], score, depth
-            self.node_limit = node_limit
+            if depth >= min_depth:
+                self.node_limit = node_limit
             info = self._info(depth, best_score, self._pv(best_move, depth))
             if on_info is not None and depth < max_depth:
                 on_info(info)
@@ -907,14 +916,14 @@ class Searcher:
 # Levels and the player
 
 #: level -> budget. Level 0 is the pure GPT (no search); level 1 searches one ply (and the captures after it); then
-#: node budgets roughly tripling per level. Depth and node budgets only, so a level plays the same moves on any
-#: machine. Measured strengths: docs/ladder.md.
+#: a guaranteed depth plus a node budget that roughly triples per level. Depth and node budgets only, so a level
+#: plays the same moves on any machine. Measured strengths: docs/ladder.md.
 LEVELS: dict[int, Limits] = {
     0: Limits(),
     1: Limits(depth=1),
-    2: Limits(nodes=600),
-    3: Limits(nodes=2000),
-    4: Limits(nodes=6000),
+    2: Limits(nodes=600, min_depth=2),
+    3: Limits(nodes=2000, min_depth=3),
+    4: Limits(nodes=6000, min_depth=3),
 }
 #: the default of play.py: see the README (Search and levels) for why
 DEFAULT_LEVEL = 2
