@@ -191,7 +191,11 @@ def write_report(data: dict, md: Path, png: Path) -> None:
         lim = LEVELS.get(level)
         if lim is None:
             return "?"
-        return ", ".join(f"{k} {v}" for k, v in (("depth", lim.depth), ("nodes", lim.nodes)) if v is not None)
+        parts = [f"depth {lim.depth}"] if lim.depth else []
+        if lim.nodes:
+            parts.append((f"depth >= {lim.min_depth}, " if getattr(lim, "min_depth", None) else "")
+                         + f"{lim.nodes:,} nodes")
+        return ", ".join(parts)
 
     lines = ["# Elo ladder", "",
              f"Model: `{model.get('path', '?')}` (sha256 `{model.get('sha256', '?')[:16]}`). "
