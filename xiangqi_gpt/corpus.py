@@ -529,8 +529,28 @@ def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[Err
 
 def ignore_sigint() -> None:
     """For worker processes: a terminal's Ctrl-C reaches the whole process group; only the main process reacts
-    (it terminates the workers), so no worker prints a traceback."""
+    (it terminates the workers), so no worker prints a traceback. Workers are started with SIGINT blocked
+    (:func:`start_pool`), so a Ctrl-C during the fork waits until it is ignored here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def start_pool(ctx, workers: int, initializer, initargs=()):
+    """``ctx.Pool(...)`` with SIGINT blocked while the workers are forked: a Ctrl-C that lands then reaches each
+    worker only once it ignores SIGINT, and the main process right after (as a KeyboardInterrupt)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return ctx.Pool(workers, initializer=initializer, initargs=initargs)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = ctx.Pool(workers, initializer=initializer, initargs=initargs)
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        except KeyboardInterrupt:
+            pool.terminate()
+            raise
+    return pool
 
 
 def _parse_batch(batch: list[tuple[str, bytes]]):
@@ -557,7 +577,7 @@ def _parsed_files(items: Iterator[tuple[str, bytes]], workers: int, batch_bytes:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=ignore_sigint) as pool:     # Ctrl-C: the main process stops the pool
+    with start_pool(ctx, workers, ignore_sigint) as pool:     # Ctrl-C: the main process stops the pool
         pending: deque = deque()
         for batch in batches():
             pending.append(pool.apply_async(_parse_batch, (batch,)))

@@ -528,7 +528,9 @@ def _played(specs: Iterator[GameSpec], source: Source, workers: int, max_plies: 
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     done: queue.Queue = queue.Queue()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(source, max_plies)) as pool:
+    from .corpus import start_pool
+
+    with start_pool(ctx, workers, _init_worker, (source, max_plies)) as pool:
         pending = 0
 
         def submit() -> int:
