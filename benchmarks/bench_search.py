@@ -6,12 +6,14 @@
 Variants (``Searcher`` options; ``gpt`` is the shipped design):
 
   gpt       the GPT as the policy at plies 0-1: root and replies ordered by it, replies pruned to 90 % of its
-            probability (at least 4 moves) plus every capture and check; root style bonus; material + PST
+            probability (at least 4 moves) plus every capture and check; root style bonus (at most 100 cp, 30 cp
+            per nat); material + PST
   nogpt     no model at all: MVV-LVA / killer / history ordering everywhere, no policy pruning, no style bonus
   gpt3      the policy also at ply 2 (one batched call per reply searched)
   noprune   the policy orders but never prunes
   nostyle   no root style bonus
-  style40   a larger root style bonus (at most 40 cp, 15 cp per nat) than the default (20 cp, 8 cp per nat)
+  style20   a smaller root style bonus: at most 20 cp, 8 cp per nat (the default: 100 cp, 30 cp per nat)
+  style40   at most 40 cp, 15 cp per nat
   material  leaf evaluation = material only (+100 for a soldier across the river), no piece-square tables
 
 1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
@@ -44,7 +46,7 @@ from xiangqi_gpt.arena import FairyOpponent, run_match, summarize  # noqa: E402
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402
 from xiangqi_gpt.player import GPTPlayer  # noqa: E402
-from xiangqi_gpt.search import Limits, Searcher, SearchPlayer  # noqa: E402
+from xiangqi_gpt.search import Limits, Searcher, SearchPlayer, level_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -53,6 +55,7 @@ VARIANTS = {
     "gpt3": {"gpt_plies": 3},
     "noprune": {"prune": False},
     "nostyle": {"style_cp": 0},
+    "style20": {"style_cp": 20, "style_per_nat": 8},
     "style40": {"style_cp": 40, "style_per_nat": 15},
     "material": {"pst": False},
     "nofutility": {"futility": False},
@@ -139,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="gpt,nogpt,material")
     ap.add_argument("--nodes", type=int, default=3000)
     ap.add_argument("--movetime", type=int, default=None, help="budget in ms instead of nodes")
+    ap.add_argument("--level", type=int, default=None, help="the budget of this level instead of --nodes")
     ap.add_argument("--positions", type=int, default=20)
     ap.add_argument("--games", type=int, default=4, help="games per variant against Fairy-Stockfish (0: none)")
     ap.add_argument("--depth", type=int, default=1, help="Fairy-Stockfish depth")
@@ -156,6 +160,8 @@ def main(argv=None) -> int:
             ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
     limits = Limits(movetime_ms=args.movetime) if args.movetime else Limits(nodes=args.nodes)
     budget = f"{args.movetime} ms" if args.movetime else f"{args.nodes} nodes"
+    if args.level is not None:
+        limits, budget = level_limits(args.level), f"level {args.level}"
     gpt = GPTPlayer.load(args.checkpoint, seed=0)
     report = {"budget": budget, "speed": [], "vs_fairy": [], "h2h": None}
     boards = positions(args.positions)
