@@ -11,7 +11,7 @@ its search scores it within ``search.SAMPLE_MARGIN_CP`` of its best), greedy aft
 Opponents: ``random`` (a uniformly random legal mover), ``fsf-dN`` (Fairy-Stockfish at depth N, full strength),
 ``fsf-skillS`` (Fairy-Stockfish Skill Level S, 100 ms per move, as in the README's earlier arena table).
 
-Finished pairings are kept in ``docs/ladder.json`` (with the model's sha256): a rerun skips them, so an interrupted
+Finished pairings are kept in ``docs/ladder.json`` (with the sha256 of the model and of search.py): a rerun skips them, so an interrupted
 ladder resumes. ``--jobs J`` runs J pairings at a time in separate processes (one torch thread each).
 
 Human moves: on the first ``--human-games`` games of ``data/ccpd/test.pgn`` (every ``--human-stride``-th position),
@@ -116,22 +116,30 @@ def play_pairing(checkpoint: str | None, level: int, opponent: str, games: int) 
 
 def human_match(checkpoint: str | None, level: int, n_games: int, stride: int) -> dict:
     """How often ``level``'s move is the human's, on every ``stride``-th position of the first test games."""
+    player = _player(checkpoint, level)
+    gpt = player if level == 0 else player.player
+    result = human_agreement(player, gpt, ROOT / "data" / "ccpd" / "test.pgn", n_games, stride)
+    return {"level": level, **result}
+
+
+def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
+    """How often ``player``'s move is the human's, on every ``stride``-th position of the first ``n_games`` games
+    of ``pgn``, against ``gpt``'s top-1 on the same positions; also on the positions where material is level.
+    (The report uses the test split, as the issue asks; design choices are made with bench_search.py --human,
+    which runs this on the val split.)"""
     from xiangqi_gpt.board import Board
     from xiangqi_gpt.pgn import read_games
     from xiangqi_gpt.search import PIECE_VALUES
 
-    path = ROOT / "data" / "ccpd" / "test.pgn"
-    player = _player(checkpoint, level)
-    gpt = player if level == 0 else player.player
     total = same = same_gpt = level_n = level_same = level_same_gpt = 0
     t0 = time.perf_counter()
-    for i, game in enumerate(read_games(str(path))):
+    for i, game in enumerate(read_games(str(pgn))):
         if i >= n_games:
             break
         if isinstance(game, Exception):
             continue
         board = Board(game.root_fen)
-        if level:
+        if hasattr(player, "searcher"):
             player.searcher.clear()
         for ply, human in enumerate(game.moves):
             if ply % stride == 0 and board.legal_moves():
@@ -147,7 +155,8 @@ def human_match(checkpoint: str | None, level: int, n_games: int, stride: int) -
                     level_same += ours == human
                     level_same_gpt += top1 == human
             board.push(human)
-    return {"level": level, "games": n_games, "stride": stride, "positions": total,
+    return {"pgn": pgn.name if pgn.parent == ROOT / "data" / "ccpd" else str(pgn), "games": n_games,
+            "stride": stride, "positions": total,
             "match": same / total if total else None, "gpt_top1": same_gpt / total if total else None,
             "level_material_positions": level_n, "match_level_material": level_same / level_n if level_n else None,
             "gpt_top1_level_material": level_same_gpt / level_n if level_n else None,
@@ -307,17 +316,20 @@ def main(argv=None) -> int:
     data = load_json(out)
     path = model_path(args.checkpoint)
     digest = sha256(path)
+    search_digest = sha256(ROOT / "xiangqi_gpt" / "search.py")
     old = data.get("model", {}).get("sha256")
+    old_search = data.get("model", {}).get("search_sha256")
     if args.report_only and old is not None:
         digest = old                 # a report of what the json holds, whatever model file is there now
-    elif old not in (None, digest):
-        keep = out.with_name(f"{out.stem}-{old[:16]}{out.suffix}")
+    elif old not in (None, digest) or (old is not None and old_search != search_digest):
+        what = "model" if old != digest else "search (xiangqi_gpt/search.py)"
+        keep = out.with_name(f"{out.stem}-{old[:16]}{'' if old != digest else '-oldsearch'}{out.suffix}")
         os.replace(out, keep)
-        print(f"note: {out} was made with another model (kept as {keep}); starting afresh", file=sys.stderr)
+        print(f"note: {out} was made with another {what} (kept as {keep}); starting afresh", file=sys.stderr)
         data = {}
     if not (args.report_only and old is not None):
         data["model"] = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                         "sha256": digest}
+                         "sha256": digest, "search_sha256": search_digest}
     data.setdefault("pairings", {})
     data.setdefault("human", {})
     if args.note:
