@@ -1,7 +1,7 @@
 """Speed and strength of the search, design against design, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py [--variants gpt,nogpt,material] [--nodes 3000 | --movetime MS]
-        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--positions 20] [--json OUT]
+        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--positions 20] [--human 0] [--json OUT]
 
 Variants (``Searcher`` options; ``gpt`` is the shipped design):
 
@@ -23,7 +23,11 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
 2. **Against Fairy-Stockfish** at ``--depth`` (default 1): ``--games`` games per variant, the arena's rules
    (alternating colours, book openings, the model samples its first 8 plies; seed 0, so every variant gets the
    same openings), our median ms and nodes per move.
-3. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games, both greedy from the book openings (no
+3. **Human moves** (``--human N``, default 0): how often each variant's move is the master's on every 4th position
+   of the first N games of the **val** split (``data/ccpd/val.pgn``), overall and where material is level, against
+   the pure GPT's top-1. Design choices such as the style bonus are made here, on val; the ladder reports the same
+   measure on the test split.
+4. **Head to head** (``--h2h A:B``): A plays B for ``--h2h-games`` games, both greedy from the book openings (no
    sampled plies, so neither side is handicapped; each opening is played once with each colour).
 
 Run it alone (one process).
@@ -150,6 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--h2h-games", type=int, default=10)
     ap.add_argument("--h2h-b-nodes", type=int, default=None,
                     help="B's node budget (default: the same as A's), e.g. to give both the same CPU time")
+    ap.add_argument("--human", type=int, default=0, metavar="N",
+                    help="human-move agreement of each variant on the first N val games (0: skip)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
     if args.level is not None:
         limits, budget = level_limits(args.level), f"level {args.level}"
     gpt = GPTPlayer.load(args.checkpoint, seed=0)
-    report = {"budget": budget, "speed": [], "vs_fairy": [], "h2h": None}
+    report = {"budget": budget, "speed": [], "vs_fairy": [], "human": [], "h2h": None}
     boards = positions(args.positions)
     print(f"## Speed: {len(boards)} positions, {budget} per search\n")
     print("| variant | nodes/s (wall) | nodes/s (CPU) | GPT calls per CPU s | CPU ms per GPT call | GPT share of CPU "
@@ -189,6 +195,22 @@ def main(argv=None) -> int:
             print(f"| {v} | {r['wins']} / {r['draws']} / {r['losses']} | {100 * r['score']:.0f}% | "
                   f"{r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}] | {r['cpu_ms_per_move']:.0f} | "
                   f"{r['nodes_per_move']:.0f} | {r['average_length']:.0f} |", flush=True)
+    if args.human:
+        from ladder import human_agreement
+
+        val = ROOT / "data" / "ccpd" / "val.pgn"
+        if not val.is_file():
+            ap.error(f"--human needs {val} (python -m xiangqi_gpt prepare ../shared/data/ccpd.tar.xz --out data/ccpd)")
+        print(f"\n## Human moves: first {args.human} val games, every 4th position, {budget} per move\n")
+        print("| variant | positions | same as human | GPT top-1 same | level-material positions | same (level material) "
+              "| GPT top-1 (level material) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for v in variants:
+            r = human_agreement(make_player(gpt, v, limits), gpt, val, args.human, 4)
+            report["human"].append({"variant": v, **r})
+            print(f"| {v} | {r['positions']} | {100 * r['match']:.1f}% | {100 * r['gpt_top1']:.1f}% | "
+                  f"{r['level_material_positions']} | {100 * r['match_level_material']:.1f}% | "
+                  f"{100 * r['gpt_top1_level_material']:.1f}% |", flush=True)
     if args.h2h:
         a, b = args.h2h.split(":")
         b_limits = Limits(nodes=args.h2h_b_nodes) if args.h2h_b_nodes else limits
