@@ -280,7 +280,8 @@ def write_report(data: dict, md: Path, png: Path) -> None:
     ax.set_xticks(levels)
     ax.axhline(50, color="grey", lw=0.6, ls="--")
     ax.set_title("xiangqi-gpt: score by level")
-    ax.legend(fontsize=8, loc="best")
+    if opps:
+        ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
