@@ -202,8 +202,8 @@ def main(argv=None) -> int:
         if not val.is_file():
             ap.error(f"--human needs {val} (python -m xiangqi_gpt prepare ../shared/data/ccpd.tar.xz --out data/ccpd)")
         print(f"\n## Human moves: first {args.human} val games, every 4th position, {budget} per move\n")
-        print("| variant | positions | same as human | GPT top-1 same | level-material positions | same (level material) "
-              "| GPT top-1 (level material) |")
+        print("| variant | positions | same as human | GPT top-1 same | level-material positions "
+              "| same (level material) | GPT top-1 (level material) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for v in variants:
             r = human_agreement(make_player(gpt, v, limits), gpt, val, args.human, 4)

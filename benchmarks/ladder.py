@@ -11,8 +11,9 @@ its search scores it within ``search.SAMPLE_MARGIN_CP`` of its best), greedy aft
 Opponents: ``random`` (a uniformly random legal mover), ``fsf-dN`` (Fairy-Stockfish at depth N, full strength),
 ``fsf-skillS`` (Fairy-Stockfish Skill Level S, 100 ms per move, as in the README's earlier arena table).
 
-Finished pairings are kept in ``docs/ladder.json`` (with the sha256 of the model and of search.py): a rerun skips them, so an interrupted
-ladder resumes. ``--jobs J`` runs J pairings at a time in separate processes (one torch thread each).
+Finished pairings are kept in ``docs/ladder.json`` (with the sha256 of the model and of search.py): a rerun skips
+them, so an interrupted ladder resumes; a changed model or search.py moves the old json aside and starts afresh.
+``--jobs J`` runs J pairings at a time in separate processes (one torch thread each).
 
 Human moves: on the first ``--human-games`` games of ``data/ccpd/test.pgn`` (every ``--human-stride``-th position),
 how often the level's move equals the move the master played, against level 0's top-1 (the pure GPT), overall and
