@@ -1,14 +1,14 @@
 """benchmarks/ladder.py: the human-move agreement it reports, its report, and that a changed model or search starts
 the ladder afresh (no games are played here)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from benchmark_scripts import load_benchmark  # noqa: E402
 
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402
@@ -27,11 +27,7 @@ PGN = """[Event "a"]
 
 
 def load_ladder():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("ladder", ROOT / "benchmarks" / "ladder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ladder")
 
 
 class Oracle:

@@ -1,15 +1,14 @@
 """benchmarks/mirror_ablation.py: its rows and commands, the pairing it relies on, and its summaries (no training)."""
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchmark_scripts import load_benchmark  # noqa: E402
 from training_fixtures import make_dataset  # noqa: E402
 
 from xiangqi_gpt.data import TrainWindows  # noqa: E402
@@ -17,11 +16,7 @@ from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
 
 
 def load_ablation():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("mirror_ablation", ROOT / "benchmarks" / "mirror_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("mirror_ablation")
 
 
 def args_for(ab, **kw):

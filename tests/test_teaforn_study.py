@@ -1,16 +1,10 @@
 """benchmarks/teaforn_study.py: the grid it runs, the commands it writes and how it summarises runs (no training)."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load_benchmark
 
 
 def load_study():
-    spec = importlib.util.spec_from_file_location("teaforn_study", ROOT / "benchmarks" / "teaforn_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("teaforn_study")
 
 
 def test_rows_equal_steps_and_equal_compute():
