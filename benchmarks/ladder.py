@@ -145,7 +145,7 @@ def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
         for ply, human in enumerate(game.moves):
             if ply % stride == 0 and board.legal_moves():
                 ours = player.choose(board)
-                top1 = gpt.choose(board)
+                top1 = ours if gpt is player else gpt.choose(board)
                 total += 1
                 same += ours == human
                 same_gpt += top1 == human
@@ -316,22 +316,23 @@ def main(argv=None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = load_json(out)
-    path = model_path(args.checkpoint)
-    digest = sha256(path)
-    search_digest = sha256(ROOT / "xiangqi_gpt" / "search.py")
-    old = data.get("model", {}).get("sha256")
-    old_search = data.get("model", {}).get("search_sha256")
-    if args.report_only and old is not None:
-        digest = old                 # a report of what the json holds, whatever model file is there now
-    elif old not in (None, digest) or (old is not None and old_search != search_digest):
-        what = "model" if old != digest else "search (xiangqi_gpt/search.py)"
-        keep = out.with_name(f"{out.stem}-{old[:16]}{'' if old != digest else '-oldsearch'}{out.suffix}")
-        os.replace(out, keep)
-        print(f"note: {out} was made with another {what} (kept as {keep}); starting afresh", file=sys.stderr)
-        data = {}
-    if not (args.report_only and old is not None):
-        data["model"] = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                         "sha256": digest, "search_sha256": search_digest}
+    stored = data.get("model", {})
+    if not (args.report_only and stored):     # a report shows what the json holds, whatever files are there now
+        path = model_path(args.checkpoint)
+        model = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                 "sha256": sha256(path), "search_sha256": sha256(ROOT / "xiangqi_gpt" / "search.py")}
+        if stored and stored.get("sha256") != model["sha256"]:
+            what, suffix = "model", ""
+        elif stored and stored.get("search_sha256") != model["search_sha256"]:
+            what, suffix = "search (xiangqi_gpt/search.py)", "-oldsearch"
+        else:
+            what = None
+        if what:
+            keep = out.with_name(f"{out.stem}-{stored['sha256'][:16]}{suffix}{out.suffix}")
+            os.replace(out, keep)
+            print(f"note: {out} was made with another {what} (kept as {keep}); starting afresh", file=sys.stderr)
+            data = {}
+        data["model"] = model
     data.setdefault("pairings", {})
     data.setdefault("human", {})
     if args.note:
