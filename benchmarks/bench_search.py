@@ -164,6 +164,9 @@ def main(argv=None) -> int:
     for v in variants + (args.h2h.split(":") if args.h2h else []):
         if v not in VARIANTS:
             ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    val = ROOT / "data" / "ccpd" / "val.pgn"
+    if args.human and not val.is_file():     # checked before the speed and match sections spend minutes
+        ap.error(f"--human needs {val} (python -m xiangqi_gpt prepare ../shared/data/ccpd.tar.xz --out data/ccpd)")
     limits = Limits(movetime_ms=args.movetime) if args.movetime else Limits(nodes=args.nodes)
     budget = f"{args.movetime} ms" if args.movetime else f"{args.nodes} nodes"
     if args.level is not None:
@@ -198,9 +201,6 @@ def main(argv=None) -> int:
     if args.human:
         from ladder import human_agreement
 
-        val = ROOT / "data" / "ccpd" / "val.pgn"
-        if not val.is_file():
-            ap.error(f"--human needs {val} (python -m xiangqi_gpt prepare ../shared/data/ccpd.tar.xz --out data/ccpd)")
         print(f"\n## Human moves: first {args.human} val games, every 4th position, {budget} per move\n")
         print("| variant | positions | same as human | GPT top-1 same | level-material positions "
               "| same (level material) | GPT top-1 (level material) |")
