@@ -636,7 +636,9 @@ def test_ctrl_c_stops_prepare_and_leaves_nothing(big_source, tmp_path, inherited
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("prepare still running 300 s after Ctrl-C")
-    assert proc.returncode == 130, (stdout, err)
+    # 130, or death by SIGINT: a shell reports both as 130 (stopped by Ctrl-C). One fresh-clone CI run saw the
+    # second after the message below had been printed and the folder removed (not reproduced in 160 local runs).
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, stdout, err)
     assert err == f"prepare interrupted: nothing was written ({out} is unchanged)\n"
     assert stdout == "" and list(out.parent.iterdir()) == []
 
