@@ -130,7 +130,7 @@ def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
     which runs this on the val split.)"""
     from xiangqi_gpt.board import Board
     from xiangqi_gpt.pgn import read_games
-    from xiangqi_gpt.search import PIECE_VALUES
+    from xiangqi_gpt.search import material
 
     total = same = same_gpt = level_n = level_same = level_same_gpt = 0
     t0 = time.perf_counter()
@@ -149,9 +149,7 @@ def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
                 total += 1
                 same += ours == human
                 same_gpt += top1 == human
-                material = sum((PIECE_VALUES[_type(p)] if p.isupper() else -PIECE_VALUES[_type(p)])
-                               for p in board.pieces().values())
-                if material == 0:
+                if material(board) == 0:
                     level_n += 1
                     level_same += ours == human
                     level_same_gpt += top1 == human
@@ -162,12 +160,6 @@ def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
             "level_material_positions": level_n, "match_level_material": level_same / level_n if level_n else None,
             "gpt_top1_level_material": level_same_gpt / level_n if level_n else None,
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def _type(letter: str) -> int:
-    from xiangqi_gpt.board import _CODE
-
-    return _CODE[letter.upper()]
 
 
 def _signed(x: float) -> str:

@@ -132,11 +132,8 @@ def test_cli_arena_level_reports_time_and_nodes(tmp_path):
                  "--level", "2", "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
     assert report["settings"]["level"] == 2 and report["games"] == 2
-    from xiangqi_gpt.search import LEVELS
-
+    # (the node budget's exactness is tested in test_search; level 2's minimum depth may run past it)
     assert report["model_ms_per_move"] >= 0 and report["model_nodes_per_move"] > 0
-    if LEVELS[2].min_depth is None:  # a minimum depth may take a search past its node budget
-        assert report["model_nodes_per_move"] <= LEVELS[2].nodes
     for g in report["per_game"]:
         replay(g["moves"])
         assert len(g["move_ms"]) == len(g["move_nodes"]) == g["model_moves"]

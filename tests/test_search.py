@@ -9,7 +9,7 @@ from xiangqi_gpt.board import Board, Move
 from xiangqi_gpt.errors import ConfigError
 from xiangqi_gpt.player import GPTPlayer
 from xiangqi_gpt.search import (DEFAULT_LEVEL, LEVELS, MATE_BOUND, Limits, Searcher, SearchPlayer, evaluate,
-                                level_limits)
+                                level_limits, material)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +166,14 @@ def test_evaluation_is_symmetric():
     assert evaluate(Board()) == 0
     assert evaluate(board) == -evaluate(Board(board.fen().replace(" b ", " w ")))
     assert evaluate(board.mirror()) == evaluate(board)
+
+
+def test_material_is_red_minus_black():
+    assert material(Board()) == 0
+    board = board_after(Board().fen(), "h2e2 h9g7 e2e6")       # the cannon takes the centre soldier
+    assert material(board) == 100
+    board = board_after(board.fen(), "g7e6")                    # the horse takes the cannon back
+    assert material(board) == 100 - 450
 
 
 def test_batched_child_policies_equal_single_calls(tmp_path):

@@ -182,6 +182,11 @@ def evaluate(board: Board, pst: bool = True) -> int:
     return score if board.turn == RED else -score
 
 
+def material(board: Board) -> int:
+    """Red's material minus Black's (``PIECE_VALUES``, no square terms): 0 where material is level."""
+    return sum(PIECE_VALUES[c & 7] if c >> 3 == RED else -PIECE_VALUES[c & 7] for c in board._sq if c)
+
+
 _TABLES = _value_tables(True)
 _MOPUP_FROM = 500
 _MVV = [0] * 16
