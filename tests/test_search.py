@@ -176,18 +176,23 @@ def test_material_is_red_minus_black():
     assert material(board) == 100 - 450
 
 
-def test_batched_child_policies_equal_single_calls(tmp_path):
+@pytest.mark.parametrize("mirror", [0.0, 0.4])
+def test_batched_child_policies_equal_single_calls(tmp_path, mirror):
     """One batched call gives every child's policy; each equals a plain call on that child's history, also along
-    a path (the tree mask lets each child see the history, the path and itself only)."""
+    a path (the tree mask lets each child see the history, the path and itself only). With a mirror ensemble
+    the root and every child mix in the mirrored game exactly as ``next_logprobs`` does."""
     import torch
 
     from xiangqi_gpt.search import _Policy
 
     gpt = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 64)))
+    gpt.model.set_mirror_ensemble(mirror)
     board = board_after(Board().fen(), "h2e2 h9g7 h0g2")
     policy = _Policy(gpt, gpt_plies=3)
     moves = [m._int() for m in board.legal_moves()]
-    policy.root(board, moves)
+    root = policy.root(board, moves)
+    expected_root = gpt.model.next_logprobs(gpt.history_ids(board))
+    assert root == pytest.approx(expected_root[[policy.token(m) for m in moves]].tolist(), abs=1e-4)
     policy.expand(board, [], moves, list(range(len(moves))))
     path = [moves[0]]
     board.push(Move(moves[0] >> 7, moves[0] & 127))
@@ -205,6 +210,9 @@ def test_batched_child_policies_equal_single_calls(tmp_path):
         child.push(Move(replies[i] >> 7, replies[i] & 127))
         assert torch.allclose(policy.rows[1000 + i], gpt.model.next_logprobs(gpt.history_ids(child)), atol=1e-4)
     assert policy.calls == 3
+    if mirror:                        # and the mixture is not the plain model
+        gpt.model.set_mirror_ensemble(0.0)
+        assert not torch.allclose(policy.rows[0], gpt.model.next_logprobs(gpt.history_ids(child)[:5]), atol=1e-4)
 
 
 def test_root_moves_restrict_the_search(gpt):

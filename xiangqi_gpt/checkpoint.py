@@ -99,8 +99,12 @@ def read_checkpoint(path) -> tuple[object, dict, dict]:
     raise CheckpointError(f"{path}: neither an exported xiangqi-gpt model (.pt) nor a train.py checkpoint (.ckpt)")
 
 
-def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> LoadedModel:
-    """The model in ``path`` (``.ckpt`` or ``.pt``; None = the packaged default), fp32, in eval mode."""
+def load_model(path: str | os.PathLike | None = None, device: str = "cpu",
+               mirror_ensemble: float | None = None) -> LoadedModel:
+    """The model in ``path`` (``.ckpt`` or ``.pt``; None = the packaged default), fp32, in eval mode.
+
+    ``mirror_ensemble``: the weight of the mirrored view at inference (:meth:`GPT.set_mirror_ensemble`); None takes
+    the file's own (``info["mirror_ensemble"]``, 0 when absent), 0 turns it off."""
     import torch
 
     from .model import GPT
@@ -124,6 +128,13 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Lo
         raise CheckpointError(f"{path}: weights do not fit the model config "
                               f"({' '.join(s.strip() for s in first[:2])[:300]})") from None
     model.to(device).eval()
+    if mirror_ensemble is None:
+        try:
+            model.set_mirror_ensemble(info.get("mirror_ensemble", 0.0))
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: info mirror_ensemble: {e}") from None
+    else:
+        model.set_mirror_ensemble(mirror_ensemble)
     info.setdefault("path", str(path))
     return LoadedModel(model=model, tokenizer=get_tokenizer(config.tokenizer), info=info)
 
@@ -142,13 +153,17 @@ def model_payload(model, info: dict | None = None, fp16: bool = True) -> dict:
             "info": {**(info or {}), "dtype": "float16" if fp16 else "float32"}}
 
 
-def export_model(ckpt_path, out, fp16: bool = True) -> dict:
-    """Convert a checkpoint (``.ckpt`` or ``.pt``) to an exported ``.pt``; returns its info."""
+def export_model(ckpt_path, out, fp16: bool = True, mirror_ensemble: float | None = None) -> dict:
+    """Convert a checkpoint (``.ckpt`` or ``.pt``) to an exported ``.pt``; returns its info. ``mirror_ensemble``
+    (None: keep the source's) is stored in the info, for every loader to apply (0 removes it)."""
     import torch
 
-    loaded = load_model(ckpt_path)
+    loaded = load_model(ckpt_path, mirror_ensemble=mirror_ensemble)
     info = dict(loaded.info)
     info.pop("path", None)
+    info.pop("mirror_ensemble", None)
+    if loaded.model.mirror_weight:
+        info["mirror_ensemble"] = loaded.model.mirror_weight
     info["num_params"] = loaded.model.num_params()
     payload = model_payload(loaded.model, info, fp16=fp16)
     out = Path(out)
@@ -158,6 +173,24 @@ def export_model(ckpt_path, out, fp16: bool = True) -> dict:
     torch.save(payload, tmp)
     os.replace(tmp, out)
     return payload["info"]
+
+
+def mirror_weight(text: str) -> float:
+    """argparse type of ``--mirror-ensemble``: a number in [0, 1)."""
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= w < 1.0:
+        raise argparse.ArgumentTypeError(f"a number in [0, 1), got {text!r}")
+    return w
+
+
+def add_mirror_option(p: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    p.add_argument("--mirror-ensemble", type=mirror_weight, default=None, metavar="W",
+                   help=help_text or "weight of the mirrored view at inference (the model asked again about the "
+                                     "left-right mirrored game, 0 <= W < 1; 0: the plain model; default: the "
+                                     "model file's own)")
 
 
 def find_run_checkpoint(path) -> Path:
@@ -179,10 +212,12 @@ def add_export_command(p: argparse.ArgumentParser):
                                       "or an exported .pt")
     p.add_argument("--out", required=True, help="the model file to write (.pt)")
     p.add_argument("--fp32", action="store_true", help="store fp32 weights (default: fp16, half the size)")
+    add_mirror_option(p, "store in the file the weight W of the mirrored view at inference, which every loader "
+                         "then applies (0: none; default: keep the source's)")
 
     def run(args):
         src = find_run_checkpoint(args.checkpoint)
-        info = export_model(src, args.out, fp16=not args.fp32)
+        info = export_model(src, args.out, fp16=not args.fp32, mirror_ensemble=args.mirror_ensemble)
         size = Path(args.out).stat().st_size
         step = info.get("global_step")
         print(f"exported {src} -> {args.out} ({size / 1e6:.1f} MB, {info.get('num_params', 0) / 1e6:.2f}M params"

@@ -60,6 +60,7 @@ import time
 from dataclasses import dataclass, field
 
 from .board import STARTING_FEN, Board
+from .checkpoint import add_mirror_option
 from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
 from .player import is_legal_text
 from .tokenizer import BOS, TOKEN_RESULTS
@@ -184,6 +185,8 @@ class GameScorer:
         n_list = [1 + p for p in range(len(moves))]
         starts, windows, which = self._windows(n_list, history)
         logp, _ = self._forward_windows(windows)
+        if self.model.mirror_weight:      # the mirror ensemble: the mirrored game's windows, mapped back
+            logp = self.model.mirror_mix(logp, self._forward_windows([self.model.mirror_ids(w) for w in windows])[0])
         move_id = self.tokenizer.move_id
         out = []
         for p, n in enumerate(n_list):
@@ -291,6 +294,7 @@ class GameScorer:
         ns = [1 + self.tpm * p for p in plies]
         memo = {} if memo is None else memo
         todo = [i for i, key in enumerate(keys) if key not in memo]
+        batched = batched and not self.model.mirror_weight     # GPT.generate mixes the two views itself
         together = [i for i in todo if batched and self.model.context_start(ns[i] + steps - 1) == 0]
         with torch.inference_mode():
             if together:
@@ -638,6 +642,7 @@ def add_evaluate_command(p: argparse.ArgumentParser):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads (default 1: fastest on a shared or small machine)")
+    add_mirror_option(p)
 
     def run(args):
         if args.limit is not None and args.limit < 1:
@@ -655,13 +660,13 @@ def add_evaluate_command(p: argparse.ArgumentParser):
         from .checkpoint import load_model
 
         torch.set_num_threads(args.threads)
-        loaded = load_model(args.checkpoint)
+        loaded = load_model(args.checkpoint, mirror_ensemble=args.mirror_ensemble)
         games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(
             f"[yellow]{m}[/]", highlight=False, markup=True, soft_wrap=True))
         t0 = time.perf_counter()
         report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
         report = {"checkpoint": args.checkpoint or "default", "pgn": args.pgn, "tokenizer": loaded.tokenizer.name,
-                  **report, "skipped_games": skipped, "seconds": round(time.perf_counter() - t0, 2)}
+                  "mirror_ensemble": loaded.model.mirror_weight, **report, "skipped_games": skipped, "seconds": round(time.perf_counter() - t0, 2)}
         print_summary(report, out)
         if args.json:
             _write_json(report, args.json)

@@ -24,6 +24,16 @@ left the window, which training never shows the model). Every prediction is thus
 pass over its window gives, whether or not a cache was reused, and :meth:`GPT.next_logprobs`,
 :meth:`GPT.score_candidates` and :meth:`GPT.generate` all use the same windows.
 
+Mirror ensemble. The rules are exactly symmetric under the left-right mirror (files a <-> i), which the tokenizer
+expresses as a permutation of token ids (``mirror_table``). With :meth:`GPT.set_mirror_ensemble` ``(w)``, the
+inference methods :meth:`GPT.next_logprobs`, :meth:`GPT.generate` and :meth:`GPT.mirror_mix` read the policy as
+
+    P(next | history) = (1 - w) * P_model(next | history) + w * P_model(mirror(next) | mirror(history))
+
+(the model asked a second time about the mirrored game, its answer mapped back). The exported model file may carry
+the weight (``info["mirror_ensemble"]``, applied by ``load_model``); ``w = 0`` is the plain model. Move tokenizer
+only. Training and the layer-level methods (``forward``, ``forward_tokens``, ``prefill``) never mix.
+
 Inference methods run under ``torch.inference_mode``; call ``model.eval()`` first (dropout stays on in train mode).
 """
 
@@ -215,6 +225,7 @@ class KVCache:
         self.tokens: list[int] = []
         self.start = 0
         self.last_logits: Tensor | None = None
+        self.mirror: KVCache | None = None     # the mirrored history's cache (mirror ensemble), made when needed
 
     def past(self, layer: int) -> tuple[Tensor, Tensor] | None:
         return (self.keys[layer], self.values[layer]) if self.length else None
@@ -255,6 +266,10 @@ class GPT(nn.Module):
         self.window_hop = max(1, config.block_size // 8)
         #: positions kept free after a history's window: room for the tokens of one move
         self.context_reserve = get_tokenizer(config.tokenizer).tokens_per_move - 1
+        #: weight of the mirrored view at inference (see the module docs); 0 = the plain model
+        self.mirror_weight = 0.0
+        self._mirror_table: list[int] | None = None
+        self._mirror_index: Tensor | None = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -441,7 +456,48 @@ class GPT(nn.Module):
         ``cache`` (optional, e.g. one :class:`KVCache` per game) is updated in place and reused by the next call
         whose history extends this one; results are the same with or without it."""
         logits, _ = self._history_logits(history_ids, 0, cache)
-        return F.log_softmax(logits.float(), dim=-1)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        if not self.mirror_weight:
+            return logp
+        if cache is not None and cache.mirror is None:
+            cache.mirror = KVCache()
+        mirrored, _ = self._history_logits(self.mirror_ids(history_ids), 0, cache.mirror if cache is not None else None)
+        return self.mirror_mix(logp, F.log_softmax(mirrored.float(), dim=-1))
+
+    # -- mirror ensemble ---------------------------------------------------------------------------------------------
+
+    def set_mirror_ensemble(self, weight: float) -> None:
+        """Read the policy as ``(1 - weight)`` x the model + ``weight`` x the model on the mirrored game (module docs).
+        ``weight`` in [0, 1); 0 turns it off. Move tokenizer only."""
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise ConfigError(f"mirror ensemble weight must be a number in [0, 1), got {weight!r}") from None
+        if not 0.0 <= weight < 1.0:
+            raise ConfigError(f"mirror ensemble weight must lie in [0, 1), got {weight}")
+        tok = self.tokenizer
+        if weight and tok.tokens_per_move != 1:
+            raise ConfigError(f"the mirror ensemble needs the move tokenizer, this model uses {tok.name!r}")
+        table = list(tok.mirror_table) + list(range(len(tok.mirror_table), self.config.vocab_size))
+        self._mirror_table = table
+        self._mirror_index = torch.tensor(table, dtype=torch.long, device=self.rope_cos.device)
+        self.mirror_weight = weight
+
+    def mirror_ids(self, ids: Sequence[int]) -> list[int]:
+        """The token ids of the mirrored game (a permutation; needs :meth:`set_mirror_ensemble` first)."""
+        table = self._mirror_table
+        if table is None:
+            raise ValueError("mirror_ids needs set_mirror_ensemble first")
+        return [table[int(i)] for i in ids]
+
+    def mirror_mix(self, logp: Tensor, logp_mirrored: Tensor) -> Tensor:
+        """log((1 - w) P + w P'), with ``logp`` (..., V) the log-probabilities after a history and ``logp_mirrored``
+        those after the mirrored history (over mirrored ids; mapped back here). Returns ``logp`` when w = 0."""
+        w = self.mirror_weight
+        if not w:
+            return logp
+        back = logp_mirrored.index_select(-1, self._mirror_index.to(logp_mirrored.device))
+        return torch.logaddexp(logp + math.log(1.0 - w), back + math.log(w))
 
     @torch.inference_mode()
     def score_candidates(self, history_ids: Sequence[int], candidates: Sequence[Sequence[int]],
@@ -505,21 +561,29 @@ class GPT(nn.Module):
         seq = self._as_ids(idx)
         if seq.size(1) == 0:
             raise ValueError("generate needs at least one token to start from")
-        cache = KVCache()
-        cache.start = self.context_start(seq.size(1))
-        logits, _ = self.prefill(seq[:, cache.start:], cache)
+        views = [seq] if not self.mirror_weight else [seq, self._mirror_index[seq]]
+        caches = [KVCache() for _ in views]
+        logits = []
+        for view, cache in zip(views, caches):
+            cache.start = self.context_start(seq.size(1))
+            logits.append(self.prefill(view[:, cache.start:], cache)[0])
         for i in range(max_new_tokens):
-            next_id = self._sample(logits, temperature, top_k, generator)
+            mixed = logits[0] if len(views) == 1 else self.mirror_mix(
+                F.log_softmax(logits[0].float(), dim=-1), F.log_softmax(logits[1].float(), dim=-1))
+            next_id = self._sample(mixed, temperature, top_k, generator)
+            feeds = [next_id] if len(views) == 1 else [next_id, self._mirror_index[next_id]]
             seq = torch.cat([seq, next_id[:, None]], dim=1)
+            views = [torch.cat([v, f[:, None]], dim=1) for v, f in zip(views, feeds)]
             if i == max_new_tokens - 1:
                 break
             start = self.context_start(seq.size(1))
-            if start == cache.start:
-                logits = self.step(cache, next_id)
-            else:  # the window jumped: rebuild the cache over the new window
-                cache.clear()
-                cache.start = start
-                logits, _ = self.prefill(seq[:, start:], cache)
+            for j, (view, cache, feed) in enumerate(zip(views, caches, feeds)):
+                if start == cache.start:
+                    logits[j] = self.step(cache, feed)
+                else:  # the window jumped: rebuild the cache over the new window
+                    cache.clear()
+                    cache.start = start
+                    logits[j], _ = self.prefill(view[:, start:], cache)
         return seq
 
     @staticmethod

@@ -64,6 +64,7 @@ def _fork(cache):
     other.keys, other.values = list(cache.keys), list(cache.values)
     other.length, other.start = cache.length, cache.start
     other.tokens, other.last_logits = list(cache.tokens), cache.last_logits
+    other.mirror = _fork(cache.mirror) if cache.mirror is not None else None
     return other
 
 

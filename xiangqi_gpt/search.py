@@ -281,6 +281,7 @@ class _Policy:
         self.enabled = self.tokenizer.tokens_per_move == 1
         self.reserve = max(1, gpt_plies - 1)     # positions kept free after the history window for a search path
         self.cache = KVCache()
+        self.mirror_cache = KVCache()            # the mirrored game's, when the model has a mirror ensemble
         self.rows: dict[int, object] = {}
         self.max_rows = max_rows
         self.calls = 0
@@ -290,6 +291,7 @@ class _Policy:
     def clear(self) -> None:
         self.rows.clear()
         self.cache.clear()
+        self.mirror_cache.clear()
 
     def token(self, m: int) -> int:
         i = self._ids.get(m)
@@ -306,9 +308,13 @@ class _Policy:
             return [scores[Move(m >> 7, m & 127)] for m in moves]
         t0 = time.process_time()
         history = self.player.history_ids(board)
+        model = self.model
         with torch.inference_mode():
-            logits, _ = self.model._history_logits(history, self.reserve, self.cache)
+            logits, _ = model._history_logits(history, self.reserve, self.cache)
             row = torch.log_softmax(logits.float(), dim=-1)
+            if model.mirror_weight:
+                mirrored, _ = model._history_logits(model.mirror_ids(history), self.reserve, self.mirror_cache)
+                row = model.mirror_mix(row, torch.log_softmax(mirrored.float(), dim=-1))
         self.calls += 1
         self.seconds += time.process_time() - t0
         self.rows[board.key] = row
@@ -336,9 +342,13 @@ class _Policy:
             own[range(P, n), range(P, n)] = True
             mask = torch.cat([torch.ones(n, L, dtype=torch.bool), own], dim=1).to(device)
             pos = torch.tensor([L + i for i in range(P)] + [L + P] * K, device=device)
-            feed = torch.tensor([[self.token(m) for m in path] + [self.token(m) for m in moves]], device=device)
-            h, _ = model.forward_tokens(feed, positions=pos, cache=cache, mask=mask)
+            tokens = [self.token(m) for m in path] + [self.token(m) for m in moves]
+            h, _ = model.forward_tokens(torch.tensor([tokens], device=device), positions=pos, cache=cache, mask=mask)
             logp = F.log_softmax(model.head(h[0, P:]).float(), dim=-1)
+            if model.mirror_weight:       # the same tree on the mirrored game (its history is in mirror_cache)
+                feed = torch.tensor([model.mirror_ids(tokens)], device=device)
+                h, _ = model.forward_tokens(feed, positions=pos, cache=self.mirror_cache, mask=mask)
+                logp = model.mirror_mix(logp, F.log_softmax(model.head(h[0, P:]).float(), dim=-1))
         self.calls += 1
         for k, row in zip(child_keys, logp):
             self.rows[k] = row
