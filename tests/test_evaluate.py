@@ -52,11 +52,13 @@ def test_positions_match_the_player(tmp_path, tokenizer, block):
         board.push_iccs(move)
 
 
-@pytest.mark.parametrize("tokenizer,block", [("move", 48), ("char", 192)])
-def test_batched_free_runs_equal_generate(tmp_path, tokenizer, block):
+@pytest.mark.parametrize("tokenizer,block,mirror", [("move", 48, 0.0), ("char", 192, 0.0), ("move", 48, 0.4)])
+def test_batched_free_runs_equal_generate(tmp_path, tokenizer, block, mirror):
     """Continuations generated together (one call per token for all prefixes) are the tokens GPT.generate gives
-    for each prefix alone; later prefixes of this 70-ply game outgrow the first window and use generate."""
+    for each prefix alone; later prefixes of this 70-ply game outgrow the first window and use generate. Also
+    with a mirror ensemble (both paths mix the mirrored game's answer in)."""
     loaded = load(tiny_checkpoint(tmp_path, tokenizer, block))
+    loaded.model.set_mirror_ensemble(mirror)
     scorer = GameScorer(loaded.model, loaded.tokenizer)
     moves = as_moves(GAMES[0])
     together = scorer.free_runs(moves, 6)

@@ -294,7 +294,6 @@ class GameScorer:
         ns = [1 + self.tpm * p for p in plies]
         memo = {} if memo is None else memo
         todo = [i for i, key in enumerate(keys) if key not in memo]
-        batched = batched and not self.model.mirror_weight     # GPT.generate mixes the two views itself
         together = [i for i in todo if batched and self.model.context_start(ns[i] + steps - 1) == 0]
         with torch.inference_mode():
             if together:
@@ -317,37 +316,55 @@ class GameScorer:
         """Greedy ``steps`` tokens after each prefix ``history[:n]`` (n in ``ns``; every prefix plus its
         continuation fits in block_size), all prefixes at once. The history is run once; then each step feeds the
         last token of every continuation as one flat sequence whose mask lets it see its own history
-        (``history[:n]``) and its own earlier tokens only, as separate ``generate`` calls would."""
+        (``history[:n]``) and its own earlier tokens only, as separate ``generate`` calls would. With a mirror
+        ensemble the mirrored history runs beside it, fed the mirrored tokens, and each step takes the argmax of
+        the mixture (as :meth:`GPT.generate` does)."""
         import torch
+        import torch.nn.functional as F
 
         from .model import KVCache
 
         model = self.model
         device = model.rope_cos.device
         L, P = max(ns), len(ns)
-        ids = torch.tensor([history[:L]], device=device)
-        h, hist_kv = model.forward_tokens(ids)
+        views = [history] if not model.mirror_weight else [history, model.mirror_ids(history)]
         n_t = torch.tensor(ns, device=device)
-        tok = model.head(h[0, n_t - 1]).float().argmax(dim=-1)            # (P,) first generated tokens
+
+        def pick(hs):            # the next token of every continuation from each view's final vectors
+            if len(hs) == 1:
+                return model.head(hs[0]).float().argmax(dim=-1)
+            lps = [F.log_softmax(model.head(h).float(), dim=-1) for h in hs]
+            return model.mirror_mix(lps[0], lps[1]).argmax(dim=-1)
+
+        hist_kv, hs = [], []
+        for view in views:
+            h, kv = model.forward_tokens(torch.tensor([view[:L]], device=device))
+            hist_kv.append(kv)
+            hs.append(h[0, n_t - 1])
+        tok = pick(hs)                                                     # (P,) first generated tokens
         out = [tok]
-        gen_kv: list | None = None
+        gen_kv: list = [None] * len(views)
         row = torch.arange(P, device=device)
         hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
         for t in range(1, steps):
-            cache = KVCache()
-            cache.append(hist_kv if gen_kv is None else
-                         [(torch.cat([hk, gk], dim=2), torch.cat([hv, gv], dim=2))
-                          for (hk, hv), (gk, gv) in zip(hist_kv, gen_kv)])
             prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
             mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
             mask[:, :L] = hist_mask
             for s in range(t):                       # earlier steps' tokens and itself: same continuation only
                 mask[row, L + s * P + row] = True
             pos = n_t + t - 1
-            h, new_kv = model.forward_tokens(tok[None, :], pos, cache, mask)
-            gen_kv = new_kv if gen_kv is None else [(torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2))
-                                                     for (gk, gv), (k, v) in zip(gen_kv, new_kv)]
-            tok = model.head(h[0]).float().argmax(dim=-1)
+            feeds = [tok] if len(views) == 1 else [tok, model._mirror_index.to(device)[tok]]
+            hs = []
+            for j, feed in enumerate(feeds):
+                cache = KVCache()
+                cache.append(hist_kv[j] if gen_kv[j] is None else
+                             [(torch.cat([hk, gk], dim=2), torch.cat([hv, gv], dim=2))
+                              for (hk, hv), (gk, gv) in zip(hist_kv[j], gen_kv[j])])
+                h, new_kv = model.forward_tokens(feed[None, :], pos, cache, mask)
+                gen_kv[j] = new_kv if gen_kv[j] is None else [
+                    (torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2)) for (gk, gv), (k, v) in zip(gen_kv[j], new_kv)]
+                hs.append(h[0])
+            tok = pick(hs)
             out.append(tok)
         return torch.stack(out, dim=1).tolist()
 
