@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from xiangqi_gpt.model import mix_logprobs as mix  # noqa: E402  (log((1 - w) P + w P'), for any w in [0, 1])
 
 PHASES = ("opening", "middlegame", "endgame")
 
@@ -41,17 +42,6 @@ def game_logprobs(scorer, history: list[int], n_moves: int):
     starts, windows, which = scorer._windows(n_list, history)
     logp, _ = scorer._forward_windows(windows)
     return torch.stack([logp[which[p], n - 1 - starts[which[p]]] for p, n in enumerate(n_list)])
-
-
-def mix(plain, mirrored, weight: float):
-    """log((1 - w) P + w P_mirror), both given as log-probabilities over the same (unmirrored) token ids."""
-    import torch
-
-    if weight <= 0:
-        return plain
-    if weight >= 1:
-        return mirrored
-    return torch.logaddexp(plain + math.log(1 - weight), mirrored + math.log(weight))
 
 
 def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float], progress: bool = True) -> dict:

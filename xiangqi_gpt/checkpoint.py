@@ -176,14 +176,13 @@ def export_model(ckpt_path, out, fp16: bool = True, mirror_ensemble: float | Non
 
 
 def mirror_weight(text: str) -> float:
-    """argparse type of ``--mirror-ensemble``: a number in [0, 1)."""
+    """argparse type of ``--mirror-ensemble``: a number in [0, 1) (:func:`model.check_mirror_weight`)."""
+    from .model import check_mirror_weight
+
     try:
-        w = float(text)
-    except ValueError:
+        return check_mirror_weight(text)
+    except ConfigError:
         raise argparse.ArgumentTypeError(f"a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= w < 1.0:
-        raise argparse.ArgumentTypeError(f"a number in [0, 1), got {text!r}")
-    return w
 
 
 def add_mirror_option(p: argparse.ArgumentParser, help_text: str | None = None) -> None:

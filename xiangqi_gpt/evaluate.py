@@ -353,7 +353,7 @@ class GameScorer:
             for s in range(t):                       # earlier steps' tokens and itself: same continuation only
                 mask[row, L + s * P + row] = True
             pos = n_t + t - 1
-            feeds = [tok] if len(views) == 1 else [tok, model._mirror_index.to(device)[tok]]
+            feeds = [tok] if len(views) == 1 else [tok, model.mirror_ids(tok)]
             hs = []
             for j, feed in enumerate(feeds):
                 cache = KVCache()
@@ -683,7 +683,8 @@ def add_evaluate_command(p: argparse.ArgumentParser):
         t0 = time.perf_counter()
         report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
         report = {"checkpoint": args.checkpoint or "default", "pgn": args.pgn, "tokenizer": loaded.tokenizer.name,
-                  "mirror_ensemble": loaded.model.mirror_weight, **report, "skipped_games": skipped, "seconds": round(time.perf_counter() - t0, 2)}
+                  "mirror_ensemble": loaded.model.mirror_weight, **report, "skipped_games": skipped,
+                  "seconds": round(time.perf_counter() - t0, 2)}
         print_summary(report, out)
         if args.json:
             _write_json(report, args.json)

@@ -205,6 +205,31 @@ class Block(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Mirror ensemble: the weight and the mixture
+
+
+def check_mirror_weight(weight) -> float:
+    """``weight`` as a float in [0, 1), else a one-line :class:`ConfigError`."""
+    try:
+        w = float(weight)
+    except (TypeError, ValueError):
+        raise ConfigError(f"mirror ensemble weight must be a number in [0, 1), got {weight!r}") from None
+    if not 0.0 <= w < 1.0:
+        raise ConfigError(f"mirror ensemble weight must lie in [0, 1), got {w}")
+    return w
+
+
+def mix_logprobs(logp: Tensor, other: Tensor, weight: float) -> Tensor:
+    """log((1 - weight) P + weight P'), both given as log-probabilities over the same ids (weight 0: ``logp``,
+    1: ``other``)."""
+    if weight <= 0:
+        return logp
+    if weight >= 1:
+        return other
+    return torch.logaddexp(logp + math.log(1.0 - weight), other + math.log(weight))
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # KV cache
 
 
@@ -455,13 +480,19 @@ class GPT(nn.Module):
 
         ``cache`` (optional, e.g. one :class:`KVCache` per game) is updated in place and reused by the next call
         whose history extends this one; results are the same with or without it."""
-        logits, _ = self._history_logits(history_ids, 0, cache)
+        return self._history_logprobs(history_ids, 0, cache)
+
+    def _history_logprobs(self, history_ids: Sequence[int], reserve: int, cache: KVCache | None) -> Tensor:
+        """Log-probabilities (V,) after the history's window (:meth:`_history_logits`), with the mirror ensemble
+        mixed in when it is on: the mirrored history then runs in ``cache.mirror``, kept beside the cache."""
+        logits, _ = self._history_logits(history_ids, reserve, cache)
         logp = F.log_softmax(logits.float(), dim=-1)
         if not self.mirror_weight:
             return logp
         if cache is not None and cache.mirror is None:
             cache.mirror = KVCache()
-        mirrored, _ = self._history_logits(self.mirror_ids(history_ids), 0, cache.mirror if cache is not None else None)
+        mirrored, _ = self._history_logits(self.mirror_ids(history_ids), reserve,
+                                           cache.mirror if cache is not None else None)
         return self.mirror_mix(logp, F.log_softmax(mirrored.float(), dim=-1))
 
     # -- mirror ensemble ---------------------------------------------------------------------------------------------
@@ -469,12 +500,7 @@ class GPT(nn.Module):
     def set_mirror_ensemble(self, weight: float) -> None:
         """Read the policy as ``(1 - weight)`` x the model + ``weight`` x the model on the mirrored game (module docs).
         ``weight`` in [0, 1); 0 turns it off. Move tokenizer only."""
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError):
-            raise ConfigError(f"mirror ensemble weight must be a number in [0, 1), got {weight!r}") from None
-        if not 0.0 <= weight < 1.0:
-            raise ConfigError(f"mirror ensemble weight must lie in [0, 1), got {weight}")
+        weight = check_mirror_weight(weight)
         tok = self.tokenizer
         if weight and tok.tokens_per_move != 1:
             raise ConfigError(f"the mirror ensemble needs the move tokenizer, this model uses {tok.name!r}")
@@ -483,21 +509,23 @@ class GPT(nn.Module):
         self._mirror_index = torch.tensor(table, dtype=torch.long, device=self.rope_cos.device)
         self.mirror_weight = weight
 
-    def mirror_ids(self, ids: Sequence[int]) -> list[int]:
-        """The token ids of the mirrored game (a permutation; needs :meth:`set_mirror_ensemble` first)."""
+    def mirror_ids(self, ids):
+        """The token ids of the mirrored game (a permutation; needs :meth:`set_mirror_ensemble` first): a list for
+        a sequence of ints, a tensor of the same shape for a tensor."""
         table = self._mirror_table
         if table is None:
             raise ValueError("mirror_ids needs set_mirror_ensemble first")
+        if isinstance(ids, Tensor):
+            return self._mirror_index.to(ids.device)[ids]
         return [table[int(i)] for i in ids]
 
     def mirror_mix(self, logp: Tensor, logp_mirrored: Tensor) -> Tensor:
         """log((1 - w) P + w P'), with ``logp`` (..., V) the log-probabilities after a history and ``logp_mirrored``
         those after the mirrored history (over mirrored ids; mapped back here). Returns ``logp`` when w = 0."""
-        w = self.mirror_weight
-        if not w:
+        if not self.mirror_weight:
             return logp
         back = logp_mirrored.index_select(-1, self._mirror_index.to(logp_mirrored.device))
-        return torch.logaddexp(logp + math.log(1.0 - w), back + math.log(w))
+        return mix_logprobs(logp, back, self.mirror_weight)
 
     @torch.inference_mode()
     def score_candidates(self, history_ids: Sequence[int], candidates: Sequence[Sequence[int]],
@@ -561,7 +589,7 @@ class GPT(nn.Module):
         seq = self._as_ids(idx)
         if seq.size(1) == 0:
             raise ValueError("generate needs at least one token to start from")
-        views = [seq] if not self.mirror_weight else [seq, self._mirror_index[seq]]
+        views = [seq] if not self.mirror_weight else [seq, self.mirror_ids(seq)]
         caches = [KVCache() for _ in views]
         logits = []
         for view, cache in zip(views, caches):
@@ -571,7 +599,7 @@ class GPT(nn.Module):
             mixed = logits[0] if len(views) == 1 else self.mirror_mix(
                 F.log_softmax(logits[0].float(), dim=-1), F.log_softmax(logits[1].float(), dim=-1))
             next_id = self._sample(mixed, temperature, top_k, generator)
-            feeds = [next_id] if len(views) == 1 else [next_id, self._mirror_index[next_id]]
+            feeds = [next_id] if len(views) == 1 else [next_id, self.mirror_ids(next_id)]
             seq = torch.cat([seq, next_id[:, None]], dim=1)
             views = [torch.cat([v, f[:, None]], dim=1) for v, f in zip(views, feeds)]
             if i == max_new_tokens - 1:

@@ -280,8 +280,7 @@ class _Policy:
         self.tokenizer = player.tokenizer
         self.enabled = self.tokenizer.tokens_per_move == 1
         self.reserve = max(1, gpt_plies - 1)     # positions kept free after the history window for a search path
-        self.cache = KVCache()
-        self.mirror_cache = KVCache()            # the mirrored game's, when the model has a mirror ensemble
+        self.cache = KVCache()                   # (with a mirror ensemble, the mirrored game's is cache.mirror)
         self.rows: dict[int, object] = {}
         self.max_rows = max_rows
         self.calls = 0
@@ -291,7 +290,6 @@ class _Policy:
     def clear(self) -> None:
         self.rows.clear()
         self.cache.clear()
-        self.mirror_cache.clear()
 
     def token(self, m: int) -> int:
         i = self._ids.get(m)
@@ -308,13 +306,8 @@ class _Policy:
             return [scores[Move(m >> 7, m & 127)] for m in moves]
         t0 = time.process_time()
         history = self.player.history_ids(board)
-        model = self.model
         with torch.inference_mode():
-            logits, _ = model._history_logits(history, self.reserve, self.cache)
-            row = torch.log_softmax(logits.float(), dim=-1)
-            if model.mirror_weight:
-                mirrored, _ = model._history_logits(model.mirror_ids(history), self.reserve, self.mirror_cache)
-                row = model.mirror_mix(row, torch.log_softmax(mirrored.float(), dim=-1))
+            row = self.model._history_logprobs(history, self.reserve, self.cache)
         self.calls += 1
         self.seconds += time.process_time() - t0
         self.rows[board.key] = row
@@ -345,9 +338,9 @@ class _Policy:
             tokens = [self.token(m) for m in path] + [self.token(m) for m in moves]
             h, _ = model.forward_tokens(torch.tensor([tokens], device=device), positions=pos, cache=cache, mask=mask)
             logp = F.log_softmax(model.head(h[0, P:]).float(), dim=-1)
-            if model.mirror_weight:       # the same tree on the mirrored game (its history is in mirror_cache)
+            if model.mirror_weight:       # the same tree on the mirrored game (its history is in cache.mirror)
                 feed = torch.tensor([model.mirror_ids(tokens)], device=device)
-                h, _ = model.forward_tokens(feed, positions=pos, cache=self.mirror_cache, mask=mask)
+                h, _ = model.forward_tokens(feed, positions=pos, cache=cache.mirror, mask=mask)
                 logp = model.mirror_mix(logp, F.log_softmax(model.head(h[0, P:]).float(), dim=-1))
         self.calls += 1
         for k, row in zip(child_keys, logp):
