@@ -33,7 +33,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from .errors import ConfigError, DatasetError
-from .tokenizer import N_SPECIAL, Tokenizer, get_tokenizer
+from .tokenizer import BOS, N_SPECIAL, SOURCES, Tokenizer, get_tokenizer
 
 SPLITS = ("train", "val", "test")
 
@@ -175,8 +175,12 @@ class TrainWindows(IterableDataset):
 
     def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
                  game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
-                 start_step: int = 0, split: str = "train", mix=(), legal_sets: bool = False):
+                 start_step: int = 0, split: str = "train", mix=(), legal_sets: bool = False,
+                 start_ids=None, mirror_start_id=None):
         self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
+        #: per source (main first, then the mix), the id that replaces ``<bos>`` at its game starts (None: keep)
+        self.start_ids = list(start_ids) if start_ids is not None else None
+        self.mirror_start_id = mirror_start_id
         self.block_size, self.batch_size = block_size, batch_size
         self.mirror_p, self.game_start_p = mirror_p, game_start_p
         self.seed, self.rank = seed, rank
@@ -222,6 +226,11 @@ class TrainWindows(IterableDataset):
         if self.mirror_p > 0:
             flip = rng.random(self.batch_size) < self.mirror_p
             x[flip] = self.mirror_table[x[flip]]
+        if self.start_ids is not None:
+            starts_of = np.asarray(self.start_ids, dtype=np.int64)[which]
+            if flip is not None and self.mirror_start_id is not None:
+                starts_of = np.where(flip & (which == 0), self.mirror_start_id, starts_of)
+            x = np.where(x == BOS, starts_of[:, None], x)
         if not self.legal_sets:
             return torch.from_numpy(x)
         from .legal import window_mask
@@ -249,7 +258,7 @@ class ValWindows(Dataset):
     Item ``i`` is ``(window int64 (T + 1,), phase int64 (T,))``, phase being :func:`move_phase` of the targets."""
 
     def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, n_windows: int, split: str = "val",
-                 legal_sets: bool = False):
+                 legal_sets: bool = False, start_id: int | None = None):
         data = load_tokens(data_dir, tokenizer.name, split)
         n = len(data)
         path = Path(data_dir) / tokenizer.name / f"{split}.bin"
@@ -267,6 +276,8 @@ class ValWindows(Dataset):
         span = self.starts[:, None] + np.arange(block_size + 1)
         self.windows = np.asarray(data[span], dtype=np.int64)
         self.phase = move_phase(np.asarray(data), tokenizer.tokens_per_move)[span[:, 1:]].astype(np.int64)
+        if start_id is not None:  # the games' start token names their source
+            self.windows[self.windows == BOS] = start_id
         self.legal = None
         if legal_sets:
             from .legal import load_legal_sets
@@ -368,7 +379,8 @@ class XiangqiDataModule(LightningDataModule):
     def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 16,
                  mirror_p: float = 0.5, game_start_p: float = 0.5, val_windows: int = 256,
                  val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
-                 seed: int = 0, mix: dict[str, float] | None = None, legal_sets: bool = False):
+                 seed: int = 0, mix: dict[str, float] | None = None, legal_sets: bool = False,
+                 sources: list[str] | None = None):
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size), ("val_windows", val_windows)):
             if not isinstance(value, int) or value < 1:
@@ -386,6 +398,14 @@ class XiangqiDataModule(LightningDataModule):
         self.data_dir = str(data_dir)
         self.meta = check_dataset(self.data_dir, self.tok, splits=("train", "val"))
         self.mix = resolve_mix(self.data_dir, self.tok, mix)
+        self.sources = tuple(sources or ())
+        self.start_ids = self.mirror_start_id = None
+        if self.sources:
+            self.start_ids = [self._source_id("master", "data.data_dir")]
+            for path, _ in self.mix:
+                self.start_ids.append(self._source_id(Path(path).name, f"data.mix {path!r}"))
+            if "mirror" in self.sources:
+                self.mirror_start_id = self._source_id("mirror", "data.mirror_p")
         self.legal_sets = bool(legal_sets)
         if self.legal_sets and self.tok.name != "move":
             raise ConfigError("data.legal_sets needs the move tokenizer")
@@ -397,7 +417,15 @@ class XiangqiDataModule(LightningDataModule):
         self.n_train_tokens = len(load_tokens(self.data_dir, self.tok.name, "train"))
         # fail now (not in a DDP worker later) if a split is too short or game offsets are needed and missing
         self._train_windows(rank=0, world_size=1, start_step=0)
-        self._val = ValWindows(self.data_dir, self.tok, block_size, val_windows, legal_sets=self.legal_sets)
+        self._val = ValWindows(self.data_dir, self.tok, block_size, val_windows, legal_sets=self.legal_sets,
+                               start_id=self.start_ids[0] if self.start_ids else None)
+
+    def _source_id(self, name: str, where: str) -> int:
+        """The start-token id of source ``name`` (ConfigError naming ``where`` if the model lacks it)."""
+        if name not in self.sources:
+            raise ConfigError(f"{where}: the model has no source token {name!r} (model.sources: "
+                              f"{list(self.sources)}; a mix entry must be named after one of {', '.join(SOURCES)})")
+        return self.tok.vocab_size + self.sources.index(name)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -408,7 +436,8 @@ class XiangqiDataModule(LightningDataModule):
                                                                                  * world_size)))
         return TrainWindows(self.data_dir, self.tok, self.block_size, self.batch_size, self.mirror_p,
                             self.game_start_p, self.seed, rank, steps, start_step, mix=self.mix,
-                            legal_sets=self.legal_sets)
+                            legal_sets=self.legal_sets, start_ids=self.start_ids,
+                            mirror_start_id=self.mirror_start_id)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

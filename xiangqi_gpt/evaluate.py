@@ -63,7 +63,7 @@ from .board import STARTING_FEN, Board
 from .checkpoint import add_mirror_option
 from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
 from .player import is_legal_text
-from .tokenizer import BOS, TOKEN_RESULTS
+from .tokenizer import DEFAULT_SOURCE, SOURCES, TOKEN_RESULTS
 
 PHASES = ("opening", "middlegame", "endgame")
 OPENING_PLIES = 20
@@ -123,8 +123,10 @@ class FreeRun:
 class GameScorer:
     """Teacher-forced scores and free runs of whole games for one model."""
 
-    def __init__(self, model, tokenizer, chunk_tokens: int = CHUNK_TOKENS):
+    def __init__(self, model, tokenizer, chunk_tokens: int = CHUNK_TOKENS, source: str = DEFAULT_SOURCE):
         self.model = model.eval()
+        #: the start token of the condition the games are scored in (``<bos>`` for a model without sources)
+        self.start = model.start_id(source)
         self.tokenizer = tokenizer
         self.tpm = tokenizer.tokens_per_move
         self.chunk_tokens = chunk_tokens
@@ -138,7 +140,7 @@ class GameScorer:
         iccs = [m.iccs() for m in moves]
         if not iccs:
             return []
-        history = [BOS] + self.tokenizer.encode_moves(iccs)
+        history = [self.start] + self.tokenizer.encode_moves(iccs)
         board = Board(root_fen)
         legal, phases = [], []
         for p, move in enumerate(moves):
@@ -287,7 +289,7 @@ class GameScorer:
         import torch
 
         iccs = [m.iccs() for m in moves]
-        history = [BOS] + self.tokenizer.encode_moves(iccs)
+        history = [self.start] + self.tokenizer.encode_moves(iccs)
         steps = max_k * self.tpm
         plies = list(range(0, len(moves), every))
         keys = [_prefix_key(root_fen, iccs, p) for p in plies]
@@ -549,10 +551,12 @@ def read_eval_games(path: str, limit: int | None = None, warn=None) -> tuple[lis
     return games, skipped
 
 
-def evaluate_games(model, tokenizer, games, free_run_every: int = DEFAULT_FREE_RUN_EVERY, progress=None) -> dict:
-    """The report (see the module docs) for ``games`` (pgn.Game objects). ``progress(game_index, report_so_far)``
-    is called after each game."""
-    scorer = GameScorer(model, tokenizer)
+def evaluate_games(model, tokenizer, games, free_run_every: int = DEFAULT_FREE_RUN_EVERY, progress=None,
+                   source: str = DEFAULT_SOURCE) -> dict:
+    """The report (see the module docs) for ``games`` (pgn.Game objects), scored in the condition ``source`` (the
+    start token, for a model with source tokens). ``progress(game_index, report_so_far)`` is called after each
+    game."""
+    scorer = GameScorer(model, tokenizer, source=source)
     scores: list[PositionScore] = []
     runs: list[FreeRun] = []
     memo: dict[str, list[int]] = {}     # prefixes already generated (every game's start position, common lines)
@@ -657,6 +661,9 @@ def add_evaluate_command(p: argparse.ArgumentParser):
                    help=f"free-run prefixes at plies 0, N, 2N, ... of each game (0: no free runs; "
                         f"default {DEFAULT_FREE_RUN_EVERY})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--source", default=DEFAULT_SOURCE, choices=SOURCES,
+                   help="the condition the games are scored in: the start token of a model with source tokens "
+                        f"(default {DEFAULT_SOURCE}: master games; engine for engine games; ignored by older models)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads (default 1: fastest on a shared or small machine)")
     add_mirror_option(p)
@@ -681,8 +688,9 @@ def add_evaluate_command(p: argparse.ArgumentParser):
         games, skipped = read_eval_games(args.pgn, args.limit, warn=lambda m: err.print(
             f"[yellow]{m}[/]", highlight=False, markup=True, soft_wrap=True))
         t0 = time.perf_counter()
-        report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet)
+        report = _run_with_progress(loaded, games, args.free_run_every, err, args.quiet, args.source)
         report = {"checkpoint": args.checkpoint or "default", "pgn": args.pgn, "tokenizer": loaded.tokenizer.name,
+                  "source": args.source, "model_sources": list(loaded.model.config.sources),
                   "mirror_ensemble": loaded.model.mirror_weight, **report, "skipped_games": skipped,
                   "seconds": round(time.perf_counter() - t0, 2)}
         print_summary(report, out)
@@ -707,7 +715,7 @@ def _write_json(report: dict, path: str) -> None:
         raise XiangqiError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _run_with_progress(loaded, games, every: int, console, quiet: bool) -> dict:
+def _run_with_progress(loaded, games, every: int, console, quiet: bool, source: str = DEFAULT_SOURCE) -> dict:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
@@ -723,5 +731,5 @@ def _run_with_progress(loaded, games, every: int, console, quiet: bool) -> dict:
             progress.update(task, completed=i + 1,
                             stats=f"{n} positions  top1 {100 * top1:.1f}%  legal {100 * legal:.1f}%")
 
-        return evaluate_games(loaded.model, loaded.tokenizer, games, every, progress=update)
+        return evaluate_games(loaded.model, loaded.tokenizer, games, every, progress=update, source=source)
 

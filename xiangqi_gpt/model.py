@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ConfigError
-from .tokenizer import TOKENIZER_NAMES, get_tokenizer
+from .tokenizer import BOS, SOURCES, TOKENIZER_NAMES, get_tokenizer
 
 IGNORE_INDEX = -100  # targets with this value are left out of the loss
 
@@ -75,11 +75,23 @@ class GPTConfig:
     #: attention kernel on the CPU while residual, MLP and embedding dropout stay on (reported 1.35x faster in bf16 on
     #: an AVX512-BF16 CPU; no difference measured in fp32 on an AVX2-only one).
     attn_dropout: float | None = None
+    #: source start tokens the model embeds after the tokenizer's vocabulary (names from ``tokenizer.SOURCES``;
+    #: source ``i`` has id ``tokenizer vocab_size + i``). Empty: every game starts with ``<bos>`` (older files).
+    sources: tuple = ()
 
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZER_NAMES:
             raise ConfigError(f"model tokenizer must be one of {', '.join(TOKENIZER_NAMES)}, got {self.tokenizer!r}")
-        needed = get_tokenizer(self.tokenizer).vocab_size
+        if self.sources is None:
+            self.sources = ()
+        if isinstance(self.sources, str) or not isinstance(self.sources, (list, tuple)):
+            raise ConfigError(f"model sources must be a list of names from {', '.join(SOURCES)}, got {self.sources!r}")
+        self.sources = tuple(self.sources)
+        bad = [s for s in self.sources if s not in SOURCES]
+        if bad or len(set(self.sources)) != len(self.sources):
+            raise ConfigError(f"model sources must be distinct names from {', '.join(SOURCES)}, got "
+                              f"{list(self.sources)!r}")
+        needed = get_tokenizer(self.tokenizer).vocab_size + len(self.sources)
         if self.vocab_size is None:
             self.vocab_size = needed
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -88,7 +100,7 @@ class GPTConfig:
                 raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
         if self.vocab_size < needed:
             raise ConfigError(f"model vocab_size {self.vocab_size} is smaller than the {self.tokenizer} tokenizer's "
-                              f"{needed} tokens")
+                              f"{needed - len(self.sources)} tokens plus {len(self.sources)} source tokens")
         min_block = get_tokenizer(self.tokenizer).tokens_per_move + 1
         if self.block_size < min_block:
             raise ConfigError(f"model block_size must be at least {min_block} tokens (<bos> and one move), "
@@ -114,7 +126,9 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["sources"] = list(self.sources)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
@@ -291,10 +305,13 @@ class GPT(nn.Module):
         self.window_hop = max(1, config.block_size // 8)
         #: positions kept free after a history's window: room for the tokens of one move
         self.context_reserve = get_tokenizer(config.tokenizer).tokens_per_move - 1
+        #: logits cover the tokenizer's vocabulary only: source tokens and padding rows are inputs, never outputs
+        self.n_out = get_tokenizer(config.tokenizer).vocab_size
         #: weight of the mirrored view at inference (see the module docs); 0 = the plain model
         self.mirror_weight = 0.0
         self._mirror_table: list[int] | None = None
         self._mirror_index: Tensor | None = None
+        self._mirror_ids: Tensor | None = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -331,8 +348,19 @@ class GPT(nn.Module):
         return h
 
     def head(self, h: Tensor) -> Tensor:
-        """Output vectors -> logits over the vocabulary."""
-        return self.lm_head(h)
+        """Output vectors -> logits over the tokenizer's vocabulary (``n_out`` ids: never a source token or a
+        padding row, which only the input embedding has)."""
+        if self.n_out == self.config.vocab_size:
+            return self.lm_head(h)
+        return F.linear(h, self.lm_head.weight[:self.n_out])
+
+    def start_id(self, source: str | None = None) -> int:
+        """The token a game starts with when the model is asked in the condition ``source`` (a name from
+        ``tokenizer.SOURCES``, e.g. ``"master"`` or ``"engine"``): that source's token if this model has it, else
+        ``<bos>`` (models trained before source tokens, or a source the model never saw)."""
+        if source is not None and source in self.config.sources:
+            return self.n_out + self.config.sources.index(source)
+        return BOS
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, V) for every position, and the mean cross-entropy if ``targets`` (B, T) are given
@@ -505,8 +533,13 @@ class GPT(nn.Module):
         if weight and tok.tokens_per_move != 1:
             raise ConfigError(f"the mirror ensemble needs the move tokenizer, this model uses {tok.name!r}")
         table = list(tok.mirror_table) + list(range(len(tok.mirror_table), self.config.vocab_size))
+        sources = self.config.sources
+        if "master" in sources and "mirror" in sources:  # the mirrored view of a master game has its own token
+            a, b = self.start_id("master"), self.start_id("mirror")
+            table[a], table[b] = b, a
         self._mirror_table = table
-        self._mirror_index = torch.tensor(table, dtype=torch.long, device=self.rope_cos.device)
+        self._mirror_ids = torch.tensor(table, dtype=torch.long, device=self.rope_cos.device)
+        self._mirror_index = self._mirror_ids[:self.n_out].clone()  # over output ids (logits)
         self.mirror_weight = weight
 
     def mirror_ids(self, ids):
@@ -516,7 +549,7 @@ class GPT(nn.Module):
         if table is None:
             raise ValueError("mirror_ids needs set_mirror_ensemble first")
         if isinstance(ids, Tensor):
-            return self._mirror_index.to(ids.device)[ids]
+            return self._mirror_ids.to(ids.device)[ids]
         return [table[int(i)] for i in ids]
 
     def mirror_mix(self, logp: Tensor, logp_mirrored: Tensor) -> Tensor:

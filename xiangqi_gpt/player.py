@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .board import Board, Move
 from .errors import ConfigError, IllegalMoveError, InvalidMoveError
-from .tokenizer import BOS
+from .tokenizer import DEFAULT_SOURCE, resolve_style
 
 if TYPE_CHECKING:  # torch is imported by whoever builds the LoadedModel
     from .checkpoint import LoadedModel
@@ -72,7 +72,7 @@ class GPTPlayer:
     """Chooses legal moves with a GPT. See the module docs."""
 
     def __init__(self, loaded: "LoadedModel", temperature: float = 0.0, seed: int | None = None,
-                 safety: bool = False):
+                 safety: bool = False, style: str | None = None):
         from .model import KVCache
 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
@@ -83,6 +83,8 @@ class GPTPlayer:
         self.tokenizer = loaded.tokenizer
         self.temperature = float(temperature)
         self.safety = bool(safety)
+        #: the condition the model is asked in (a source name, see ``tokenizer.STYLES``); None: the model's default
+        self.source = resolve_style(style) or DEFAULT_SOURCE
         self.seed = seed
         self.rng = random.Random(seed)
         self._cache = KVCache()        # history cache for scoring the legal moves
@@ -103,8 +105,9 @@ class GPTPlayer:
     # ---- model input -------------------------------------------------------------------------------------------
 
     def history_ids(self, board: Board) -> list[int]:
-        """``<bos>`` and the tokens of the moves since the board's root position."""
-        return [BOS] + self.tokenizer.encode_moves([m.iccs() for m in board.move_stack])
+        """The start token of the player's condition (``<bos>`` for a model without source tokens) and the tokens of
+        the moves since the board's root position."""
+        return [self.model.start_id(self.source)] + self.tokenizer.encode_moves([m.iccs() for m in board.move_stack])
 
     @staticmethod
     def _key(board: Board) -> tuple:

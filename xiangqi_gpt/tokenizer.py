@@ -39,6 +39,28 @@ CHARS = RANKS + FILES  # char tokenizer alphabet, ids 5..23 in this order
 
 TOKENIZER_NAMES = ("move", "char")
 
+#: Start tokens that name where a game comes from: master games, engine games, games of our own search, and the
+#: left-right mirrored view of a master game. They are not in a tokenizer's vocabulary: a model that has them
+#: (``GPTConfig.sources``) embeds source ``i`` of its list at id ``tokenizer.vocab_size + i``, in place of
+#: ``<bos>``. They are inputs only (a model never predicts them). See :meth:`xiangqi_gpt.model.GPT.start_id`.
+SOURCES = ("master", "engine", "search", "mirror")
+#: Play-time names for the conditions a player may ask the model in (``--style``): ``human`` plays like the
+#: masters, ``strong`` like the engine games.
+#: The condition players and ``evaluate`` ask the model in unless told otherwise.
+DEFAULT_SOURCE = "master"
+STYLES = {"human": "master", "master": "master", "strong": "engine", "engine": "engine", "search": "search"}
+
+
+def resolve_style(style: str | None) -> str | None:
+    """A style name (``human``, ``strong``, or a source name) -> the source it conditions on; None stays None.
+    ConfigError for an unknown name."""
+    if style is None:
+        return None
+    key = str(style).strip().lower()
+    if key not in STYLES:
+        raise ConfigError(f"unknown style {style!r} (choose one of: {', '.join(sorted(STYLES))})")
+    return STYLES[key]
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Move geometry

@@ -48,7 +48,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from .data import XiangqiDataModule
 from .errors import CheckpointError, ConfigError, XiangqiError
 from .model import GPT, GPTConfig, IGNORE_INDEX
-from .tokenizer import N_SPECIAL, get_tokenizer
+from .tokenizer import BOS, N_SPECIAL, get_tokenizer
 
 OBJECTIVES = ("tf", "teaforn")
 LR_SCHEDULES = ("steps", "time")
@@ -99,18 +99,31 @@ def cpu_lacks_bf16() -> bool:
 
 
 def load_init_weights(model: GPT, path: str) -> None:
-    """Warm start: copy the weights of ``path`` (.pt export or .ckpt) into ``model``; ConfigError if they differ."""
+    """Warm start: copy the weights of ``path`` (.pt export or .ckpt) into ``model``; ConfigError if they differ.
+
+    A model with more source start tokens than the file (``model.sources``) grows the embedding: each new source's
+    row starts as a copy of the file's start token (its ``<bos>`` row), so the grown model first reads every source
+    as the old model read a game start."""
     from .checkpoint import read_checkpoint
 
     config, state, _ = read_checkpoint(path)
     mine = model.config
-    for key in ("tokenizer", "n_layer", "n_head", "n_embd", "vocab_size", "bias"):
+    for key in ("tokenizer", "n_layer", "n_head", "n_embd", "bias"):
         if getattr(config, key) != getattr(mine, key):
             raise ConfigError(f"model.init_from {path}: its {key} is {getattr(config, key)!r}, this model's is "
                               f"{getattr(mine, key)!r}")
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
     if "lm_head.weight" not in state and "tok_emb.weight" in state:
         state["lm_head.weight"] = state["tok_emb.weight"]
+    grow = (config.vocab_size != mine.vocab_size and tuple(mine.sources[:len(config.sources)]) == config.sources
+            and config.vocab_size == model.n_out + len(config.sources) and mine.vocab_size > config.vocab_size)
+    if config.vocab_size != mine.vocab_size and not grow:
+        raise ConfigError(f"model.init_from {path}: its vocab_size is {config.vocab_size!r} (sources "
+                          f"{list(config.sources)}), this model's is {mine.vocab_size!r} (sources {list(mine.sources)})")
+    if grow and "tok_emb.weight" in state:
+        old = state["tok_emb.weight"]
+        new = old[BOS].unsqueeze(0).repeat(mine.vocab_size - old.size(0), 1)
+        state["tok_emb.weight"] = state["lm_head.weight"] = torch.cat([old, new])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -194,12 +207,13 @@ class GPTModule(LightningModule):
                  lr: float = 2e-3, min_lr_ratio: float = 0.1, warmup_steps: int = 300,
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
                  betas: tuple[float, float] = (0.9, 0.95), lr_schedule: str = "steps",
-                 legal_weight: float = 0.0, legal_loss: str = "logp", init_from: Optional[str] = None):
+                 legal_weight: float = 0.0, legal_loss: str = "logp", init_from: Optional[str] = None,
+                 sources: Optional[list[str]] = None):
         super().__init__()
         self.save_hyperparameters()
         self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                                 n_embd=n_embd, dropout=dropout, tokenizer=tokenizer, bias=bias, rope_base=rope_base,
-                                attn_dropout=attn_dropout)
+                                attn_dropout=attn_dropout, sources=tuple(sources or ()))
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if not lr > 0:
@@ -258,11 +272,17 @@ class GPTModule(LightningModule):
                            embedding_weight=self.model.tok_emb.weight, return_logits=return_logits)
         return out.loss, out.level_losses, out.level_logits
 
+    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets from a window's tail: a source start token (an input only) is predicted as ``<bos>``."""
+        if self.model.n_out == self.config.vocab_size:
+            return y
+        return torch.where(y >= self.model.n_out, torch.full_like(y, BOS), y)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         legal = None
         if isinstance(batch, (tuple, list)):
             batch, legal = batch
-        x, y = batch[:, :-1], batch[:, 1:]
+        x, y = batch[:, :-1], self._targets(batch[:, 1:])
         want_legal = legal is not None and self.hparams.legal_weight > 0
         loss, level_losses, level_logits = self._levels(x, y, return_logits=want_legal)
         if want_legal:
@@ -296,7 +316,7 @@ class GPTModule(LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         window, phase = batch[0], batch[1]
-        x, y = window[:, :-1], window[:, 1:]
+        x, y = window[:, :-1], self._targets(window[:, 1:])
         _, _, level_logits = self._levels(x, y, return_logits=True)
         if len(batch) > 2:  # legal sets: how often the raw top choice is legal, and the mass on legal moves
             legal = batch[2]
@@ -649,6 +669,7 @@ class XiangqiCLI(LightningCLI):
                                  "Lightning's EMAWeightAveraging): validation, checkpoints and exports use it")
         parser.link_arguments("model.tokenizer", "data.tokenizer")
         parser.link_arguments("model.block_size", "data.block_size")
+        parser.link_arguments("model.sources", "data.sources")
         parser.link_arguments("seed_everything", "data.seed",
                               compute_fn=lambda s: s if isinstance(s, int) and not isinstance(s, bool) else 0)
 
