@@ -90,6 +90,9 @@ def test_cli_arena_random_writes_pgn_and_json(tmp_path):
                  "--pgn", str(pgn), "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
     assert report["games"] == 3 and report["wins"] + report["draws"] + report["losses"] == 3
+    assert list(report["per_game"][0]) == ["round", "model_color", "opening", "moves", "result", "model_score",
+                                           "termination", "reason", "model_moves", "illegal_attempts",
+                                           "illegal_examples", "move_ms", "move_cpu_ms", "move_nodes", "plies"]
     assert 0 <= report["score"] <= 1 and report["elo"]["low"] <= report["elo"]["diff"] <= report["elo"]["high"]
     assert sum(report["terminations"].values()) == 3
     assert 0 <= report["illegal_attempts"]["rate"] <= 1
