@@ -46,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from xiangqi_gpt.arena import FairyOpponent, run_match, summarize  # noqa: E402
+from xiangqi_gpt.arena import run_match, summarize  # noqa: E402
 from xiangqi_gpt.board import Board  # noqa: E402
+from xiangqi_gpt.match import FairyPlayer  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402
 from xiangqi_gpt.player import GPTPlayer  # noqa: E402
 from xiangqi_gpt.search import Limits, Searcher, SearchPlayer, level_limits  # noqa: E402
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
         print("| variant | W / D / L | score | Elo [95%] | CPU ms/move | nodes/move | avg plies |")
         print("|---|---|---:|---|---:|---:|---:|")
         for v in variants:
-            opponent = FairyOpponent(depth=args.depth)
+            opponent = FairyPlayer.start(depth=args.depth)
             try:
                 r = match(make_player(gpt, v, limits), opponent, args.games)
             finally:

@@ -70,17 +70,17 @@ def _player(checkpoint, level: int):
 
 def play_pairing(checkpoint: str | None, level: int, opponent: str, games: int) -> dict:
     """One pairing; runs in a worker process."""
-    from xiangqi_gpt.arena import (DEFAULT_MAX_PLIES, DEFAULT_SAMPLE_PLIES, FairyOpponent, RandomOpponent,
-                                   opening_schedule, play_game, summarize)
+    from xiangqi_gpt.arena import DEFAULT_SAMPLE_PLIES, opening_schedule, play_game, summarize
     from xiangqi_gpt.board import BLACK, RED
     from xiangqi_gpt.fairy import EngineError
+    from xiangqi_gpt.match import DEFAULT_MAX_PLIES, FairyPlayer, RandomPlayer
 
     player = _player(checkpoint, level)
     gpt = player if level == 0 else player.player
     spec = OPPONENTS[opponent]
 
     def new_opponent():
-        return RandomOpponent(0) if opponent == "random" else FairyOpponent(
+        return RandomPlayer(0) if opponent == "random" else FairyPlayer.start(
             depth=spec.get("depth"), movetime=spec.get("movetime"), skill=spec.get("skill"))
 
     opp = new_opponent()

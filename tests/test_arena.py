@@ -6,9 +6,9 @@ from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, save_pt, tiny_checkpoint
 from xiangqi_gpt.board import Board
 from xiangqi_gpt.cli import main
-from xiangqi_gpt.arena import (OPENINGS, RandomOpponent, elo_interval, opening_schedule, play_game, run_match,
-                               summarize)
+from xiangqi_gpt.arena import elo_interval, opening_schedule, play_game, run_match, summarize
 from xiangqi_gpt.fairy import find_fairy_stockfish
+from xiangqi_gpt.match import OPENINGS, RandomPlayer
 from xiangqi_gpt.pgn import read_games
 from xiangqi_gpt.player import GPTPlayer, is_legal_text
 
@@ -50,7 +50,7 @@ def replay(moves):
 
 def test_match_against_random_completes_with_legal_moves(tmp_path):
     player = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 32)), seed=1)
-    records = run_match(player, RandomOpponent(seed=2), 4, seed=3, max_plies=40)
+    records = run_match(player, RandomPlayer(seed=2), 4, seed=3, max_plies=40)
     assert [r.model_color for r in records] == ["red", "black", "red", "black"]
     for r in records:
         board = replay(r.moves)
@@ -72,14 +72,14 @@ def test_illegal_attempts_are_counted(tmp_path):
     """A model whose raw move is always h2e2: its raw move is illegal at every one of its moves except where the
     rule engine says h2e2 is legal."""
     player = GPTPlayer(load(save_pt(forced_move_model("h2e2", 32), tmp_path / "forced.pt")))
-    record = play_game(player, RandomOpponent(seed=0), model_color=1, opening=(), max_plies=30, sample_plies=0)
+    record = play_game(player, RandomPlayer(seed=0), model_color=1, opening=(), max_plies=30, sample_plies=0)
     board, expected = Board(), 0
     for i, m in enumerate(record.moves):
         if i % 2 == 1:
             expected += not is_legal_text(board, "h2e2")
         board.push_iccs(m)
     assert record.illegal_attempts == expected == record.model_moves == 15     # never legal for Black
-    record = play_game(player, RandomOpponent(seed=0), model_color=0, opening=(), max_plies=2, sample_plies=0)
+    record = play_game(player, RandomPlayer(seed=0), model_color=0, opening=(), max_plies=2, sample_plies=0)
     assert record.moves[0] == "h2e2" and record.illegal_attempts == 0
 
 
@@ -90,6 +90,9 @@ def test_cli_arena_random_writes_pgn_and_json(tmp_path):
                  "--pgn", str(pgn), "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
     assert report["games"] == 3 and report["wins"] + report["draws"] + report["losses"] == 3
+    assert list(report["per_game"][0]) == ["round", "model_color", "opening", "moves", "result", "model_score",
+                                           "termination", "reason", "model_moves", "illegal_attempts",
+                                           "illegal_examples", "move_ms", "move_cpu_ms", "move_nodes", "plies"]
     assert 0 <= report["score"] <= 1 and report["elo"]["low"] <= report["elo"]["diff"] <= report["elo"]["high"]
     assert sum(report["terminations"].values()) == 3
     assert 0 <= report["illegal_attempts"]["rate"] <= 1

@@ -590,10 +590,6 @@ def test_legal_sets_hook(fixture_dir, engine_pgn, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "xiangqi_gpt.legal", fake)
     r = run([fixture_dir], tmp_path / "ds", engine_sources=[str(engine_pgn)], legal_sets=True)
     assert calls == [r.out, r.out / "engine"] and load_meta(r.out, subset="engine")
-    del fake.write_legal_sets
-    warnings = []
-    corpus._legal_sets([r.out], warnings.append)
-    assert warnings == ["--legal-sets: xiangqi_gpt.legal has no write_legal_sets(); no legal move sets written"]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -672,7 +668,9 @@ def default_sigint():
 def test_ctrl_c_guard_holds_the_interrupt_to_the_end_of_the_block(default_sigint):
     import signal
 
-    guard = corpus.CtrlCGuard()
+    from xiangqi_gpt.console import CtrlCGuard
+
+    guard = CtrlCGuard()
     steps = []
     with pytest.raises(KeyboardInterrupt):
         with guard:

@@ -18,6 +18,7 @@ from xiangqi_gpt import cli
 from xiangqi_gpt.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import ConfigError, XiangqiError
 from xiangqi_gpt.fairy import find_fairy_stockfish
+from xiangqi_gpt.match import GameError
 from xiangqi_gpt.pgn import Game, read_games, write_games
 from xiangqi_gpt.selfplay import (OpeningBook, SelfPlayError, Source, _game_texts, game_spec, parse_range,
                                   play_game, selfplay)
@@ -125,7 +126,7 @@ def test_games_are_refereed_tagged_and_appended(openings, tmp_path):
         outcome = board.outcome()
         if outcome is None:
             assert len(g.moves) == 60
-            assert (g.result, g.headers["Termination"]) == ("1/2-1/2", "adjudicated at 60 plies")
+            assert (g.result, g.headers["Termination"]) == ("1/2-1/2", "ply_cap")
         else:
             assert (g.result, g.headers["Termination"]) == (outcome.result(), outcome.termination)
     assert r.plies == sum(len(g.moves) for g in games)
@@ -140,7 +141,7 @@ def test_adjudication_at_max_plies(openings, tmp_path):
     selfplay(out, 3, openings=openings, source=RandomSource(), seed=1, max_plies=14, progress=False)
     for g in read_games(out):
         assert len(g.moves) == 14 and g.result == "1/2-1/2"
-        assert g.headers["Termination"] == "adjudicated at 14 plies"
+        assert g.headers["Termination"] == "ply_cap"
 
 
 def test_workers_play_the_same_games(openings, tmp_path):
@@ -153,7 +154,7 @@ def test_workers_play_the_same_games(openings, tmp_path):
 
 def test_an_illegal_move_drops_the_game_and_repeated_failures_stop_the_run(openings, tmp_path):
     spec = game_spec(0, 0, OpeningBook.load(openings), RandomSource(), (2, 4))
-    with pytest.raises(SelfPlayError, match="illegal move a0a9"):
+    with pytest.raises(GameError, match="illegal move a0a9"):
         play_game(spec, RandomSource(illegal=True))
     warnings = []
     out = tmp_path / "g.pgn"
@@ -218,7 +219,7 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from test_selfplay import RandomSource
 from xiangqi_gpt.selfplay import SelfPlayInterrupted, selfplay
-from xiangqi_gpt.corpus import restore_ctrl_c
+from xiangqi_gpt.console import restore_ctrl_c
 restore_ctrl_c()
 try:
     selfplay({out!r}, 1000, workers={workers}, openings={openings!r}, source=RandomSource(delay=0.002), seed=1,

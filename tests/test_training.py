@@ -163,6 +163,28 @@ def test_lr_schedule():
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
 
 
+def test_time_fraction_reads_the_timer_through_its_public_api():
+    """lr_schedule "time": the training time used over ``trainer.max_time``, from Lightning's Timer (its time is
+    restored on resume; before the Timer starts counting again, the elapsed time is exactly what was restored)."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import Timer
+
+    def trainer(**kwargs):
+        return Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, **kwargs)
+
+    m = GPTModule(n_layer=1, n_head=2, n_embd=16, block_size=16)
+    assert m._time_fraction() is None                               # no trainer yet
+    m.trainer = trainer(max_time={"seconds": 1000})
+    timer = next(cb for cb in m.trainer.callbacks if isinstance(cb, Timer))
+    timer.load_state_dict({"time_elapsed": {"train": 250.0}})
+    assert m._time_fraction() == pytest.approx(0.25)
+    timer.load_state_dict({"time_elapsed": {"train": 4000.0}})      # past the limit: the schedule's end
+    assert m._time_fraction() == 1.0
+    m.trainer = trainer()                                           # no max_time
+    assert m._time_fraction() is None
+
+
 def test_move_hits_counts_whole_char_moves():
     V = 24
     targets = torch.tensor([[10, 11, 12, 13, 14, 15, 16, 17, 1, 0]])

@@ -3,15 +3,17 @@
 Rules of a match:
 
 * Colours alternate: the model plays Red in games 1, 3, 5, ... and Black in games 2, 4, 6, ...
-* Openings: each pair of games (one with each colour) starts with the same two plies from :data:`OPENINGS`, a
-  small book of common first moves and replies, in a seeded random order (a new shuffle after every 12 pairs).
-  On top of that the model samples its own moves during the first ``--sample-plies`` plies (default 8) at
-  ``--opening-temperature`` (default 1.0) with its seeded RNG; after that it plays at ``--temperature`` (default
-  0: greedy). ``--book-plies 0`` and ``--sample-plies 0`` give fully deterministic games from the start position.
-* Our rule engine referees every move (the opponent's too: Fairy-Stockfish answers are validated, an illegal one is
-  an error) and ends a game by :meth:`Board.outcome`: checkmate, stalemate (loses), threefold repetition (draw),
-  perpetual check (the checking side loses) or the 60-move natural limit (draw). A game still running after
-  ``--max-plies`` plies (default 300) is stopped and scored as a draw (termination ``ply_cap``).
+* Openings: each pair of games (one with each colour) starts with the same two plies from
+  :data:`xiangqi_gpt.match.OPENINGS`, a small book of common first moves and replies, in a seeded random order (a
+  new shuffle after every 12 pairs). On top of that the model samples its own moves during the first
+  ``--sample-plies`` plies (default 8) at ``--opening-temperature`` (default 1.0) with its seeded RNG; after that
+  it plays at ``--temperature`` (default 0: greedy). ``--book-plies 0`` and ``--sample-plies 0`` give fully
+  deterministic games from the start position.
+* Games are played by :func:`xiangqi_gpt.match.play_game`: our rule engine referees every move (the opponent's
+  too: Fairy-Stockfish answers are validated, an illegal one is an error) and ends a game by
+  :meth:`Board.outcome`: checkmate, stalemate (loses), threefold repetition (draw), perpetual check (the checking
+  side loses) or the 60-move natural limit (draw). A game still running after ``--max-plies`` plies (default
+  300) is stopped and scored as a draw (termination ``ply_cap``).
 * The model's moves are restricted to legal moves. Before each of its moves, its unconstrained greedy move
   (:meth:`GPTPlayer.raw_move`) is checked too: each time it would have been illegal counts as an illegal attempt.
 * The random opponent picks uniformly among the legal moves with its own seeded RNG (``--seed``).
@@ -35,107 +37,26 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from . import match
 from .board import BLACK, RED, STARTING_FEN, Board, Move
-from .errors import ConfigError, InvalidMoveError, XiangqiError
+from .errors import ConfigError, XiangqiError
+from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
 from .player import is_legal_text
 
-DEFAULT_MAX_PLIES = 300
 DEFAULT_SAMPLE_PLIES = 8
-DEFAULT_FAIRY_DEPTH = 3
-
-#: two-ply opening lines (Red's first move, Black's reply), all common in master play
-OPENINGS: list[tuple[str, str]] = [
-    ("h2e2", "h9g7"),   # central cannon vs screen horse
-    ("h2e2", "b9c7"),   # central cannon vs left horse
-    ("h2e2", "h7e7"),   # same-direction cannons
-    ("h2e2", "b7e7"),   # opposite-direction cannons
-    ("c3c4", "b7c7"),   # pawn opening vs cannon to the pawn's file
-    ("g3g4", "h9g7"),   # pawn opening vs horse
-    ("c3c4", "c6c5"),   # pawn vs pawn
-    ("c0e2", "h9g7"),   # elephant opening
-    ("g0e2", "b9c7"),   # elephant opening (other side)
-    ("h0g2", "b9c7"),   # horse opening
-    ("b0c2", "h9g7"),   # horse opening (other side)
-    ("b2d2", "h9g7"),   # palace-corner cannon
-]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Opponents
-
-
-class RandomOpponent:
-    """Uniformly random legal moves from a seeded RNG."""
-
-    def __init__(self, seed: int | None = 0):
-        self.rng = random.Random(seed)
-        self.name = "random"
-
-    def new_game(self) -> None:
-        pass
-
-    def choose(self, board: Board) -> Move:
-        moves = sorted(board.legal_moves(), key=lambda m: (m.from_square, m.to_square))
-        return self.rng.choice(moves)
-
-    def close(self) -> None:
-        pass
-
-
-class FairyOpponent:
-    """Fairy-Stockfish (UCI, variant xiangqi) through :class:`xiangqi_gpt.fairy.FairyStockfish`."""
-
-    def __init__(self, depth: int | None = None, movetime: int | None = None, skill: int | None = None,
-                 elo: int | None = None, path: str | None = None):
-        from .fairy import FairyStockfish
-
-        self.depth, self.movetime = depth, movetime
-        if depth is None and movetime is None:
-            self.depth = DEFAULT_FAIRY_DEPTH
-        self.engine = FairyStockfish(path, skill=skill, elo=elo, options={"Threads": 1, "Hash": 16})
-        limits = [f"depth {self.depth}" if self.depth is not None else None,
-                  f"movetime {movetime}ms" if movetime is not None else None,
-                  f"skill {skill}" if skill is not None else None, f"elo {elo}" if elo is not None else None]
-        self.name = f"{self.engine.name} ({', '.join(x for x in limits if x)})"
-
-    def new_game(self) -> None:
-        self.engine.new_game()
-
-    def choose(self, board: Board) -> Move:
-        from .fairy import EngineError
-
-        text = self.engine.bestmove(board.root_fen(), [m.iccs() for m in board.move_stack], depth=self.depth,
-                                    movetime=self.movetime)
-        if text is None:
-            raise EngineError(f"Fairy-Stockfish found no move in {board.fen()} but our engine has "
-                              f"{len(board.legal_moves())} legal moves")
-        try:
-            move = Move.from_iccs(text)
-        except InvalidMoveError:
-            raise EngineError(f"Fairy-Stockfish answered {text!r}, not a move, in {board.fen()}") from None
-        reason = board.why_illegal(move)
-        if reason is not None:
-            raise EngineError(f"Fairy-Stockfish played the illegal move {text} in {board.fen()}: {reason}")
-        return move
-
-    def close(self) -> None:
-        self.engine.close()
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Games
 
 
 @dataclass
-class GameRecord:
-    round: int
-    model_color: str              # "red" / "black"
-    opening: list[str]
-    moves: list[str]
-    result: str                   # PGN result, Red's view
-    model_score: float            # 1 win, 0.5 draw, 0 loss
-    termination: str
-    reason: str
+class ArenaRecord(GameRecord):
+    """A game of the model against an opponent: the :class:`~xiangqi_gpt.match.GameRecord` and the model's side of
+    it (its colour and score, its illegal raw moves, the time and search nodes of each of its moves)."""
+
+    round: int = 1
+    model_color: str = "red"      # "red" / "black"
+    model_score: float = 0.5      # 1 win, 0.5 draw, 0 loss
     model_moves: int = 0
     illegal_attempts: int = 0
     illegal_examples: list[str] = field(default_factory=list)
@@ -143,60 +64,62 @@ class GameRecord:
     move_cpu_ms: list[int] = field(default_factory=list)    # CPU ms of this process for each (a shared machine)
     move_nodes: list[int] = field(default_factory=list)     # search nodes of each (a searching player only)
 
-    @property
-    def plies(self) -> int:
-        return len(self.moves)
+    def to_dict(self) -> dict:
+        """The record as the JSON report writes it (``per_game``)."""
+        d = asdict(self)
+        order = ("round", "model_color", "opening", "moves", "result", "model_score", "termination", "reason",
+                 "model_moves", "illegal_attempts", "illegal_examples", "move_ms", "move_cpu_ms", "move_nodes")
+        return {**{k: d[k] for k in order}, "plies": self.plies}
+
+
+class ModelSide:
+    """The model (a ``GPTPlayer`` or a ``search.SearchPlayer``) as a :class:`~xiangqi_gpt.match.Player`: it samples
+    at ``opening_temperature`` during the first ``sample_plies`` plies, and records for each of its moves the wall
+    and CPU time, the search nodes (a player with ``last``, a SearchResult) and whether its unconstrained greedy
+    move (``raw_move``) would have been illegal."""
+
+    def __init__(self, player, sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0,
+                 name: str = "xiangqi-gpt"):
+        self.player, self.name = player, name
+        self.sample_plies, self.opening_temperature = sample_plies, opening_temperature
+        self.moves = self.illegal = 0
+        self.examples: list[str] = []
+        self.move_ms: list[int] = []
+        self.move_cpu_ms: list[int] = []
+        self.move_nodes: list[int] = []
+
+    def choose(self, board: Board) -> Move:
+        t0, c0 = time.perf_counter(), time.process_time()
+        move = self.player.choose(board, temperature=self.opening_temperature if board.ply < self.sample_plies
+                                  else None)
+        self.move_ms.append(round((time.perf_counter() - t0) * 1000))
+        self.move_cpu_ms.append(round((time.process_time() - c0) * 1000))
+        last = getattr(self.player, "last", None)    # a SearchPlayer's last search (None for a pure GPT)
+        if last is not None:
+            self.move_nodes.append(last.info.nodes)
+        raw = self.player.raw_move(board)   # after choose: for char it reuses the history cache just built
+        self.moves += 1
+        if not is_legal_text(board, raw):
+            self.illegal += 1
+            if len(self.examples) < 5:
+                self.examples.append(f"ply {board.ply + 1}: {raw}")
+        return move
 
 
 def play_game(player, opponent, model_color: int, opening=(), max_plies: int = DEFAULT_MAX_PLIES,
               sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0, round_: int = 1,
-              on_move=None) -> GameRecord:
-    """One game of ``player`` (a GPTPlayer or a search.SearchPlayer) against ``opponent``
-    (``choose(board) -> Move``), refereed by Board. The wall time of each model move is recorded, and for a
-    searching player (one with ``last``, a SearchResult) its nodes."""
-    board = Board(STARTING_FEN)
-    for text in opening:
-        board.push_iccs(text)
+              on_move=None) -> ArenaRecord:
+    """One game of ``player`` (a GPTPlayer or a search.SearchPlayer) against ``opponent`` (a
+    :class:`~xiangqi_gpt.match.Player` with ``new_game()``), played by :func:`xiangqi_gpt.match.play_game`."""
+    side = ModelSide(player, sample_plies, opening_temperature)
     opponent.new_game()
-    model_moves = illegal = 0
-    examples: list[str] = []
-    move_ms: list[int] = []
-    move_cpu_ms: list[int] = []
-    move_nodes: list[int] = []
-    while True:
-        outcome = board.outcome()
-        if outcome is not None:
-            result, termination, reason = outcome.result(), outcome.termination, outcome.reason
-            break
-        if board.ply >= max_plies:
-            result, termination, reason = "1/2-1/2", "ply_cap", f"stopped after {max_plies} plies (scored as a draw)"
-            break
-        if board.turn == model_color:
-            t0, c0 = time.perf_counter(), time.process_time()
-            move = player.choose(board, temperature=opening_temperature if board.ply < sample_plies else None)
-            move_ms.append(round((time.perf_counter() - t0) * 1000))
-            move_cpu_ms.append(round((time.process_time() - c0) * 1000))
-            last = getattr(player, "last", None)    # a SearchPlayer's last search (None for a pure GPT)
-            if last is not None:
-                move_nodes.append(last.info.nodes)
-            raw = player.raw_move(board)   # after choose: for char it reuses the history cache just built
-            model_moves += 1
-            if not is_legal_text(board, raw):
-                illegal += 1
-                if len(examples) < 5:
-                    examples.append(f"ply {board.ply + 1}: {raw}")
-        else:
-            move = opponent.choose(board)
-        board.push(move)   # validates: an illegal move here is a bug, not a result
-        if on_move is not None:
-            on_move(board)
-    winner = {"1-0": RED, "0-1": BLACK}.get(result)
-    score = 0.5 if winner is None else float(winner == model_color)
-    return GameRecord(round=round_, model_color="red" if model_color == RED else "black", opening=list(opening),
-                      moves=[m.iccs() for m in board.move_stack], result=result, model_score=score,
-                      termination=termination, reason=reason, model_moves=model_moves, illegal_attempts=illegal,
-                      illegal_examples=examples, move_ms=move_ms, move_cpu_ms=move_cpu_ms,
-                      move_nodes=move_nodes)
+    red, black = (side, opponent) if model_color == RED else (opponent, side)
+    game = match.play_game(red, black, opening, max_plies, on_move)
+    score = 0.5 if game.winner is None else float(game.winner == model_color)
+    return ArenaRecord(**asdict(game), round=round_, model_color="red" if model_color == RED else "black",
+                       model_score=score, model_moves=side.moves, illegal_attempts=side.illegal,
+                       illegal_examples=side.examples, move_ms=side.move_ms, move_cpu_ms=side.move_cpu_ms,
+                       move_nodes=side.move_nodes)
 
 
 def opening_schedule(n_games: int, seed: int, book_plies: int = 2) -> list[tuple[str, ...]]:
@@ -240,7 +163,7 @@ def elo_interval(wins: int, draws: int, losses: int, z: float = 1.96) -> dict:
     return {"diff": elo(s), "low": elo(low), "high": elo(high), "score": s, "se": se, "clamped": clamped}
 
 
-def summarize(records: list[GameRecord]) -> dict:
+def summarize(records: list[ArenaRecord]) -> dict:
     wins = sum(r.model_score == 1.0 for r in records)
     draws = sum(r.model_score == 0.5 for r in records)
     losses = sum(r.model_score == 0.0 for r in records)
@@ -280,7 +203,7 @@ def _median(values: list) -> float | None:
     return float(v[mid]) if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
-def to_pgn_games(records: list[GameRecord], model_name: str, opponent_name: str, event: str):
+def to_pgn_games(records: list[ArenaRecord], model_name: str, opponent_name: str, event: str):
     from .pgn import Game
 
     today = datetime.date.today().strftime("%Y.%m.%d")
@@ -298,7 +221,7 @@ def to_pgn_games(records: list[GameRecord], model_name: str, opponent_name: str,
 
 def run_match(player, opponent, n_games: int, seed: int = 0, max_plies: int = DEFAULT_MAX_PLIES,
               book_plies: int = 2, sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0,
-              on_game=None, on_move=None) -> list[GameRecord]:
+              on_game=None, on_move=None) -> list[ArenaRecord]:
     """``n_games`` games, the model Red in odd-numbered games (1, 3, ...). ``on_game(record)`` after each game."""
     openings = opening_schedule(n_games, seed, book_plies)
     records = []
@@ -365,10 +288,10 @@ def add_arena_command(p: argparse.ArgumentParser):
 
             player = SearchPlayer(player, args.level)
         if args.opponent == "random":
-            opponent = RandomOpponent(args.seed)
+            opponent = RandomPlayer(args.seed)
         else:
-            opponent = FairyOpponent(depth=args.depth, movetime=args.movetime, skill=args.skill, elo=args.elo,
-                                     path=args.engine_path)
+            opponent = FairyPlayer.start(depth=args.depth, movetime=args.movetime, skill=args.skill, elo=args.elo,
+                                         path=args.engine_path)
         model_name = f"xiangqi-gpt ({os.path.basename(args.checkpoint) if args.checkpoint else 'default'})"
         if args.level:
             model_name += f" level {args.level}"
@@ -385,7 +308,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                                "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
                                "temperature": args.temperature, "safety": args.safety, "level": args.level},
                   "seconds": round(time.perf_counter() - t0, 2),
-                  "per_game": [{**asdict(r), "plies": r.plies} for r in records]}
+                  "per_game": [r.to_dict() for r in records]}
         print_summary(report, out)
         if args.pgn:
             from .pgn import write_games
@@ -429,13 +352,13 @@ def _check_args(args) -> None:
         raise ConfigError("--depth/--movetime/--skill/--elo only apply to --opponent fairy-stockfish")
 
 
-def _run_with_progress(player, opponent, args, console) -> list[GameRecord]:
+def _run_with_progress(player, opponent, args, console) -> list[ArenaRecord]:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     columns = [SpinnerColumn(), TextColumn("[bold]arena"), BarColumn(), MofNCompleteColumn(), TextColumn("games"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
-    done: list[GameRecord] = []
+    done: list[ArenaRecord] = []
     with Progress(*columns, console=console, disable=args.quiet) as progress:
         task = progress.add_task("arena", total=args.games, stats=f"vs {opponent.name}")
 
@@ -450,7 +373,7 @@ def _run_with_progress(player, opponent, args, console) -> list[GameRecord]:
                          args.sample_plies, args.opening_temperature, on_game=on_game, on_move=on_move)
 
 
-def _wdl(records: list[GameRecord]) -> str:
+def _wdl(records: list[ArenaRecord]) -> str:
     w = sum(r.model_score == 1.0 for r in records)
     d = sum(r.model_score == 0.5 for r in records)
     l_ = sum(r.model_score == 0.0 for r in records)

@@ -35,7 +35,7 @@ Steps:
    subset's under ``"engine"``) and ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256,
    attribution, the arguments).
 7. With ``--legal-sets``, ``xiangqi_gpt.legal.write_legal_sets`` then stores the legal move sets of ``DIR`` (and of
-   ``DIR/engine``), where this version has that module (after the dataset is complete).
+   ``DIR/engine``) after the dataset is complete.
 
 Options and the output path are checked before anything is read (a bad ``--limit``, an ``--out`` under a file or
 in a folder that cannot be written gives one line at once). The dataset is built in ``DIR.tmp-XXXX`` (made at the
@@ -57,12 +57,10 @@ import json
 import lzma
 import os
 import shutil
-import signal
 import stat
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
@@ -74,6 +72,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .board import STARTING_FEN
+from .console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
 from .errors import DatasetError, PgnError, XiangqiError
 from .pgn import is_standard_fen, pgn_text, read_games
 from .tokenizer import BOS, RESULT_TOKENS, TOKENIZER_NAMES, get_tokenizer
@@ -87,7 +86,6 @@ CCPD_ATTRIBUTION = ("Chinese Chess Practical Dataset (CCPD), Yu-Han Tseng and Bo
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 COMPRESSED_PGN_SUFFIXES = (".pgn.xz", ".pgn.gz", ".pgn.bz2")
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
-MAX_WARNINGS = 20
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -527,32 +525,6 @@ def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[Err
     return label, games, errors
 
 
-def ignore_sigint() -> None:
-    """For worker processes: a terminal's Ctrl-C reaches the whole process group; only the main process reacts
-    (it terminates the workers), so no worker prints a traceback. Workers are started with SIGINT blocked
-    (:func:`start_pool`), so a Ctrl-C during the fork waits until it is ignored here."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def start_pool(ctx, workers: int, initializer, initargs=()):
-    """``ctx.Pool(...)`` with SIGINT blocked while the workers are forked: a Ctrl-C that lands then reaches each
-    worker only once it ignores SIGINT, and the main process right after (as a KeyboardInterrupt)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return ctx.Pool(workers, initializer=initializer, initargs=initargs)
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        pool = ctx.Pool(workers, initializer=initializer, initargs=initargs)
-    finally:
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        except KeyboardInterrupt:
-            pool.terminate()
-            raise
-    return pool
-
-
 def _parse_batch(batch: list[tuple[str, bytes]]):
     return [_parse_file(label, data) for label, data in batch]
 
@@ -574,10 +546,7 @@ def _parsed_files(items: Iterator[tuple[str, bytes]], workers: int, batch_bytes:
         for batch in batches():
             yield from _parse_batch(batch)
         return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with start_pool(ctx, workers, ignore_sigint) as pool:     # Ctrl-C: the main process stops the pool
+    with start_pool(pool_context(), workers, ignore_sigint) as pool:     # Ctrl-C: the main process stops the pool
         pending: deque = deque()
         for batch in batches():
             pending.append(pool.apply_async(_parse_batch, (batch,)))
@@ -757,8 +726,8 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     ``sources`` are human games (the main subset, and ``computer/`` for CCPD's computer-games folder);
     ``engine_sources`` are engine self-play games, kept apart in ``out/engine/`` (deduplicated and split on their
     own). ``limit`` reads only the first ``limit`` PGN files of each kind (for quick trials; the source hashes are
-    then partial). ``legal_sets`` calls ``xiangqi_gpt.legal.write_legal_sets(out)`` after writing, where that
-    exists. ``warn`` receives one-line warnings (default: printed on stderr).
+    then partial). ``legal_sets`` calls ``xiangqi_gpt.legal.write_legal_sets(out)`` after writing.
+    ``warn`` receives one-line warnings (default: printed on stderr).
 
     Every option and the output path are checked before anything is read."""
     t0 = time.perf_counter()
@@ -776,7 +745,7 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         check_source(source)
     out = Path(out)
     warnings: list[str] = []
-    bar = _Progress(progress)
+    bar = ProgressBar(progress, overflow="more warnings are not shown (see summary.json)")
 
     def _warn(message: str) -> None:
         warnings.append(message)
@@ -829,7 +798,7 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         guard.close()
         bar.stop()
     if legal_sets:
-        _legal_sets([out] + ([out / "engine"] if engine_sources else []), _warn)
+        _legal_sets([out] + ([out / "engine"] if engine_sources else []))
     return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
 
 
@@ -860,21 +829,13 @@ def _output_dir(out: Path, force: bool) -> Path:
     return tmp
 
 
-def _legal_sets(folders: list[Path], warn: Callable[[str], None]) -> None:
+def _legal_sets(folders: list[Path]) -> None:
     """``--legal-sets``: the legal move sets of the main (and engine) token files, computed by
-    ``xiangqi_gpt.legal.write_legal_sets(folder)``, if this version has it."""
-    import importlib
-    import importlib.util
+    :func:`xiangqi_gpt.legal.write_legal_sets` (imported here: only this option needs it)."""
+    from .legal import write_legal_sets
 
-    if importlib.util.find_spec(f"{__package__}.legal") is None:
-        warn("--legal-sets: this version has no xiangqi_gpt.legal module; no legal move sets written")
-        return
-    write = getattr(importlib.import_module(f"{__package__}.legal"), "write_legal_sets", None)
-    if write is None:
-        warn("--legal-sets: xiangqi_gpt.legal has no write_legal_sets(); no legal move sets written")
-        return
     for folder in folders:
-        write(folder)
+        write_legal_sets(folder)
 
 
 @dataclass
@@ -950,7 +911,7 @@ def _subset_summary(counts: dict) -> dict:
 
 
 def _write_dataset(tmp: Path, out: Path, by_subset: dict, summary: dict, sources: list[tuple[SourceInfo, str]],
-                   args: dict, t0: float, guard: "CtrlCGuard | None" = None) -> dict:
+                   args: dict, t0: float, guard: CtrlCGuard | None = None) -> dict:
     """Write everything into ``tmp`` (``out.tmp-XXXX``), meta.json last, then rename it to ``out`` (the commit
     point). Each subset but the main one goes to its own folder, ``computer/`` and ``engine/``, with the same
     layout."""
@@ -1106,64 +1067,6 @@ def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") 
 # Progress and CLI
 # --------------------------------------------------------------------------------------------------------------
 
-class _Progress:
-    """A rich progress bar on stderr (off when stderr is not a terminal); warnings printed above it. ``label``
-    names the command; ``unit`` is ``"bytes"`` (prepare: bytes read) or ``"items"`` (done / total, e.g. games)."""
-
-    def __init__(self, enabled: bool | None, label: str = "prepare", unit: str = "bytes"):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.label, self.unit = label, unit
-        self.progress = self.task = None
-        self.warned = 0
-
-    def start(self, total: int) -> None:
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        amount = DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn()
-        self.progress = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), amount,
-                                 TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task("", total=total or None)
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task, n)
-
-    def update(self, games: int, rejected: int) -> None:
-        self.describe(f"{games:,} games, {rejected:,} rejected")
-
-    def describe(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, description=text)
-
-    def status(self, text: str) -> None:
-        if self.progress is not None:
-            task = self.progress.tasks[0]
-            self.progress.update(self.task, completed=task.total or task.completed,
-                                 description=f"{task.description}; {text}")
-
-    def warn(self, message: str) -> None:
-        self.warned += 1
-        if self.warned > MAX_WARNINGS:
-            if self.warned == MAX_WARNINGS + 1:
-                message = "more warnings are not shown (see summary.json)"
-            else:
-                return
-        if self.progress is not None:
-            self.progress.console.print(f"warning: {message}", markup=False, highlight=False)
-        else:
-            print(f"warning: {message}", file=sys.stderr)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
 class PrepareInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped :func:`prepare`. ``committed``: the dataset had already been written, complete (the Ctrl-C
     came during the final rename); otherwise nothing was written and an old ``out`` is untouched."""
@@ -1171,48 +1074,6 @@ class PrepareInterrupted(KeyboardInterrupt):
     def __init__(self, out: Path, committed: bool = False):
         super().__init__()
         self.out, self.committed = out, committed
-
-
-class CtrlCGuard:
-    """Holds back Ctrl-C inside ``with guard:`` blocks (creating a folder, renaming a dataset, writing a game) and
-    raises the KeyboardInterrupt at the block's end, so that the step is never half done. It installs its handler
-    only in the main thread and only over Python's default SIGINT handler; otherwise the blocks are plain. Reusable;
-    :meth:`close` puts the previous handler back."""
-
-    def __init__(self):
-        self.busy = self.pending = self.committed = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-
-    def _handler(self, signum, frame):
-        if self.busy:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        self.busy = True
-        return self
-
-    def __exit__(self, *exc):
-        self.busy = False
-        if self.pending and exc[0] is None:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    def close(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-
-
-def restore_ctrl_c() -> None:
-    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt in this process even when it was started with SIGINT ignored
-    (as a non-interactive shell starts a background job), so a long command always stops when asked."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def add_prepare_command(p: argparse.ArgumentParser):
@@ -1270,8 +1131,7 @@ def add_prepare_command(p: argparse.ArgumentParser):
         print(f"wrote {result.out} in {result.seconds:.1f} s")
         if args.legal_sets:
             try:
-                _legal_sets([result.out] + ([result.out / "engine"] if args.engine else []),
-                            lambda message: print(f"warning: {message}", file=sys.stderr))
+                _legal_sets([result.out] + ([result.out / "engine"] if args.engine else []))
             except KeyboardInterrupt:
                 print(f"legal sets interrupted: the dataset {result.out} is complete, its legal move sets are not "
                       f"(python -m xiangqi_gpt legal-sets {result.out} makes them)", file=sys.stderr)

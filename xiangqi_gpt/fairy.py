@@ -251,6 +251,16 @@ class FairyStockfish:
 
     # ---- lifetime ------------------------------------------------------------------------------------------------
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the engine's process so far (from Linux's /proc; 0 elsewhere, or once
+        the process has been reaped)."""
+        try:
+            with open(f"/proc/{self._process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
     def close(self) -> None:
         """Ask the engine to quit (kill it after 2 s). Safe to call twice."""
         self._finalizer()

@@ -6,14 +6,15 @@ Every game:
   random game from ``--openings`` (a PGN file, ``.pgn.xz``, folder or archive; default ``data/ccpd/train.pgn``, the
   human train split that ``prepare`` writes, so no test game lends its opening). Games from a custom FEN, games
   that cannot be read and games with no more than K plies are passed over. Without any openings file the games
-  start from the 12 two-ply lines of the arena's book (:data:`xiangqi_gpt.arena.OPENINGS`);
+  start from the 12 two-ply lines of the arena's book (:data:`xiangqi_gpt.match.OPENINGS`);
 * is played by a **source** of players. The built-in one, :class:`FairySelfPlay`, draws one Skill Level
   (``--skill``, default 0..20) and one search depth (``--depth``, default 1..6) per game, and Fairy-Stockfish plays
   both sides with them;
-* is **refereed** by our :class:`~xiangqi_gpt.board.Board`: every move is checked (an illegal one is an error, and
-  the game is dropped with a warning), and the game ends by :meth:`Board.outcome` (checkmate, stalemate, repetition,
-  perpetual check, the 60-move limit). A game still going after ``--max-plies`` plies (default 300, counted from
-  the start, opening included) is adjudicated a draw (``Termination "adjudicated at 300 plies"``).
+* is played by :func:`xiangqi_gpt.match.play_game` and **refereed** by our :class:`~xiangqi_gpt.board.Board`:
+  every move is checked (an illegal one is an error, and the game is dropped with a warning), and the game ends by
+  :meth:`Board.outcome` (checkmate, stalemate, repetition, perpetual check, the 60-move limit). A game still going
+  after ``--max-plies`` plies (default 300, counted from the start, opening included) is scored a draw
+  (``Termination "ply_cap"``, as in the arena).
 
 Output: ICCS PGN **appended** to ``--out`` game by game, each game flushed as soon as it ends, so an interrupted run
 (Ctrl-C stops it at once, with one line) keeps every finished game and a later run can add more to the same file.
@@ -27,16 +28,15 @@ from run to run, because Fairy-Stockfish's Skill Level below 20 picks among its 
 The end line gives games/hour, and games/hour per core from the CPU time of the referee and the engine per game.
 
 **Other players.** A source is any object with ``draw(rng) -> settings`` (in the main process, per game),
-``players(settings) -> (red, black)`` (in the worker; each a :class:`Player`: a ``name`` for its tag and
-``choose(board) -> Move``), ``event``, ``cpu_seconds()`` and ``close()``; see :class:`Source`. Our own player (GPT
-plus search) becomes a second source by wrapping it in ``players``; mixed games (GPT against Fairy-Stockfish) are a
-source whose two players differ. Pass it as ``selfplay(..., source=...)``.
+``players(settings) -> (red, black)`` (in the worker; each a :class:`xiangqi_gpt.match.Player`: a ``name`` for
+its tag and ``choose(board) -> Move``), ``event``, ``cpu_seconds()`` and ``close()``; see :class:`Source`. Our
+own player (GPT plus search) becomes a second source by wrapping it in ``players``; mixed games (GPT against
+Fairy-Stockfish) are a source whose two players differ. Pass it as ``selfplay(..., source=...)``.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import queue
 import random
@@ -45,36 +45,29 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
-from .board import BLACK, RED, STARTING_FEN, Board, Move
-from .errors import ConfigError, InvalidMoveError, PgnError, XiangqiError
+from . import match
+from .board import STARTING_FEN, Board
+from .console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
+from .errors import ConfigError, PgnError, XiangqiError
+from .fairy import SKILL_RANGE, FairyStockfish, find_fairy_stockfish
+from .match import DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, Player
 
 DEFAULT_OPENINGS = Path("data") / "ccpd" / "train.pgn"
 DEFAULT_SKILL = (0, 20)
 DEFAULT_DEPTH = (1, 6)
 DEFAULT_OPENING_PLIES = (2, 12)
-DEFAULT_MAX_PLIES = 300
 MAX_FAILURES_IN_A_ROW = 5      # games that end in an engine error, one after the other, before the run stops
 
 
 class SelfPlayError(XiangqiError):
-    """A game could not be played (an engine died or played an illegal move); the run drops it."""
+    """The run stopped: too many games in a row could not be played."""
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Players and sources
 # --------------------------------------------------------------------------------------------------------------
-
-class Player(Protocol):
-    """One side of a game: ``name`` is written as its Red/Black tag."""
-
-    name: str
-
-    def choose(self, board: Board) -> Move:
-        """The move to play in ``board`` (the game so far is on its move stack). Called only when the game is not
-        over. The referee checks the move; an illegal one drops the game."""
-
 
 class Source:
     """Makes the players of each game. Subclass it (or duck-type it) to add a source of self-play games.
@@ -104,25 +97,6 @@ class Source:
         pass
 
 
-class FairyPlayer:
-    """Fairy-Stockfish at a fixed Skill Level and depth, through a shared :class:`~xiangqi_gpt.fairy.FairyStockfish`."""
-
-    def __init__(self, engine, skill: int, depth: int):
-        self.engine, self.skill, self.depth = engine, skill, depth
-        self.name = f"Fairy-Stockfish Skill {skill} depth {depth}"
-
-    def choose(self, board: Board) -> Move:
-        text = self.engine.bestmove(board.root_fen(), [m.iccs() for m in board.move_stack], depth=self.depth,
-                                    skill=self.skill)
-        if text is None:
-            raise SelfPlayError(f"Fairy-Stockfish found no move in {board.fen()}, where our rules have "
-                                f"{len(board.legal_moves())}")
-        try:
-            return Move.from_iccs(text)
-        except InvalidMoveError:
-            raise SelfPlayError(f"Fairy-Stockfish answered {text!r}, not a move, in {board.fen()}") from None
-
-
 class FairySelfPlay(Source):
     """Fairy-Stockfish against itself: one Skill Level and one depth per game, drawn uniformly from the ranges
     (inclusive), the same for both sides."""
@@ -131,8 +105,6 @@ class FairySelfPlay(Source):
 
     def __init__(self, skill: tuple[int, int] = DEFAULT_SKILL, depth: tuple[int, int] = DEFAULT_DEPTH,
                  path: str | None = None):
-        from .fairy import SKILL_RANGE, find_fairy_stockfish
-
         for name, (lo, hi), (low, high) in (("--skill", skill, SKILL_RANGE), ("--depth", depth, (1, 64))):
             if not low <= lo <= hi <= high:
                 raise ConfigError(f"{name} must be a range within {low}..{high}, got {lo}..{hi}")
@@ -148,35 +120,22 @@ class FairySelfPlay(Source):
         return {"skill": rng.randint(*self.skill), "depth": rng.randint(*self.depth)}
 
     def players(self, settings: dict) -> tuple[Player, Player]:
-        from .fairy import FairyStockfish
-
         if self.engine is None:
             self.engine = FairyStockfish(self.path, options={"Threads": 1, "Hash": 16})
         self.engine.new_game()
-        player = FairyPlayer(self.engine, settings["skill"], settings["depth"])
+        skill, depth = settings["skill"], settings["depth"]
+        player = FairyPlayer(self.engine, depth=depth, skill=skill,
+                             name=f"Fairy-Stockfish Skill {skill} depth {depth}")
         return player, player
 
     def cpu_seconds(self) -> float:
-        return self._cpu_before + (_process_cpu(self.engine) if self.engine is not None else 0.0)
+        return self._cpu_before + (self.engine.cpu_seconds() if self.engine is not None else 0.0)
 
     def close(self) -> None:
         if self.engine is not None:
-            self._cpu_before += _process_cpu(self.engine)
+            self._cpu_before += self.engine.cpu_seconds()
             self.engine.close()
             self.engine = None
-
-
-def _process_cpu(engine) -> float:
-    """User + system CPU seconds of the engine's process so far (Linux /proc; 0 elsewhere)."""
-    process = getattr(engine, "_process", None)
-    if process is None:
-        return 0.0
-    try:
-        with open(f"/proc/{process.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -219,8 +178,6 @@ class OpeningBook:
 
     @classmethod
     def arena_book(cls) -> "OpeningBook":
-        from .arena import OPENINGS
-
         book = cls([("arena", " ".join(line)) for line in OPENINGS], "the arena's opening book")
         book._parsed = {i: list(line) for i, line in enumerate(OPENINGS)}
         book.whole_lines = True
@@ -310,34 +267,18 @@ def game_spec(index: int, seed: int, book: OpeningBook, source: Source,
 
 
 def play_game(spec: GameSpec, source: Source, max_plies: int = DEFAULT_MAX_PLIES) -> PlayedGame:
-    """Play one game; raises :class:`XiangqiError` (:class:`SelfPlayError`, an engine error) if it fails."""
+    """Play the game of ``spec`` with the players of ``source`` (by :func:`xiangqi_gpt.match.play_game`); raises
+    :class:`XiangqiError` (:class:`~xiangqi_gpt.match.GameError`, an engine error) if it fails."""
     from .pgn import pgn_text
 
     cpu0, engine0 = time.process_time(), source.cpu_seconds()
-    board = Board()
-    for text in spec.opening:
-        board.push_iccs(text)
     red, black = source.players(spec.settings)
-    players = {RED: red, BLACK: black}
-    while True:
-        outcome = board.outcome()
-        if outcome is not None:
-            result, termination = outcome.result(), outcome.termination
-            break
-        if board.ply >= max_plies:
-            result, termination = "1/2-1/2", f"adjudicated at {max_plies} plies"
-            break
-        player = players[board.turn]
-        move = player.choose(board)
-        reason = board.why_illegal(move)
-        if reason is not None:
-            raise SelfPlayError(f"{player.name} played the illegal move {move.iccs()} in {board.fen()}: {reason}")
-        board.push(move, validate=False)
+    game = match.play_game(red, black, spec.opening, max_plies)
     headers = {"Game": "Chinese Chess", "Event": source.event, "Red": red.name, "Black": black.name,
-               "Result": result, "Termination": termination, "Opening": spec.opening_tag}
-    text = pgn_text(headers, [m.iccs() for m in board.move_stack], STARTING_FEN, result, "iccs")
+               "Result": game.result, "Termination": game.termination, "Opening": spec.opening_tag}
+    text = pgn_text(headers, game.moves, STARTING_FEN, game.result, "iccs")
     cpu = time.process_time() - cpu0 + source.cpu_seconds() - engine0
-    return PlayedGame(spec.index, text, board.ply, result, termination, cpu)
+    return PlayedGame(spec.index, text, game.plies, game.result, game.termination, cpu)
 
 
 # --- worker processes ---------------------------------------------------------------------------------------------
@@ -346,8 +287,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(source: Source, max_plies: int) -> None:
-    from .corpus import ignore_sigint
-
     ignore_sigint()             # Ctrl-C is handled by the main process, which stops the workers
     _WORKER.update(source=source, max_plies=max_plies)
 
@@ -406,8 +345,6 @@ def selfplay(out: str | os.PathLike, games: int, workers: int = 1, openings: str
     """Play ``games`` games and append them to ``out`` (see the module docstring). ``source`` defaults to
     :class:`FairySelfPlay` with the default ranges. ``openings`` defaults to ``data/ccpd/train.pgn`` if present, else
     the arena book. A KeyboardInterrupt stops the workers and propagates, after every finished game is written."""
-    from .corpus import CtrlCGuard, _Progress
-
     if games < 1:
         raise ConfigError(f"--games must be at least 1, got {games}")
     if workers < 1:
@@ -420,7 +357,7 @@ def selfplay(out: str | os.PathLike, games: int, workers: int = 1, openings: str
     out = Path(out)
     _check_out(out)
     seed = random.SystemRandom().randrange(2 ** 31) if seed is None else seed
-    bar = _Progress(progress, label="selfplay", unit="items")
+    bar = ProgressBar(progress, label="selfplay", unit="items")
     report = warn or bar.warn
     source = source or FairySelfPlay()
     if openings is None and DEFAULT_OPENINGS.is_file():
@@ -526,11 +463,8 @@ def _played(specs: Iterator[GameSpec], source: Source, workers: int, max_plies: 
                 source.reset()
                 yield spec.index, f"{type(e).__name__}: {e}"
         return
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     done: queue.Queue = queue.Queue()
-    from .corpus import start_pool
-
-    with start_pool(ctx, workers, _init_worker, (source, max_plies)) as pool:
+    with start_pool(pool_context(), workers, _init_worker, (source, max_plies)) as pool:
         pending = 0
 
         def submit() -> int:
@@ -583,8 +517,6 @@ def add_selfplay_command(p: argparse.ArgumentParser):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args):
-        from .corpus import restore_ctrl_c
-
         source = FairySelfPlay(parse_range(args.skill, "--skill"), parse_range(args.depth, "--depth"),
                                args.engine_path)
         restore_ctrl_c()

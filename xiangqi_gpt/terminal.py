@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
@@ -36,6 +36,7 @@ from rich.text import Text
 
 from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
 from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+from .match import ModelPlayer as Player  # the player seen by this module
 from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -78,15 +79,6 @@ Enter a move in ICCS (h2e2), WXF (C2.5) or Chinese (炮二平五 / 馬８進７)
   resign            give up this game
   help              this text
   quit              leave (Ctrl-D and Ctrl-C work too)"""
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The player seen by this module
-
-class Player(Protocol):
-    def move_probs(self, board: Board) -> list[tuple[Move, float]]: ...
-
-    def choose(self, board: Board) -> Move: ...
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -419,8 +419,14 @@ class GPTModule(LightningModule):
         from lightning.pytorch.callbacks import Timer
 
         for cb in trainer.callbacks:
-            if isinstance(cb, Timer) and cb._duration:
-                return min(1.0, cb.time_elapsed("train") / cb._duration)
+            if isinstance(cb, Timer):
+                remaining = cb.time_remaining("train")      # None without a max_time
+                if remaining is None:
+                    continue
+                elapsed = cb.time_elapsed("train")
+                duration = elapsed + remaining
+                if duration > 0:
+                    return min(1.0, elapsed / duration)
         return None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
