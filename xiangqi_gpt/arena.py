@@ -42,6 +42,7 @@ from .board import BLACK, RED, STARTING_FEN, Board, Move
 from .errors import ConfigError, XiangqiError
 from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
 from .player import is_legal_text
+from .tokenizer import DEFAULT_SOURCE, STYLES, resolve_style
 
 DEFAULT_SAMPLE_PLIES = 8
 
@@ -264,6 +265,9 @@ def add_arena_command(p: argparse.ArgumentParser):
     p.add_argument("--level", type=int, default=0, metavar="N",
                    help="our side's strength level: 0 = the pure GPT (default), higher levels search more "
                         "(see xiangqi_gpt/search.py LEVELS)")
+    p.add_argument("--style", default=None, choices=sorted(STYLES),
+                   help="the condition the model is asked in: human (master games, the default) or strong "
+                        "(engine games); a model without source tokens ignores it")
     p.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON to OUT")
     p.add_argument("--pgn", default=None, metavar="OUT", help="write all games as PGN (ICCS, UTF-8) to OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -282,7 +286,8 @@ def add_arena_command(p: argparse.ArgumentParser):
 
         torch.set_num_threads(args.threads)
         loaded = load_model(args.checkpoint)
-        player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed, safety=args.safety)
+        player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed, safety=args.safety,
+                           style=args.style)
         if args.level:
             from .search import SearchPlayer
 
@@ -306,7 +311,8 @@ def add_arena_command(p: argparse.ArgumentParser):
                   **summarize(records),
                   "settings": {"seed": args.seed, "max_plies": args.max_plies, "book_plies": args.book_plies,
                                "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
-                               "temperature": args.temperature, "safety": args.safety, "level": args.level},
+                               "temperature": args.temperature, "safety": args.safety, "level": args.level,
+                               "style": resolve_style(args.style) or DEFAULT_SOURCE},
                   "seconds": round(time.perf_counter() - t0, 2),
                   "per_game": [r.to_dict() for r in records]}
         print_summary(report, out)
