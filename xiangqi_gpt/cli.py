@@ -78,6 +78,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs", ".evaluate:add_evaluate_command"),
     "arena": ("play the model against a random mover or Fairy-Stockfish", ".arena:add_arena_command"),
     "export": ("convert a train.py checkpoint to a slim model file (.pt)", ".checkpoint:add_export_command"),
+    "review": ("review a game: evaluation before and after each move, best lines, blunders, accuracy",
+               ".review:add_review_command"),
     "legal-sets": ("store the legal move set of every training position (for the legality loss)",
                    ".legal:add_legal_sets_command"),
 }
