@@ -309,7 +309,7 @@ def annotated_pgn(review: GameReview, notation: str = "iccs") -> str:
     return pgn_text(headers, texts, review.root_fen, review.result, notation, width=100)
 
 
-def review_tables(review: GameReview, width: int | None = None) -> tuple[Any, Any]:
+def review_tables(review: GameReview) -> tuple[Any, Any]:
     """Two rich tables: every move (evaluations, loss, label, best line, GPT probability) and the sides' summary."""
     from rich.table import Table
     from rich.text import Text
@@ -325,7 +325,8 @@ def review_tables(review: GameReview, width: int | None = None) -> tuple[Any, An
         if m.best is not None and m.best != m.move:
             best = _format_line(board, m.best_line or [m.best], "iccs", limit=4)
         label = Text(m.label or "", style=styles.get(m.label or "", ""))
-        moves.add_row(f"{board.fullmove_number}" + ("." if m.side == RED else "…"), f"{m.text} {m.move.iccs()}", format_score(m.before),
+        number = f"{board.fullmove_number}" + ("." if m.side == RED else "…")
+        moves.add_row(number, f"{m.text} {m.move.iccs()}", format_score(m.before),
                       format_score(m.after), str(m.loss) if m.loss else "", label, best,
                       f"{100 * m.gpt_prob:.0f}%")
         board.push(m.move)

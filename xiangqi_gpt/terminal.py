@@ -956,26 +956,31 @@ MAX_HINT_LINES = 5
 
 def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
     """The ``n`` best lines of ``board`` (at most the number of legal moves) within ``limits`` each, best first, as
-    :class:`~xiangqi_gpt.search.SearchResult`: the search's move, then the search again without the moves already
-    shown (``root_moves``). ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer`. This is the one place that
-    ``hint N`` gets its lines from: a multi-line search of the Searcher can replace its body."""
-    from .search import SearchInfo, SearchResult
+    :class:`~xiangqi_gpt.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer` (its
+    ``on_info``, if any, sees every iteration). The lines come from a search without the style bonus, so that their
+    scores are plain evaluations that compare: its best move, then the search again without the moves already
+    found (``root_moves``). This is the one place that ``hint N`` gets its lines from: a multi-line search of the
+    Searcher can replace its body."""
+    from .search import SearchInfo, SearchResult, Searcher
 
-    first = sp.search(board, limits)
-    if first.move is None:
-        return []
-    results = [first]
+    searcher = Searcher(sp.player, style_cp=0)
+    on_info = getattr(sp, "on_info", None)
     legal = board.legal_moves()
+    results: list[Any] = []
     while len(results) < min(n, len(legal)):
         rest = [m for m in legal if all(m != r.move for r in results)]
-        if len(rest) == 1:        # one move left: the search would not search it, score it as deep as the first
-            depth = max(1, first.info.depth)
-            score = sp.searcher.move_score(board, rest[0], depth)
+        if len(rest) == 1 and results:   # one move left: the search would not search it; score it as deep
+            depth = max(1, results[0].info.depth)
+            score = searcher.move_score(board, rest[0], depth)
             info = SearchInfo(depth=depth, seldepth=depth, score_cp=score, mate=_mate_of(score), nodes=0,
                               time_ms=0, nps=0, gpt_calls=0, pv=[rest[0]])
             results.append(SearchResult(rest[0], info))
             break
-        results.append(sp.searcher.search(board, limits, getattr(sp, "on_info", None), root_moves=rest))
+        result = searcher.search(board, limits, on_info, root_moves=None if not results else rest)
+        if result.move is None:
+            break
+        results.append(result)
+    results.sort(key=lambda r: -r.info.score_cp)     # (stable) a later search may score a little higher
     return results
 
 
