@@ -374,8 +374,8 @@ def plot_review(review: GameReview, path: str | Path) -> None:
         plt.rcParams["font.family"] = [cjk, "DejaVu Sans"]
     red, black = (_plot_name(review.headers.get(tag), tag, bool(cjk)) for tag in ("Red", "Black"))
     acc = [review.summary(s).accuracy for s in (RED, BLACK)]
-    acc_text = " / ".join("-" if a is None else f"{a:.0f}" for a in acc)
-    ax.set_title(f"{red} vs {black}, {review.result}: accuracy {acc_text} ({review.budget} per position)",
+    acc_text = ", ".join(f"{COLOR_NAMES[side]} " + ("-" if a is None else f"{a:.0f}") for side, a in enumerate(acc))
+    ax.set_title(f"{red} vs {black}, {review.result}. Accuracy: {acc_text} ({review.budget} per position)",
                  fontsize=10)
     ax.legend(loc="upper left", fontsize=8, ncol=5)
     ax.grid(alpha=0.3)
