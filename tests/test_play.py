@@ -335,7 +335,7 @@ def test_fen_setup_and_pgn_commands(tmp_path):
     assert "cannot set up this position: bad FEN 'not-a-fen'" in out
     assert f"cannot set up this position: bad FEN '{impossible}': two Red generals" in out
     assert "usage: pgn [chinese|iccs|wxf], got 'wrong'" in out
-    assert "Black is checkmated" in out
+    assert "Black is checkmated" in out and "review to see where it went wrong" in out
     assert f'[FEN "{MATE_IN_ONE}"]' in out and "1. a0a9 1-0" in lines and '[Format "ICCS"]' in out
     chinese = out[out.rindex('[Event "'):]                                # the last pgn: Chinese notation
     from xiangqi_gpt.pgn import read_games

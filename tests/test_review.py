@@ -29,14 +29,18 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hung_review(checkpoint):
+def player(checkpoint):
     import torch
 
     from xiangqi_gpt.checkpoint import load_model
     from xiangqi_gpt.player import GPTPlayer
 
     torch.set_num_threads(1)
-    player = GPTPlayer(load_model(str(checkpoint)))
+    return GPTPlayer(load_model(str(checkpoint)))
+
+
+@pytest.fixture(scope="module")
+def hung_review(player):
     game = Game(moves=[Move.from_iccs(m) for m in HUNG_CHARIOT])
     return review_game(player, game.root_fen, game.moves, review_limits(), headers={"Red": "R", "Black": "B"})
 
@@ -125,6 +129,22 @@ def test_annotated_pgn_reads_back_with_marks_and_comments(hung_review):
         assert games[0].headers["Annotator"].startswith("xiangqi-gpt review")
     iccs = annotated_pgn(hung_review, "iccs")
     assert "a3a4??" in iccs and f"best {hung_review.moves[BLUNDER_PLY - 1].best.iccs()}" in iccs
+
+
+def test_a_mating_move_and_a_game_from_a_position(player):
+    fen = "4k4/7R1/9/9/9/9/9/9/9/R2K5 w - - 0 1"                     # a0a9 mates; h8h9+ is only a check
+    review = review_game(player, fen, [Move.from_iccs("h8h9"), Move.from_iccs("e9e8"), Move.from_iccs("a0a8")],
+                         review_limits(1), result="*")
+    first = review.moves[0]
+    assert first.before == MATE - 1 and format_score(first.before) == "M1" and first.best.iccs() == "a0a9"
+    assert first.after > EVAL_CAP and first.after < MATE - 1000                 # a mate in one missed, but
+    assert first.loss == 0 and first.label is None                              # two chariots up: still won
+    mate = review_game(player, fen, [Move.from_iccs("a0a9")], review_limits(1), result="1-0")
+    assert mate.moves[0].label is None and mate.moves[0].loss == 0 and mate.moves[0].accuracy == 100
+    text = annotated_pgn(mate)
+    assert "a0a9 {GPT" in text and "[%eval" not in text                       # no evaluation once mated
+    game = next(iter(read_games(text.encode("utf-8"))))
+    assert game.root_fen == fen and game.result == "1-0" and [m.iccs() for m in game.moves] == ["a0a9"]
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -272,12 +272,17 @@ def _format_line(root: Board, moves: Sequence[Move], notation: str, limit: int =
     return " ".join(out)
 
 
-def _pgn_eval(score: int) -> str:
-    """``[%eval]`` value (Red's view, in pawns as GUIs expect; ``#N`` for a mate)."""
-    mate = mate_in(score)
-    if mate is not None:
-        return f"#{mate}" if score > 0 else f"#-{-mate}"
-    return f"{score / 100:.2f}"
+def _pgn_eval(m: MoveReview) -> str | None:
+    """``[%eval]`` of the position after move ``m``: Red's view, in soldiers (pawns, as GUIs expect); ``#N`` / ``#-N``
+    for a mate that Red / Black gives in N moves from there; None once the move has mated."""
+    sign = 1 if m.side == RED else -1
+    mate = mate_in(m.after)
+    if mate is None:
+        return f"{sign * m.after / 100:.2f}"
+    moves_left = mate - 1 if mate > 0 else -mate       # the mover's own moves still to play, or the opponent's
+    if moves_left == 0:
+        return None
+    return f"#{moves_left}" if (mate > 0) == (m.side == RED) else f"#-{moves_left}"
 
 
 def annotated_pgn(review: GameReview, notation: str = "iccs") -> str:
@@ -291,8 +296,8 @@ def annotated_pgn(review: GameReview, notation: str = "iccs") -> str:
     texts = []
     for m in review.moves:
         text = format_move(board, m.move, fmt)
-        red_after = m.after if m.side == RED else -m.after
-        comment = f"[%eval {_pgn_eval(red_after)}] GPT {100 * m.gpt_prob:.1f}%"
+        evaluation = _pgn_eval(m)
+        comment = (f"[%eval {evaluation}] " if evaluation is not None else "") + f"GPT {100 * m.gpt_prob:.1f}%"
         if m.label:
             text += MARKS[m.label]
             comment += (f". {m.label.capitalize()}: {format_score(m.before)} -> {format_score(m.after)} for "
