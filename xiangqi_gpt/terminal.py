@@ -961,6 +961,7 @@ def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
     scores are plain evaluations that compare: its best move, then the search again without the moves already
     found (``root_moves``). This is the one place that ``hint N`` gets its lines from: a multi-line search of the
     Searcher can replace its body."""
+    from .review import mate_in
     from .search import SearchInfo, SearchResult, Searcher
 
     searcher = Searcher(sp.player, style_cp=0)
@@ -972,7 +973,7 @@ def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
         if len(rest) == 1 and results:   # one move left: the search would not search it; score it as deep
             depth = max(1, results[0].info.depth)
             score = searcher.move_score(board, rest[0], depth)
-            info = SearchInfo(depth=depth, seldepth=depth, score_cp=score, mate=_mate_of(score), nodes=0,
+            info = SearchInfo(depth=depth, seldepth=depth, score_cp=score, mate=mate_in(score), nodes=0,
                               time_ms=0, nps=0, gpt_calls=0, pv=[rest[0]])
             results.append(SearchResult(rest[0], info))
             break
@@ -982,12 +983,6 @@ def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
         results.append(result)
     results.sort(key=lambda r: -r.info.score_cp)     # (stable) a later search may score a little higher
     return results
-
-
-def _mate_of(score: int) -> int | None:
-    from .review import mate_in
-
-    return mate_in(score)
 
 
 def parse_level(text: str) -> int:
