@@ -3,7 +3,8 @@
     python scripts/screenshots.py [--checkpoint FILE.pt] [--out docs]
 
 Writes ``play.svg`` (wide layout, you play Red), ``play-black.svg`` (you play Black: the board is turned),
-``play-compact.svg`` (a narrow terminal) and ``engine.svg`` (a UCI session). The model plays at the default level
+``play-compact.svg`` (a narrow terminal), ``play-hint.svg`` (``hint 3``: three lines in the panel) and
+``engine.svg`` (a UCI session); ``--only NAME ...`` renders some of them. The model plays at the default level
 (its search in the side panel); the human side plays the model's own first choice (no search), at temperature 0 from
 the start, so the pictures are reproducible for a given checkpoint (the levels are node budgets).
 """
@@ -56,6 +57,23 @@ def session_screenshot(loader: PlayerLoader, path: Path, width: int, human: int,
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
+def hint_screenshot(loader: PlayerLoader, path: Path, width: int, plies: int, lines: int = 3) -> None:
+    """Play ``plies`` plies as :func:`session_screenshot` does, then type ``hint N`` and record that screen."""
+    console = recording_console(width)
+    session = Session(console, loader, human=RED, input_fn=lambda prompt: "")
+    session.last_message = ""
+    player = loader.get()
+    while session.board.ply < plies and session.outcome_result() is None:
+        session.play_move(player.choose(session.board).iccs())
+    session.handle(f"hint {lines}")
+    console.export_text(clear=True)          # keep only the screen with the lines (not the search's spinner)
+    console.print(Text(f"Red (you)> hint {lines}", style="bold"))
+    session.show()
+    console.print(Text("Red (you)> ", style="bold"))
+    console.save_svg(str(path), title=f"python play.py: hint {lines}")
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+
+
 def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
     """A short UCI conversation with the engine, GUI lines in cyan."""
     from xiangqi_gpt.engine import Engine
@@ -86,15 +104,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="model file (default: the shipped default.pt)")
     p.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default: docs/)")
+    names = ("play", "play-black", "play-compact", "play-hint", "engine")
+    p.add_argument("--only", nargs="+", choices=names, default=names, metavar="NAME",
+                   help=f"render only these ({', '.join(names)})")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     loader = PlayerLoader(default_player_factory(args.checkpoint, 0.0, None)).start()
-    session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="iccs")
-    session_screenshot(loader, out / "play-black.svg", 96, BLACK, 9, "python play.py --side black",
-                       typed="chinese")
-    session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "play.py, 34 columns")
-    engine_screenshot(args.checkpoint, out / "engine.svg")
+    if "play" in args.only:
+        session_screenshot(loader, out / "play.svg", 96, RED, 12, "python play.py", typed="iccs")
+    if "play-black" in args.only:
+        session_screenshot(loader, out / "play-black.svg", 96, BLACK, 9, "python play.py --side black",
+                           typed="chinese")
+    if "play-compact" in args.only:
+        session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "play.py, 34 columns")
+    if "play-hint" in args.only:
+        hint_screenshot(loader, out / "play-hint.svg", 100, 10)
+    if "engine" in args.only:
+        engine_screenshot(args.checkpoint, out / "engine.svg")
 
 
 if __name__ == "__main__":

@@ -314,3 +314,94 @@ def test_bad_level_is_a_one_line_error():
         r = play(["--level", bad], "")
         assert r.returncode == 2 and r.stderr.startswith("error: --level") and r.stderr.count("\n") == 1, r.stderr
         assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Positions in and out (fen, setup, pgn), hint N, review
+
+def test_fen_setup_and_pgn_commands(tmp_path):
+    """Red is to move throughout, so the model is never asked."""
+    (tmp_path / "m.pt").write_bytes(b"never loaded")
+    impossible = "4k4/9/9/9/9/9/9/9/9/3KK4 w - - 0 1"
+    script = ["fen", "setup", "setup not-a-fen", f"setup {impossible}", f"setup {MATE_IN_ONE}", "fen", "pgn wrong",
+              "a0a9", "", "pgn iccs", "pgn", "quit"]
+    r = play(["--checkpoint", str(tmp_path / "m.pt")], "\n".join(script) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    lines = out.splitlines()
+    assert "rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w - - 0 1" in lines   # fen, on a line
+    assert MATE_IN_ONE in lines                                                            # after setup
+    assert "usage: setup FEN" in out
+    assert "cannot set up this position: bad FEN 'not-a-fen'" in out
+    assert f"cannot set up this position: bad FEN '{impossible}': two Red generals" in out
+    assert "usage: pgn [chinese|iccs|wxf], got 'wrong'" in out
+    assert "Black is checkmated" in out and "review to see where it went wrong" in out
+    assert f'[FEN "{MATE_IN_ONE}"]' in out and "1. a0a9 1-0" in lines and '[Format "ICCS"]' in out
+    chinese = out[out.rindex('[Event "'):]                                # the last pgn: Chinese notation
+    from xiangqi_gpt.pgn import read_games
+
+    record = chinese[:chinese.index("1-0", chinese.index("\n1. ")) + 3]
+    game = next(iter(read_games(record.encode("utf-8"))))
+    assert [m.iccs() for m in game.moves] == ["a0a9"] and game.result == "1-0"
+    assert game.headers["Format"] == "Chinese" and game.root_fen == MATE_IN_ONE
+
+
+def test_hint_n_shows_lines_in_the_panel():
+    from xiangqi_gpt.search import SearchInfo
+    from xiangqi_gpt.terminal import position_key
+
+    board = Board()
+    view = View(human=0, flipped=False)
+    lines = []
+    for first, score in (("h2e2", 30), ("h0g2", 20), ("b2e2", -5)):
+        pv = [Move.from_iccs(first), Move.from_iccs("h9g7")]
+        lines.append(SearchLine(board, SearchInfo(depth=3, seldepth=3, score_cp=score, mate=None, nodes=1, time_ms=1,
+                                                  nps=1, gpt_calls=0, pv=pv), "you"))
+    view.hints, view.hints_for = lines, position_key(board)
+    text = render_panel(board, view, width=60).plain
+    assert "Hint, 3 lines for Red" in text
+    assert " 1.   +30 cp 炮二平五 馬８進７" in text and " 2.   +20 cp 傌二進三" in text
+    assert " 3.    -5 cp" in text
+    assert "h2e2 h9g7" in text
+    compact = render_panel(board, view, width=30, compact=True).plain
+    assert "Hint, 3 lines" in compact and max(cell_len(line) for line in compact.splitlines()) <= 30
+    board.push_iccs("h2e2")                                     # another position: the old lines are not shown
+    assert "Hint" not in render_panel(board, view, width=60).plain
+
+
+def test_search_lines_gives_distinct_legal_lines(checkpoint):
+    import torch
+
+    from xiangqi_gpt.checkpoint import load_model
+    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.search import LEVELS, SearchPlayer
+    from xiangqi_gpt.terminal import search_lines
+
+    torch.set_num_threads(1)
+    sp = SearchPlayer(GPTPlayer(load_model(str(checkpoint))), 2)
+    board = Board()
+    board.push_iccs("h2e2")
+    results = search_lines(sp, board, 3, LEVELS[2])
+    moves = [r.move for r in results]
+    assert len(moves) == 3 and len(set(moves)) == 3 and all(board.is_legal(m) for m in moves)
+    scores = [r.info.score_cp for r in results]
+    assert scores == sorted(scores, reverse=True)                            # best first, plain evaluations
+    assert all(r.info.pv[0] == r.move for r in results)
+    two = Board("3k5/9/9/9/9/9/9/9/9/4K4 w - - 0 1")                          # e0e1 and e0f0 only
+    results = search_lines(sp, two, 3, LEVELS[2])
+    assert sorted(r.move.iccs() for r in results) == ["e0e1", "e0f0"]
+
+
+def test_hint_n_and_review_in_a_game(checkpoint):
+    script = ["h2e2", "hint 3", "hint 9", "review x", "review", "quit"]
+    r = play(["--checkpoint", str(checkpoint)], "\n".join(script) + "\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Traceback" not in r.stderr + out
+    assert "Hint, 3 lines for Red" in out and "shows 3 lines in the panel" in out
+    panel = out[out.index("Hint, 3 lines"):]
+    assert all(f" {k}. " in panel for k in (1, 2, 3))
+    assert "usage: hint [N], N from 1 to 5 lines" in out
+    assert "the level must be a whole number" in out                      # review x
+    assert "Per side" in out and "accuracy" in out and "Reviewed 2 plies at level 3" in out
+    assert "炮二平五 h2e2" in out

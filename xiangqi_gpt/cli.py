@@ -78,6 +78,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs", ".evaluate:add_evaluate_command"),
     "arena": ("play the model against a random mover or Fairy-Stockfish", ".arena:add_arena_command"),
     "export": ("convert a train.py checkpoint to a slim model file (.pt)", ".checkpoint:add_export_command"),
+    "review": ("review a game: evaluation before and after each move, best lines, blunders, accuracy",
+               ".review:add_review_command"),
     "legal-sets": ("store the legal move set of every training position (for the legality loss)",
                    ".legal:add_legal_sets_command"),
 }
@@ -90,8 +92,8 @@ def _resolve(spec: str):
     return getattr(importlib.import_module(module, __package__), func)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m xiangqi_gpt", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m xiangqi_gpt") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, builder) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
@@ -102,15 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m xiangqi_gpt", command_prog: str | None = None) -> int:
+    """Run one command line (default: ``sys.argv[1:]``). ``prog`` is the program name in usage lines, and
+    ``command_prog`` the command's own (default: ``prog`` and the command's name)."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(prog)
     # first pass finds the command, second pass parses its own arguments
     known, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
     builder = known._builder
     if isinstance(builder, str):
         builder = _resolve(builder)
-    sub = argparse.ArgumentParser(prog=f"python -m xiangqi_gpt {known.command}",
+    sub = argparse.ArgumentParser(prog=command_prog or f"{prog} {known.command}",
                                   description=(COMMANDS.get(known.command) or LAZY_COMMANDS[known.command])[0])
     run = builder(sub)
     args = sub.parse_args(argv[1:])
@@ -125,3 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.exit(0)
     return 0
+
+
+def console_main() -> int:
+    """The ``xiangqi-gpt`` console command: the same as ``python -m xiangqi_gpt``."""
+    return main(prog="xiangqi-gpt")
+
+
+def engine_main(argv: list[str] | None = None) -> int:
+    """The ``xiangqi-gpt-engine`` console command: ``python -m xiangqi_gpt uci`` with the same options (a GUI that
+    says ``ucci`` gets UCCI), so a GUI can be pointed at one executable."""
+    argv = sys.argv[1:] if argv is None else argv
+    return main(["uci", *argv], command_prog="xiangqi-gpt-engine")

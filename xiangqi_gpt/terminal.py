@@ -71,11 +71,16 @@ HELP = """\
 Enter a move in ICCS (h2e2), WXF (C2.5) or Chinese (炮二平五 / 馬８進７), or a command:
   undo              take back your last move and the model's reply
   hint              the search's move for you at the current level, and the model's favourites
+  hint N            the N best lines for you (1 to 5), with their evaluation, in the panel
   level [N]         show the search level, or set it (0 = the model alone, no search)
   new               start a new game
   flip              turn the board around
   save [file.pgn]   save the game as PGN (default: a dated file name)
   load FILE.pgn|FEN load a game record (its first game) or a position
+  setup FEN         start from a pasted position (FEN)
+  fen               print the current position as FEN, to copy
+  pgn [NOTATION]    print the game so far as PGN (chinese, iccs or wxf; default chinese)
+  review [N]        review the game so far: evaluations, best moves, blunders, accuracy (search level N)
   resign            give up this game
   help              this text
   quit              leave (Ctrl-D and Ctrl-C work too)"""
@@ -235,6 +240,8 @@ class View:
         self.result_line = ""
         self.level: int | None = None
         self.search: SearchLine | None = None   # the search behind the model's last move
+        self.hints: list[SearchLine] = []       # the lines of the last ``hint N``
+        self.hints_for: tuple | None = None     # the position they were searched in
 
 
 class SearchLine:
@@ -368,8 +375,35 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
             if iccs == played:
                 text.append(" <", "bold")
             text.append("\n")
+    render_hints(text, board, view, width, compact)
     text.rstrip()
     return text
+
+
+def position_key(board: Board) -> tuple:
+    """What identifies a position of a game on screen: the root position and the moves since."""
+    return board.root_fen(), tuple(board.move_stack)
+
+
+def render_hints(text: Text, board: Board, view: View, width: int, compact: bool = False) -> None:
+    """Append the lines of the last ``hint N`` to the panel ``text``, if they were searched in this position."""
+    if not view.hints or view.hints_for != position_key(board):
+        return
+    text.append("\n")
+    n = len(view.hints)
+    text.append(f"Hint, {n} line{'s' if n > 1 else ''}" + ("" if compact else f" for {COLOR_NAMES[board.turn]}"),
+                "bold underline")
+    text.append("\n")
+    per_line = max(1, (width - 14) // 9)
+    for k, line in enumerate(view.hints, 1):
+        text.append(f"{k:>2}. ")
+        text.append(f"{line.short_evaluation():>8} " if not compact else f"{line.short_evaluation()} ", "bold")
+        for j, (chinese, _) in enumerate(line.pv[:per_line]):
+            side = line.side ^ (j % 2)
+            text.append(chinese + " ", STYLES["red_label"] if side == RED else STYLES["black_label"])
+        text.append("\n")
+        if not compact and line.pv:
+            text.append("             " + " ".join(m for _, m in line.pv[:per_line]) + "\n", "dim")
 
 
 def too_narrow_message(width: int) -> Text:
@@ -662,7 +696,7 @@ class Session:
                 return
             if answer:
                 self.cmd_save(answer)
-        self.say("Type new for another game, undo to take back, or quit.")
+        self.say("Type new for another game, review to see where it went wrong, undo to take back, or quit.")
 
     def cmd_help(self, _: str) -> None:
         self.say(HELP)
@@ -717,9 +751,12 @@ class Session:
         self.show()
         self.say(self.last_message)
 
-    def cmd_hint(self, _: str) -> None:
+    def cmd_hint(self, arg: str) -> None:
         if self.outcome_result() is not None:
             self.say("The game is over.", "yellow")
+            return
+        if arg:
+            self.hint_lines(arg)
             return
         if self.level > 0:
             sp = self.search_player()
@@ -733,6 +770,76 @@ class Session:
         probs = self.player().move_probs(self.board)
         shown = ", ".join(f"{chinese(self.board, m)} ({m.iccs()}) {100 * p:.1f}%" for m, p in probs[:3])
         self.say(f"The model would consider: {shown}")
+
+    def hint_lines(self, arg: str) -> None:
+        """``hint N``: the N best lines for the side to move, searched at the session's level (level 1's budget at
+        level 0), shown in the panel."""
+        try:
+            n = int(arg)
+            if not 1 <= n <= MAX_HINT_LINES:
+                raise ValueError
+        except ValueError:
+            self.say(f"usage: hint [N], N from 1 to {MAX_HINT_LINES} lines", "bold red")
+            return
+        level = max(1, self.level)
+        sp = self.search_player()
+        board = self.board
+        with self.thinking(sp, f"Searching {n} line{'s' if n > 1 else ''} for a hint", "you"):
+            results = search_lines(sp, board, n, level_limits(level))
+        self.view.hints = [SearchLine(board, r.info, "you") for r in results]
+        self.view.hints_for = position_key(board)
+        self.show()
+        best = results[0].info if results else None
+        summary = "" if best is None else f"; the best: {SearchLine(board, best, 'you').evaluation()}"
+        self.say(f"The search (level {level}) shows {len(results)} line{'s' if len(results) != 1 else ''} in the "
+                 f"panel{summary}.")
+
+    def cmd_fen(self, _: str) -> None:
+        self.console.print(self.board.fen(), markup=False, highlight=False, soft_wrap=True)
+
+    def cmd_setup(self, arg: str) -> None:
+        if not arg:
+            self.say("usage: setup FEN (e.g. setup 4k4/9/9/9/9/9/9/9/9/4K4 w - - 0 1)", "yellow")
+            return
+        try:
+            Board(arg)
+        except XiangqiError as e:
+            self.say(f"cannot set up this position: {one_line(e)}", "bold red")
+            return
+        self.cmd_load(arg)
+
+    def cmd_pgn(self, arg: str) -> None:
+        from .pgn import write_game
+
+        notation = (arg or "chinese").lower()
+        if notation not in ("chinese", "iccs", "wxf"):
+            self.say(f"usage: pgn [chinese|iccs|wxf], got {arg!r}", "bold red")
+            return
+        self.console.print(write_game(self.game_record(), notation=notation).rstrip("\n"), markup=False,
+                           highlight=False, soft_wrap=True)
+
+    def cmd_review(self, arg: str) -> None:
+        from .review import DEFAULT_REVIEW_LEVEL, review_limits, review_tables, run_with_progress
+
+        board = self.board
+        if not board.move_stack:
+            self.say("No moves to review yet.", "yellow")
+            return
+        try:
+            level = parse_level(arg) if arg else DEFAULT_REVIEW_LEVEL
+            limits = review_limits(level)
+        except XiangqiError as e:
+            self.say(one_line(e), "bold red")
+            return
+        player = self.player()
+        game = self.game_record()
+        review = run_with_progress(self.console, player, game.root_fen, game.moves, limits, headers=game.headers,
+                                   result=game.result)
+        moves, sides = review_tables(review)
+        self.console.print(moves)
+        self.console.print(sides)
+        self.say(f"Reviewed {len(review.moves)} plies at level {level} in {review.seconds:.1f} s "
+                 f"(save the game and run python -m xiangqi_gpt review for PGN, JSON and a graph).")
 
     def cmd_level(self, arg: str) -> None:
         if not arg:
@@ -750,10 +857,10 @@ class Session:
         self.say(f"Level {level}: " + ("the model alone, no search." if level == 0
                                        else f"the search budget is {describe_limits(limits)}."))
 
-    def cmd_save(self, arg: str) -> None:
-        from .pgn import Game, write_game
+    def game_record(self) -> Any:
+        """The game so far as a :class:`~xiangqi_gpt.pgn.Game` (tags, moves, result if over)."""
+        from .pgn import Game
 
-        path = Path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn")).expanduser()
         over = self.outcome_result()
         model = "xiangqi-gpt"
         headers = {
@@ -765,8 +872,14 @@ class Session:
         }
         if over is not None:
             headers["Termination"] = over[1]
-        game = Game(headers=headers, moves=list(self.board.move_stack), root_fen=self.board.root_fen(),
+        return Game(headers=headers, moves=list(self.board.move_stack), root_fen=self.board.root_fen(),
                     result=over[0] if over else "*")
+
+    def cmd_save(self, arg: str) -> None:
+        from .pgn import write_game
+
+        path = Path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn")).expanduser()
+        game = self.game_record()
         try:
             path.write_text(write_game(game, notation="chinese"), encoding="utf-8")
         except OSError as e:
@@ -816,7 +929,7 @@ class Session:
 
 
 COMMANDS = {name: name for name in ("undo", "hint", "new", "flip", "save", "load", "resign", "help", "quit",
-                                    "switch", "level")}
+                                    "switch", "level", "fen", "setup", "pgn", "review")}
 COMMANDS.update({"exit": "quit", "?": "help", "takeback": "undo"})
 
 
@@ -827,6 +940,41 @@ class _WatchedSearchPlayer(SearchPlayer):
 
     def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None) -> Any:
         return super().search(board, limits, on_info or self.on_info, stop)
+
+
+#: the most lines ``hint N`` shows
+MAX_HINT_LINES = 5
+
+
+def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
+    """The ``n`` best lines of ``board`` (at most the number of legal moves) within ``limits`` each, best first, as
+    :class:`~xiangqi_gpt.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer` (its
+    ``on_info``, if any, sees every iteration). The lines come from a search without the style bonus, so that their
+    scores are plain evaluations that compare: its best move, then the search again without the moves already
+    found (``root_moves``). This is the one place that ``hint N`` gets its lines from: a multi-line search of the
+    Searcher can replace its body."""
+    from .review import mate_in
+    from .search import SearchInfo, SearchResult, Searcher
+
+    searcher = Searcher(sp.player, style_cp=0)
+    on_info = getattr(sp, "on_info", None)
+    legal = board.legal_moves()
+    results: list[Any] = []
+    while len(results) < min(n, len(legal)):
+        rest = [m for m in legal if all(m != r.move for r in results)]
+        if len(rest) == 1 and results:   # one move left: the search would not search it; score it as deep
+            depth = max(1, results[0].info.depth)
+            score = searcher.move_score(board, rest[0], depth)
+            info = SearchInfo(depth=depth, seldepth=depth, score_cp=score, mate=mate_in(score), nodes=0,
+                              time_ms=0, nps=0, gpt_calls=0, pv=[rest[0]])
+            results.append(SearchResult(rest[0], info))
+            break
+        result = searcher.search(board, limits, on_info, root_moves=None if not results else rest)
+        if result.move is None:
+            break
+        results.append(result)
+    results.sort(key=lambda r: -r.info.score_cp)     # (stable) a later search may score a little higher
+    return results
 
 
 def parse_level(text: str) -> int:
