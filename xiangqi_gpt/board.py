@@ -500,18 +500,18 @@ class Board:
                             add(base | to)
             elif t == CANNON:
                 for ray in RAYS[fr]:
-                    screened = False
-                    for to in ray:
-                        q = b[to]
-                        if screened:
-                            if q:
-                                if q >> 3 != c:
-                                    add(base | to)
-                                break
-                        elif q:
-                            screened = True
-                        elif quiet:
+                    points = iter(ray)
+                    for to in points:          # up to the screen
+                        if b[to]:
+                            break
+                        if quiet:
                             add(base | to)
+                    for to in points:          # past the screen: the first piece, if an enemy
+                        q = b[to]
+                        if q:
+                            if q >> 3 != c:
+                                add(base | to)
+                            break
             elif t == HORSE:
                 for to, leg in HORSE_MOVES[fr]:
                     if not b[leg] and ok[b[to]]:

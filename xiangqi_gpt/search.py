@@ -366,8 +366,9 @@ class Searcher:
         self.gpt_calls0 = self.policy.calls if self.policy else 0
         self.aborted = False
         self.root_len = b.ply
-        self.sq = b.squares
+        self.sq = b.squares                 # the board's live lists, read at every node
         self.checks = b.check_history
+        self.keys = b.key_history
         self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
         self.ev_stack: list[int] = []
         if len(self.tt) > self.tt_size:
@@ -463,6 +464,7 @@ class Searcher:
         self.root_len = b.ply
         self.sq = b.squares
         self.checks = b.check_history
+        self.keys = b.key_history
         self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
         self.ev_stack = []
         best = -INF
@@ -560,7 +562,7 @@ class Searcher:
     def _repetition(self, ply: int) -> int | None:
         """The score of a repeated position (see the module docs), or None if it is not a repetition."""
         b = self.board
-        keys = b.key_history
+        keys = self.keys
         n = len(keys)
         key = keys[-1]
         lo = n - 1 - b.halfmove_clock
@@ -799,7 +801,8 @@ class Searcher:
                 alpha = stand
             best = stand
             margin = alpha - stand - 200
-            caps = [m for m in b.legal_capture_ints() if _MVV[sq[m & 127]] > margin]
+            # the legal captures (legal_move_ints(False) is legal_capture_ints without its call)
+            caps = [m for m in b.legal_move_ints(False) if _MVV[sq[m & 127]] > margin]
             if not caps:
                 return stand
             caps.sort(key=lambda m: -(_MVV[sq[m & 127]] * 16 - (_MVV[sq[m >> 7]] >> 6)))
