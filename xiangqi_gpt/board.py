@@ -217,7 +217,7 @@ class Move:
         """This move as an int, ``from_square << 7 | to_square`` (see :func:`encode_move`)."""
         return self.from_square << 7 | self.to_square
 
-    _from_int = from_int        # the former private names
+    _from_int = from_int        # the former private names, for callers not yet moved (other modules: use the above)
     _int = to_int
 
     def iccs(self) -> str:
@@ -558,7 +558,7 @@ class Board:
             b[to] = cap
         return out
 
-    _legal = legal_move_ints
+    _legal = legal_move_ints        # former private name, as _is_legal_int, _make and _unmake below
 
     def legal_capture_ints(self) -> list[int]:
         """The legal captures of the side to move as ints, in generation order: ``legal_move_ints(quiet=False)``."""
