@@ -81,7 +81,7 @@ def run(games, notation: str, reps: int) -> tuple[int, float, float]:
         for t in texts:
             move = parse_move(board, t)
             plies.append((move, t if notation == "chinese" else format_move(board, move, notation)))
-            board._make(move._int())
+            board.make_int(move.to_int())
         prepared.append((fen, plies))
     n = sum(len(p) for _, p in prepared)
     writer = {"chinese": lambda b, m: move_to_chinese(b, m, traditional=True), "wxf": move_to_wxf,
@@ -100,7 +100,7 @@ def run(games, notation: str, reps: int) -> tuple[int, float, float]:
                 spent_parse += t1 - t0
                 spent_write += t2 - t1
                 assert parsed == move
-                board._make(move._int())
+                board.make_int(move.to_int())
         best_parse, best_write = min(best_parse, spent_parse), min(best_write, spent_write)
     return n, n / best_parse, n / best_write
 

@@ -16,6 +16,10 @@ Game-end rules (see :meth:`Board.outcome`):
 
 Not implemented: the Asian-rule judgements of perpetual *chase* (长捉), of one-check-one-chase mixtures and of the
 "idle" move classifications; such repetitions are scored as plain draws.
+
+Fast integer API (for search and bulk work; see ``docs/board_api.md``): a move is also the int
+``from_square << 7 | to_square`` (:func:`encode_move`), and :class:`Board` makes, unmakes, generates and tests such
+ints (:meth:`Board.make_int`, :meth:`Board.legal_move_ints`, ...) without building :class:`Move` objects.
 """
 
 from __future__ import annotations
@@ -43,17 +47,41 @@ PIECE_NAMES = {KING: "general", ADVISOR: "advisor", ELEPHANT: "elephant", HORSE:
 
 
 def square(file: int, rank: int) -> int:
+    """The square number of ``file`` (0..8, a..i) and ``rank`` (0..9): ``rank * 9 + file``."""
     return rank * 9 + file
 
 
+def square_file(sq: int) -> int:
+    """The file (0..8, a..i) of square ``sq``."""
+    return sq % 9
+
+
+def square_rank(sq: int) -> int:
+    """The rank (0..9, from Red's side) of square ``sq``."""
+    return sq // 9
+
+
 def square_name(sq: int) -> str:
+    """The ICCS name of square ``sq`` (``0`` -> ``"a0"``)."""
     return FILES[sq % 9] + str(sq // 9)
 
 
 def parse_square(name: str) -> int:
+    """The square named ``name`` (``"e2"``, either case); :class:`InvalidMoveError` if it is not one."""
     if len(name) != 2 or name[0].lower() not in FILES or name[1] not in DIGITS:
         raise InvalidMoveError(f"not a square: {name!r}")
     return int(name[1]) * 9 + FILES.index(name[0].lower())
+
+
+def encode_move(from_square: int, to_square: int) -> int:
+    """The int form of a move, ``from_square << 7 | to_square``: what the fast :class:`Board` methods take and
+    return. Hot loops decode it inline as ``m >> 7`` and ``m & 127``."""
+    return from_square << 7 | to_square
+
+
+def decode_move(m: int) -> tuple[int, int]:
+    """``(from_square, to_square)`` of the int move ``m``."""
+    return m >> 7, m & 127
 
 
 def _letter(code: int) -> str:
@@ -145,6 +173,10 @@ _ALIGNED = [[(a % 9 == b % 9) or (a // 9 == b // 9) for b in range(90)] for a in
 _EXPOSES = [[_ALIGNED[a][b] or (abs(a % 9 - b % 9) == 1 and abs(a // 9 - b // 9) == 1) for b in range(90)]
             for a in range(90)]
 
+# Piece code -> may a move of side c end there: generating all moves (empty or enemy) or captures only (enemy).
+_TARGETS = tuple(tuple(not q or q >> 3 != c for q in range(16)) for c in (RED, BLACK))
+_CAPTURE_TARGETS = tuple(tuple(bool(q) and q >> 3 != c for q in range(16)) for c in (RED, BLACK))
+
 _rng = random.Random(0x5EED_C0DE)
 ZOBRIST = [[_rng.getrandbits(64) for _ in range(90)] for _ in range(16)]
 ZOBRIST_BLACK_TO_MOVE = _rng.getrandbits(64)
@@ -177,11 +209,16 @@ class Move:
         return move
 
     @classmethod
-    def _from_int(cls, m: int) -> "Move":
+    def from_int(cls, m: int) -> "Move":
+        """The move of the int ``m`` (see :func:`encode_move`)."""
         return cls(m >> 7, m & 127)
 
-    def _int(self) -> int:
+    def to_int(self) -> int:
+        """This move as an int, ``from_square << 7 | to_square`` (see :func:`encode_move`)."""
         return self.from_square << 7 | self.to_square
+
+    _from_int = from_int        # the former private names, for callers not yet moved (other modules: use the above)
+    _int = to_int
 
     def iccs(self) -> str:
         return square_name(self.from_square) + square_name(self.to_square)
@@ -301,6 +338,7 @@ class Board:
         self.key = self._compute_key()
         self._keys = [self.key]          # key of every position from the root, index = ply
         self._checks = [self._attacked(kings[self.turn], self.turn ^ 1)]   # side to move in check, per ply
+        self._null_clocks: list[int] = []   # halfmove clock before each null move on the board
         self._root_fen = self.fen()
 
     def fen(self) -> str:
@@ -340,11 +378,37 @@ class Board:
         return {s: _letter(c) for s, c in enumerate(self._sq) if c}
 
     def king_square(self, color: int) -> int:
+        """The square of ``color``'s general."""
         return self._kings[color]
 
     @property
     def ply(self) -> int:
+        """The number of moves made on this board since its FEN (null moves not counted)."""
         return len(self._stack)
+
+    # ---- fast integer API: read-only views of the position's internals -----------------------------------------
+
+    @property
+    def squares(self) -> list[int]:
+        """The 90 piece codes, indexed by square (0 = empty; type = ``code & 7`` as in :data:`KING` ..
+        :data:`PAWN`, colour = ``code >> 3``). The board's live list, for fast reading: never modify it."""
+        return self._sq
+
+    @property
+    def key_history(self) -> list[int]:
+        """The Zobrist key of every position since the FEN, index = ply (null moves included), the current one
+        last. The board's live list: never modify it."""
+        return self._keys
+
+    @property
+    def check_history(self) -> list[bool]:
+        """Per entry of :attr:`key_history`: was the side to move in check there (``False`` after a null move).
+        The board's live list: never modify it."""
+        return self._checks
+
+    def played_ints(self, start: int = 0) -> list[int]:
+        """The int moves made from ply ``start`` on (by :meth:`push` or :meth:`make_int`), oldest first."""
+        return [entry[0] for entry in self._stack[start:]]
 
     def copy(self) -> "Board":
         other = Board.__new__(Board)
@@ -355,6 +419,7 @@ class Board:
         other.move_stack = self.move_stack[:]
         other._keys = self._keys[:]
         other._checks = self._checks[:]
+        other._null_clocks = self._null_clocks[:]
         return other
 
     def mirror(self) -> "Board":
@@ -404,14 +469,17 @@ class Board:
         return False
 
     def is_check(self) -> bool:
-        """Is the side to move in check?"""
+        """Is the side to move in check? (``False`` right after :meth:`make_null`.)"""
         return self._checks[-1]
 
     # ---- move generation ---------------------------------------------------------------------------------------
 
-    def _pseudo(self) -> list[int]:
+    def _pseudo(self, quiet: bool = True) -> list[int]:
+        """The pseudo-legal int moves of the side to move (the general's safety not checked); ``quiet=False``:
+        the captures only. In generation order (by from-square, then per piece), the same order either way."""
         c = self.turn
         b = self._sq
+        ok = (_TARGETS if quiet else _CAPTURE_TARGETS)[c]
         out: list[int] = []
         add = out.append
         for fr in range(90):
@@ -428,46 +496,43 @@ class Board:
                             if q >> 3 != c:
                                 add(base | to)
                             break
-                        add(base | to)
+                        if quiet:
+                            add(base | to)
             elif t == CANNON:
                 for ray in RAYS[fr]:
-                    screened = False
-                    for to in ray:
-                        q = b[to]
-                        if screened:
-                            if q:
-                                if q >> 3 != c:
-                                    add(base | to)
-                                break
-                        elif q:
-                            screened = True
-                        else:
+                    points = iter(ray)
+                    for to in points:          # up to the screen
+                        if b[to]:
+                            break
+                        if quiet:
                             add(base | to)
+                    for to in points:          # past the screen: the first piece, if an enemy
+                        q = b[to]
+                        if q:
+                            if q >> 3 != c:
+                                add(base | to)
+                            break
             elif t == HORSE:
                 for to, leg in HORSE_MOVES[fr]:
-                    if not b[leg]:
-                        q = b[to]
-                        if not q or q >> 3 != c:
-                            add(base | to)
+                    if not b[leg] and ok[b[to]]:
+                        add(base | to)
             elif t == PAWN:
                 for to in PAWN_MOVES[c][fr]:
-                    q = b[to]
-                    if not q or q >> 3 != c:
+                    if ok[b[to]]:
                         add(base | to)
             elif t == ELEPHANT:
                 for to, eye in ELEPHANT_MOVES[c][fr]:
-                    if not b[eye]:
-                        q = b[to]
-                        if not q or q >> 3 != c:
-                            add(base | to)
+                    if not b[eye] and ok[b[to]]:
+                        add(base | to)
             else:
                 for to in (ADVISOR_MOVES if t == ADVISOR else KING_MOVES)[c][fr]:
-                    q = b[to]
-                    if not q or q >> 3 != c:
+                    if ok[b[to]]:
                         add(base | to)
         return out
 
-    def _legal(self) -> list[int]:
+    def legal_move_ints(self, quiet: bool = True) -> list[int]:
+        """The legal moves of the side to move as ints (see :func:`encode_move`), in generation order;
+        ``quiet=False``: the legal captures only (cheaper). The fast form of :meth:`legal_moves`."""
         c = self.turn
         opp = c ^ 1
         b = self._sq
@@ -477,7 +542,7 @@ class Board:
         aligned = _ALIGNED[ks]
         attacked = self._attacked
         out = []
-        for m in self._pseudo():
+        for m in self._pseudo(quiet):
             fr = m >> 7
             to = m & 127
             if not in_check and fr != ks and not exposes[fr] and not aligned[to]:
@@ -493,16 +558,25 @@ class Board:
             b[to] = cap
         return out
 
+    _legal = legal_move_ints        # former private name, as _is_legal_int, _make and _unmake below
+
+    def legal_capture_ints(self) -> list[int]:
+        """The legal captures of the side to move as ints, in generation order: ``legal_move_ints(quiet=False)``."""
+        return self.legal_move_ints(False)
+
     def legal_moves(self) -> list[Move]:
-        return [Move(m >> 7, m & 127) for m in self._legal()]
+        """The legal moves of the side to move."""
+        return [Move(m >> 7, m & 127) for m in self.legal_move_ints()]
 
     def is_legal(self, move: Move) -> bool:
+        """Is ``move`` legal for the side to move?"""
         fr, to = move.from_square, move.to_square
-        return 0 <= fr < 90 and 0 <= to < 90 and self._is_legal_int(fr << 7 | to)
+        return 0 <= fr < 90 and 0 <= to < 90 and self.is_legal_int(fr << 7 | to)
 
-    def _is_legal_int(self, m: int) -> bool:
-        """The test for one move, without generating every legal move: it must be pseudo-legal and must not leave
-        the mover's general attacked (which covers the two generals facing each other too)."""
+    def is_legal_int(self, m: int) -> bool:
+        """Is the int move ``m`` legal? Tests that one move without generating every legal move: it must be
+        pseudo-legal and must not leave the mover's general attacked (which covers the two generals facing each
+        other too)."""
         b = self._sq
         fr, to = m >> 7, m & 127
         p = b[fr]
@@ -517,9 +591,14 @@ class Board:
             b[fr] = p
             b[to] = cap
 
+    _is_legal_int = is_legal_int
+
     # ---- making moves ------------------------------------------------------------------------------------------
 
-    def _make(self, m: int) -> None:
+    def make_int(self, m: int) -> None:
+        """Make the int move ``m``, known to be legal (from :meth:`legal_move_ints` or :meth:`is_legal_int`;
+        an illegal one corrupts the board), updating the key, the clocks and the histories, but not
+        :attr:`move_stack`. Undo it with :meth:`unmake_int`."""
         fr, to = m >> 7, m & 127
         b = self._sq
         p = b[fr]
@@ -542,7 +621,8 @@ class Board:
         self._keys.append(key)
         self._checks.append(self._attacked(self._kings[self.turn], self.turn ^ 1))
 
-    def _unmake(self) -> int:
+    def unmake_int(self) -> int:
+        """Undo the last :meth:`make_int` (not a :meth:`push`, which :meth:`pop` undoes); returns its move."""
         m, cap, clock = self._stack.pop()
         fr, to = m >> 7, m & 127
         b = self._sq
@@ -560,6 +640,28 @@ class Board:
         self.key = self._keys[-1]
         return m
 
+    _make = make_int
+    _unmake = unmake_int
+
+    def make_null(self) -> None:
+        """Pass the turn (a null move, for null-move pruning; never in check): the side to move and the key change,
+        the new position is recorded in :attr:`key_history` as not in check, and the halfmove clock restarts at 0.
+        :attr:`ply` and the full-move number do not change. Undo it with :meth:`unmake_null`."""
+        self._null_clocks.append(self.halfmove_clock)
+        self.turn ^= 1
+        self.key ^= ZOBRIST_BLACK_TO_MOVE
+        self._keys.append(self.key)
+        self._checks.append(False)
+        self.halfmove_clock = 0
+
+    def unmake_null(self) -> None:
+        """Undo the last :meth:`make_null`."""
+        self._keys.pop()
+        self._checks.pop()
+        self.key = self._keys[-1]
+        self.turn ^= 1
+        self.halfmove_clock = self._null_clocks.pop()
+
     def push(self, move: Move, *, validate: bool = True) -> None:
         """Play a legal move. Raises :class:`IllegalMoveError` (with the reason) if it is not legal.
 
@@ -567,7 +669,7 @@ class Board:
         a parser that checked it); an illegal move then corrupts the board."""
         if validate and not self.is_legal(move):
             raise IllegalMoveError(f"illegal move {move.iccs()}: {self.why_illegal(move)}")
-        self._make(move._int())
+        self.make_int(move.to_int())
         self.move_stack.append(move)
 
     def push_iccs(self, text: str) -> Move:
@@ -578,18 +680,18 @@ class Board:
     def pop(self) -> Move:
         if not self._stack:
             raise IndexError("pop from a board with no moves played")
-        self._unmake()
+        self.unmake_int()
         return self.move_stack.pop()
 
     def is_capture(self, move: Move) -> bool:
         return bool(self._sq[move.to_square])
 
     def gives_check(self, move: Move) -> bool:
-        self._make(move._int())
+        self.make_int(move.to_int())
         try:
             return self._checks[-1]
         finally:
-            self._unmake()
+            self.unmake_int()
 
     # ---- explanations ------------------------------------------------------------------------------------------
 
@@ -609,17 +711,17 @@ class Board:
         if b[to] and b[to] >> 3 == c:
             return f"{dst} is occupied by your own {PIECE_NAMES[b[to] & 7]}"
         m = fr << 7 | to
-        if self._is_legal_int(m):
+        if self.is_legal_int(m):
             return None
         if m not in self._pseudo():
             return self._geometry_reason(p, fr, to)
-        self._make(m)
+        self.make_int(m)
         try:
             king, other = self._kings[c], self._kings[c ^ 1]
             facing = king % 9 == other % 9 and not any(
                 b[s] for s in range(min(king, other) + 9, max(king, other), 9))
         finally:
-            self._unmake()
+            self.unmake_int()
         if facing:
             return "the two generals would face each other on an open file"
         return "it leaves your general in check" if not self.is_check() else "your general is in check and stays in check"
@@ -681,7 +783,7 @@ class Board:
     def outcome(self) -> Outcome | None:
         """The result if the game is over by the rules, else ``None``. See the module docstring for the rules."""
         side = COLOR_NAMES[self.turn]
-        if not self._legal():
+        if not self.legal_move_ints():
             winner = self.turn ^ 1
             if self.is_check():
                 return Outcome(winner, "checkmate", f"{side} is checkmated")
@@ -720,7 +822,7 @@ class Board:
 
     def perft_divide(self, depth: int) -> dict[str, int]:
         out = {}
-        for m in self._legal():
+        for m in self.legal_move_ints():
             self._make_fast(m)
             out[square_name(m >> 7) + square_name(m & 127)] = _perft(self, depth - 1) if depth > 1 else 1
             self._unmake_fast(m)
@@ -751,7 +853,7 @@ class Board:
 
 
 def _perft(board: Board, depth: int) -> int:
-    moves = board._legal()
+    moves = board.legal_move_ints()
     if depth == 1:
         return len(moves)
     total = 0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .board import Board
+from .board import Board, encode_move, parse_square
 from .errors import DatasetError
 from .tokenizer import N_SPECIAL, get_tokenizer
 
@@ -40,28 +40,17 @@ def _paths(data_dir, split: str) -> tuple[Path, Path]:
 
 
 def _int_to_id() -> np.ndarray:
-    """Board move integer (from << 7 | to) -> move token id (0 where the pair is not a move)."""
+    """Board int move (:func:`~xiangqi_gpt.board.encode_move`) -> move token id (0 where the pair is not a move)."""
     tok = get_tokenizer(TOKENIZER)
     table = np.zeros(90 << 7, dtype=np.int64)
     for i in range(N_SPECIAL, tok.vocab_size):
         iccs = tok.tokens[i]
-        fr = (ord(iccs[0]) - 97) + 9 * int(iccs[1])
-        to = (ord(iccs[2]) - 97) + 9 * int(iccs[3])
-        table[fr << 7 | to] = i
+        table[encode_move(parse_square(iccs[:2]), parse_square(iccs[2:]))] = i
     return table
-
-
-def _check_square_numbering() -> None:
-    from .board import Move
-
-    m = Move.from_iccs("h2e2")
-    if m.from_square != 7 + 9 * 2 or m.to_square != 4 + 9 * 2:  # pragma: no cover - guards the table above
-        raise RuntimeError("board square numbering changed; update legal._int_to_id")
 
 
 def legal_sets(tokens: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """``(offsets, ids)`` for a token array of whole games (see the module docstring)."""
-    _check_square_numbering()
     tok = get_tokenizer(TOKENIZER)
     int_to_id = _int_to_id()
     id_to_int = np.zeros(tok.vocab_size, dtype=np.int64)
@@ -86,10 +75,10 @@ def legal_sets(tokens: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarra
             if board is None:
                 raise DatasetError(f"token {t}: a move outside a game (no <bos> before it)")
             m = to_int[v]
-            if not board._is_legal_int(m):
+            if not board.is_legal_int(m):
                 raise DatasetError(f"token {t}: move {tok.tokens[v]} is illegal in its game; rebuild the dataset")
-            board._make(m)
-        legal = board._legal()
+            board.make_int(m)
+        legal = board.legal_move_ints()
         counts[t] = len(legal)
         extend([table[m] for m in legal])
         if progress is not None and t % 20000 == 0 and time.monotonic() - tick > 2:

@@ -310,7 +310,7 @@ def _resolve(board: Board, spec, text: str) -> Move:
     ptype, label, file_number, direction, number, wxf = spec
     color = board.turn
     code = ptype | color << 3
-    b = board._sq
+    b = board.squares
     piece = f"{COLOR_NAMES[color]} {PIECE_NAMES[ptype]}"
     if label is None:
         froms = _on_file(b, code, color, file_number)
@@ -344,7 +344,7 @@ def _resolve(board: Board, spec, text: str) -> Move:
             candidates.append((frm, to))
     if not candidates:
         raise IllegalMoveError(f"illegal move {text!r}: a {PIECE_NAMES[ptype]} cannot move like that")
-    found = [(frm, to) for frm, to in candidates if board._is_legal_int(frm << 7 | to)]
+    found = [(frm, to) for frm, to in candidates if board.is_legal_int(frm << 7 | to)]
     if len(found) == 1:
         return Move(*found[0])
     if not found:
@@ -364,7 +364,7 @@ def _unreadable(text) -> InvalidMoveError:
 def _checked_iccs(board: Board, squares: tuple[int, int], text: str) -> Move:
     frm, to = squares
     move = Move(frm, to)
-    if not board._is_legal_int(frm << 7 | to):
+    if not board.is_legal_int(frm << 7 | to):
         raise IllegalMoveError(f"illegal move {text!r}: {board.why_illegal(move)}")
     return move
 
@@ -413,9 +413,9 @@ def parse_move(board: Board, text: str, notation: str | None = None) -> Move:
 def _describe(board: Board, move: Move):
     """(ptype, color, label, file_number, direction, number, groups) of a legal move, mover's point of view."""
     frm, to = move.from_square, move.to_square
-    if not board._is_legal_int(frm << 7 | to):
+    if not board.is_legal_int(frm << 7 | to):
         raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
-    b = board._sq
+    b = board.squares
     code = b[frm]
     ptype, color = code & 7, code >> 3
     ff, tf = frm % 9, to % 9
@@ -511,7 +511,7 @@ def _chinese_text(board: Board, move: Move, traditional: bool, fullwidth: bool |
 def format_move(board: Board, move: Move, notation: str) -> str:
     """Text of ``move`` in ``notation``: ``"iccs"``, ``"wxf"``, ``"chinese"`` or ``"chinese-traditional"``."""
     if notation == "iccs":
-        if not board._is_legal_int(move.from_square << 7 | move.to_square):
+        if not board.is_legal_int(move.from_square << 7 | move.to_square):
             raise IllegalMoveError(f"illegal move {move.iccs()}: {board.why_illegal(move)}")
         return move.iccs()
     if notation == "wxf":

@@ -45,8 +45,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .board import (_ALIGNED, _EXPOSES, ADVISOR, ADVISOR_MOVES, BLACK, CANNON, ELEPHANT, ELEPHANT_MOVES, HORSE,
-                    HORSE_MOVES, KING, KING_MOVES, MOVE_LIMIT_PLIES, PAWN, PAWN_MOVES, RAYS, RED, ROOK, ZOBRIST,
+from .board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
                     ZOBRIST_BLACK_TO_MOVE, Board, Move, square_name)
 from .errors import ConfigError, IllegalMoveError
 
@@ -178,13 +177,13 @@ def _value_tables(pst: bool) -> list[list[int]]:
 def evaluate(board: Board, pst: bool = True) -> int:
     """Static evaluation of ``board`` for the side to move (centipawns)."""
     tables = _value_tables(pst) if not pst else _TABLES
-    score = sum(tables[c][s] for s, c in enumerate(board._sq) if c)
+    score = sum(tables[c][s] for s, c in enumerate(board.squares) if c)
     return score if board.turn == RED else -score
 
 
 def material(board: Board) -> int:
     """Red's material minus Black's (``PIECE_VALUES``, no square terms): 0 where material is level."""
-    return sum(PIECE_VALUES[c & 7] if c >> 3 == RED else -PIECE_VALUES[c & 7] for c in board._sq if c)
+    return sum(PIECE_VALUES[c & 7] if c >> 3 == RED else -PIECE_VALUES[c & 7] for c in board.squares if c)
 
 
 _TABLES = _value_tables(True)
@@ -192,76 +191,6 @@ _MOPUP_FROM = 500
 _MVV = [0] * 16
 for _t, _v in PIECE_VALUES.items():
     _MVV[_t] = _MVV[_t | 8] = _v if _t != KING else 5000
-
-
-def _legal_captures(board: Board) -> list[int]:
-    """The legal captures of the side to move (not in check), as move ints; cheaper than all legal moves."""
-    c = board.turn
-    sq = board._sq
-    out = []
-    add = out.append
-    for fr in range(90):
-        p = sq[fr]
-        if not p or p >> 3 != c:
-            continue
-        t = p & 7
-        base = fr << 7
-        if t == ROOK:
-            for ray in RAYS[fr]:
-                for to in ray:
-                    q = sq[to]
-                    if q:
-                        if q >> 3 != c:
-                            add(base | to)
-                        break
-        elif t == CANNON:
-            for ray in RAYS[fr]:
-                screened = False
-                for to in ray:
-                    q = sq[to]
-                    if q:
-                        if screened:
-                            if q >> 3 != c:
-                                add(base | to)
-                            break
-                        screened = True
-        elif t == HORSE:
-            for to, leg in HORSE_MOVES[fr]:
-                q = sq[to]
-                if q and q >> 3 != c and not sq[leg]:
-                    add(base | to)
-        elif t == PAWN:
-            for to in PAWN_MOVES[c][fr]:
-                q = sq[to]
-                if q and q >> 3 != c:
-                    add(base | to)
-        elif t == ELEPHANT:
-            for to, eye in ELEPHANT_MOVES[c][fr]:
-                q = sq[to]
-                if q and q >> 3 != c and not sq[eye]:
-                    add(base | to)
-        else:
-            for to in (ADVISOR_MOVES if t == ADVISOR else KING_MOVES)[c][fr]:
-                q = sq[to]
-                if q and q >> 3 != c:
-                    add(base | to)
-    if not out:
-        return out
-    ks = board._kings[c]
-    exposes, aligned = _EXPOSES[ks], _ALIGNED[ks]
-    attacked = board._attacked
-    legal = []
-    for m in out:
-        fr, to = m >> 7, m & 127
-        if fr != ks and not exposes[fr] and not aligned[to]:
-            legal.append(m)
-            continue
-        p, cap = sq[fr], sq[to]
-        sq[to], sq[fr] = p, 0
-        if not attacked(to if fr == ks else ks, c ^ 1):
-            legal.append(m)
-        sq[fr], sq[to] = p, cap
-    return legal
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -436,9 +365,11 @@ class Searcher:
         self.seldepth = 0
         self.gpt_calls0 = self.policy.calls if self.policy else 0
         self.aborted = False
-        self.root_len = len(b._stack)
-        self.sq = b._sq
-        self.ev = sum(self.tables[c][s] for s, c in enumerate(b._sq) if c)
+        self.root_len = b.ply
+        self.sq = b.squares                 # the board's live lists, read at every node
+        self.checks = b.check_history
+        self.keys = b.key_history
+        self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
         self.ev_stack: list[int] = []
         if len(self.tt) > self.tt_size:
             self.tt.clear()
@@ -447,9 +378,9 @@ class Searcher:
                 self.history[i] >>= 2
         self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
 
-        moves = b._legal()
+        moves = b.legal_move_ints()
         if root_moves is not None:
-            allowed = {m._int() for m in root_moves}
+            allowed = {m.to_int() for m in root_moves}
             moves = [m for m in moves if m in allowed]
         if not moves:
             info = self._info(0, -MATE, [])
@@ -464,9 +395,9 @@ class Searcher:
         me = b.turn
         root = []
         for m in moves:
-            b._make(m)
+            b.make_int(m)
             outcome = b.outcome()
-            b._unmake()
+            b.unmake_int()
             exact = None
             if outcome is not None:
                 exact = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == me else -MATE + 1)
@@ -522,27 +453,26 @@ class Searcher:
             info = self._info(best_depth, best_score, info.pv)
         return self._finish(SearchResult(Move(best_move >> 7, best_move & 127), info), on_info)
 
-    def move_score(self, board: Board, move: Move, depth: int) -> int:
-        """Score (side to move's view) of playing ``move`` on ``board``, searched ``depth`` plies deep in total,
-        with the same rules and evaluation as :meth:`search`; reuses the transposition table."""
-        result = self.search_subset(board, [move], depth)
-        return result
-
     def search_subset(self, board: Board, moves: list[Move], depth: int) -> int:
+        """The best score (side to move's view) of playing one of ``moves`` on ``board``, each searched ``depth``
+        plies deep in total, with the same rules and evaluation as :meth:`search`; reuses the transposition
+        table."""
         self.t0 = time.perf_counter()
         self.board = b = board.copy()
         self.node_limit, self.deadline, self.stop_event, self.aborted = 1 << 62, None, None, False
         self.nodes, self.seldepth = 0, 0
-        self.root_len = len(b._stack)
-        self.sq = b._sq
-        self.ev = sum(self.tables[c][s] for s, c in enumerate(b._sq) if c)
+        self.root_len = b.ply
+        self.sq = b.squares
+        self.checks = b.check_history
+        self.keys = b.key_history
+        self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
         self.ev_stack = []
         best = -INF
         for move in moves:
-            m = move._int()
-            b._make(m)
+            m = move.to_int()
+            b.make_int(m)
             outcome = b.outcome()
-            b._unmake()
+            b.unmake_int()
             if outcome is not None:
                 score = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == b.turn else -MATE + 1)
             else:
@@ -581,7 +511,7 @@ class Searcher:
     def _mopup(self, strong: int) -> int:
         """Far ahead (more than a horse's worth): a bonus for the strong side's attackers near the weak general,
         so that a won game is finished (mated) instead of drifting into the move limit."""
-        k = self.board._kings[strong ^ 1]
+        k = self.board.king_square(strong ^ 1)
         kf, kr = k % 9, k // 9
         bonus = 0
         for s, c in enumerate(self.sq):
@@ -603,10 +533,10 @@ class Searcher:
         t = self.tables
         self.ev_stack.append(self.ev)
         self.ev += t[p][to] - t[p][fr] - t[sq[to]][to]
-        self.board._make(m)
+        self.board.make_int(m)
 
     def _unmake(self) -> None:
-        self.board._unmake()
+        self.board.unmake_int()
         self.ev = self.ev_stack.pop()
 
     def _tick(self) -> None:
@@ -632,7 +562,7 @@ class Searcher:
     def _repetition(self, ply: int) -> int | None:
         """The score of a repeated position (see the module docs), or None if it is not a repetition."""
         b = self.board
-        keys = b._keys
+        keys = self.keys
         n = len(keys)
         key = keys[-1]
         lo = n - 1 - b.halfmove_clock
@@ -643,7 +573,7 @@ class Searcher:
         i = n - 5
         while keys[i] != key:
             i -= 1
-        checks = b._checks
+        checks = self.checks
         us = all(checks[j + 1] for j in range(n - 3, i - 1, -2))
         them = all(checks[j + 1] for j in range(n - 2, i - 1, -2))
         if them and not us:
@@ -691,7 +621,7 @@ class Searcher:
 
     def _search(self, depth: int, alpha: int, beta: int, ply: int, pv_node: bool, allow_null: bool = True) -> int:
         b = self.board
-        in_check = b._checks[-1]
+        in_check = self.checks[-1]
         if in_check and ply < MAX_PLY // 2:
             depth += 1
         if depth <= 0 or ply >= MAX_PLY:
@@ -734,24 +664,15 @@ class Searcher:
         if (self.null_move and allow_null and not pv_node and not in_check and depth >= 3
                 and self._eval() >= beta and self._has_pieces(b.turn)):
             r = 3 if depth >= 6 else 2
-            hm = b.halfmove_clock
-            b.turn ^= 1
-            b.key ^= ZOBRIST_BLACK_TO_MOVE
-            b._keys.append(b.key)
-            b._checks.append(False)
-            b.halfmove_clock = 0
+            b.make_null()
             score = -self._search(depth - 1 - r, -beta, -beta + 1, ply + 1, False, False)
-            b._keys.pop()
-            b._checks.pop()
-            b.key = b._keys[-1]
-            b.turn ^= 1
-            b.halfmove_clock = hm
+            b.unmake_null()
             if self.aborted:
                 return 0
             if score >= beta:
                 return beta if score < MATE_BOUND else score
 
-        moves = b._legal()
+        moves = b.legal_move_ints()
         if not moves:
             return -MATE + ply
         if b.halfmove_clock >= MOVE_LIMIT_PLIES:
@@ -761,10 +682,10 @@ class Searcher:
         policy = self.policy
         if policy is not None and ply < self.gpt_plies:
             probs = policy.probs(key, moves)
-            if probs is not None and ply + 1 < self.gpt_plies and len(b._stack) - self.root_len == ply:
+            if probs is not None and ply + 1 < self.gpt_plies and b.ply - self.root_len == ply:
                 keys = [self._child_key(m) for m in moves]
                 if any(k not in policy.rows for k in keys):
-                    policy.expand(b, [s[0] for s in b._stack[self.root_len:]], moves, keys)
+                    policy.expand(b, b.played_ints(self.root_len), moves, keys)
         prunable = None
         if probs is not None:
             order = sorted(range(len(moves)), key=lambda i: -probs[i])
@@ -798,7 +719,7 @@ class Searcher:
         for m in ordered:
             cap = sq[m & 127]
             self._make(m)
-            gives_check = b._checks[-1]
+            gives_check = self.checks[-1]
             if searched and not cap and not gives_check:
                 if futile:
                     skipped = True
@@ -864,8 +785,8 @@ class Searcher:
             self.seldepth = ply
         b = self.board
         sq = self.sq
-        if b._checks[-1]:
-            moves = b._legal()
+        if self.checks[-1]:
+            moves = b.legal_move_ints()
             if not moves:
                 return -MATE + ply
             if qd >= 6 or ply >= MAX_PLY:
@@ -880,7 +801,8 @@ class Searcher:
                 alpha = stand
             best = stand
             margin = alpha - stand - 200
-            caps = [m for m in _legal_captures(b) if _MVV[sq[m & 127]] > margin]
+            # the legal captures (legal_move_ints(False) is legal_capture_ints without its call)
+            caps = [m for m in b.legal_move_ints(False) if _MVV[sq[m & 127]] > margin]
             if not caps:
                 return stand
             caps.sort(key=lambda m: -(_MVV[sq[m & 127]] * 16 - (_MVV[sq[m >> 7]] >> 6)))
@@ -903,22 +825,22 @@ class Searcher:
         """The principal variation: ``first``, then the best moves from the transposition table."""
         b = self.board
         pv = [first]
-        b._make(first)
+        b.make_int(first)
         seen = {b.key}
         while len(pv) < max(depth, 1) + 8:
             entry = self.tt.get(b.key)
             if entry is None or not entry[3]:
                 break
             m = entry[3]
-            if m not in b._legal():
+            if m not in b.legal_move_ints():
                 break
-            b._make(m)
+            b.make_int(m)
             pv.append(m)
             if b.key in seen:
                 break
             seen.add(b.key)
         for _ in pv:
-            b._unmake()
+            b.unmake_int()
         return pv
 
 
@@ -1002,7 +924,7 @@ class SearchPlayer:
             sampled = self.player.choose(board, t)
             if sampled != result.move:
                 depth = max(1, result.info.depth)
-                score = self.searcher.move_score(board, sampled, depth)
+                score = self.searcher.search_subset(board, [sampled], depth)
                 if score >= result.info.score_cp - SAMPLE_MARGIN_CP:
                     return sampled
         return result.move
