@@ -332,6 +332,23 @@ def test_history_logprobs_leaves_room_for_the_reserve(length):
     torch.testing.assert_close(model.history_logprobs(history), model.next_logprobs(history), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("tokenizer,mirror", [("move", 0.0), ("char", 0.0), ("move", 0.3)])
+def test_greedy_continuations_equal_generate(tokenizer, mirror):
+    """Many prefixes of one history continued greedily at once give the tokens of one ``generate`` per prefix."""
+    model = tiny(tokenizer)
+    model.set_mirror_ensemble(mirror)
+    history = [0] + random_ids(model, 12, seed=12).tolist()
+    ends = [1, 4, 9, 13, 4]
+    out = model.greedy_continuations(history, ends, 8)
+    for n, tokens in zip(ends, out):
+        assert tokens == model.generate(history[:n], 8, temperature=0)[0, n:].tolist()
+    assert len({tuple(t) for t in out}) > 2
+    with pytest.raises(ValueError, match="do not fit"):
+        model.greedy_continuations(history, [13], BLOCK)
+    with pytest.raises(ValueError, match="prefix length"):
+        model.greedy_continuations(history, [0, 5], 2)
+
+
 def test_kv_cache_fork_is_independent():
     model = tiny()
     model.set_mirror_ensemble(0.3)

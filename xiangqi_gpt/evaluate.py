@@ -269,7 +269,7 @@ class GameScorer:
         """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...).
 
         The prefixes whose continuation fits in the model's first window are generated together (one model call
-        per generated token for all of them, see :meth:`_generate_together`); the others, and all of them with
+        per generated token for all of them, :meth:`GPT.greedy_continuations`); the others, and all of them with
         ``batched=False``, by :meth:`GPT.generate`. Both give the same tokens.
 
         ``memo`` (prefix -> generated tokens, for this scorer and ``max_k``) is read and extended: a prefix another
@@ -288,7 +288,7 @@ class GameScorer:
         together = [i for i in todo if batched and self.model.context_start(ns[i] + steps - 1) == 0]
         with torch.inference_mode():
             if together:
-                out = self._generate_together(history, [ns[i] for i in together], steps)
+                out = self.model.greedy_continuations(history, [ns[i] for i in together], steps)
                 memo.update((keys[i], tokens) for i, tokens in zip(together, out))
             for i in todo:
                 if keys[i] not in memo:
@@ -302,62 +302,6 @@ class GameScorer:
                 runs.append(self._judge_run(board, memo[keys[i]], iccs[p:], p, max_k, keys[i]))
             _push_from(board, moves[p], board.legal_moves())
         return runs
-
-    def _generate_together(self, history: list[int], ns: list[int], steps: int) -> list[list[int]]:
-        """Greedy ``steps`` tokens after each prefix ``history[:n]`` (n in ``ns``; every prefix plus its
-        continuation fits in block_size), all prefixes at once. The history is run once; then each step feeds the
-        last token of every continuation as one flat sequence whose mask lets it see its own history
-        (``history[:n]``) and its own earlier tokens only, as separate ``generate`` calls would. With a mirror
-        ensemble the mirrored history runs beside it, fed the mirrored tokens, and each step takes the argmax of
-        the mixture (as :meth:`GPT.generate` does)."""
-        import torch
-        import torch.nn.functional as F
-
-        from .model import KVCache
-
-        model = self.model
-        device = model.rope_cos.device
-        L, P = max(ns), len(ns)
-        views = [history] if not model.mirror_weight else [history, model.mirror_ids(history)]
-        n_t = torch.tensor(ns, device=device)
-
-        def pick(hs):            # the next token of every continuation from each view's final vectors
-            if len(hs) == 1:
-                return model.head(hs[0]).float().argmax(dim=-1)
-            lps = [F.log_softmax(model.head(h).float(), dim=-1) for h in hs]
-            return model.mirror_mix(lps[0], lps[1]).argmax(dim=-1)
-
-        hist_kv, hs = [], []
-        for view in views:
-            h, kv = model.forward_tokens(torch.tensor([view[:L]], device=device))
-            hist_kv.append(kv)
-            hs.append(h[0, n_t - 1])
-        tok = pick(hs)                                                     # (P,) first generated tokens
-        out = [tok]
-        gen_kv: list = [None] * len(views)
-        row = torch.arange(P, device=device)
-        hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
-        for t in range(1, steps):
-            prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
-            mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
-            mask[:, :L] = hist_mask
-            for s in range(t):                       # earlier steps' tokens and itself: same continuation only
-                mask[row, L + s * P + row] = True
-            pos = n_t + t - 1
-            feeds = [tok] if len(views) == 1 else [tok, model.mirror_ids(tok)]
-            hs = []
-            for j, feed in enumerate(feeds):
-                cache = KVCache()
-                cache.append(hist_kv[j] if gen_kv[j] is None else
-                             [(torch.cat([hk, gk], dim=2), torch.cat([hv, gv], dim=2))
-                              for (hk, hv), (gk, gv) in zip(hist_kv[j], gen_kv[j])])
-                h, new_kv = model.forward_tokens(feed[None, :], pos, cache, mask)
-                gen_kv[j] = new_kv if gen_kv[j] is None else [
-                    (torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2)) for (gk, gv), (k, v) in zip(gen_kv[j], new_kv)]
-                hs.append(h[0])
-            tok = pick(hs)
-            out.append(tok)
-        return torch.stack(out, dim=1).tolist()
 
     def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int,
                    prefix: str) -> FreeRun:

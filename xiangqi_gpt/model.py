@@ -27,6 +27,7 @@ pass over its window gives, whether or not a cache was reused, and :meth:`GPT.ne
 Attention layouts. Besides the causal pass, :meth:`GPT.tree_logprobs` scores a tree of continuations (the trie of
 a position's candidate moves, a search node's children, the legal moves of several positions of one game) in one
 call after a cached history; :meth:`GPT.score_candidates`, the search's policy and ``evaluate`` all use it.
+:meth:`GPT.greedy_continuations` generates greedily after many prefixes of one history at once.
 
 Mirror ensemble. The rules are exactly symmetric under the left-right mirror (files a <-> i), which the tokenizer
 expresses as a permutation of token ids (``mirror_table``). With :meth:`GPT.set_mirror_ensemble` ``(w)``, the
@@ -719,6 +720,64 @@ class GPT(nn.Module):
                     cache.start = start
                     logits[j], _ = self.prefill(view[:, start:], cache)
         return seq
+
+    @torch.inference_mode()
+    def greedy_continuations(self, history_ids: Sequence[int], ends: Sequence[int], steps: int) -> list[list[int]]:
+        """Greedy ``steps`` tokens after each prefix ``history_ids[:n]`` for n in ``ends``, all prefixes at once:
+        the same tokens as ``generate(history_ids[:n], steps, temperature=0)`` for each. Every prefix and its
+        continuation must fit in the first context window (``context_start(n + steps - 1) == 0``).
+
+        The history is run once; then each step feeds the last token of every continuation as one flat sequence
+        whose mask lets it see its own prefix and its own earlier tokens only. With the mirror ensemble on, the
+        mirrored history runs beside it, fed the mirrored tokens, and each step takes the argmax of the mixture."""
+        ns = [int(n) for n in ends]
+        if not ns or steps < 1:
+            return [[] for _ in ns]
+        history = [int(i) for i in history_ids]
+        if min(ns) < 1 or max(ns) > len(history):
+            raise ValueError(f"every prefix length must lie in 1..{len(history)} (the history), got {min(ns)}.."
+                             f"{max(ns)}")
+        if self.context_start(max(ns) + steps - 1) != 0:
+            raise ValueError(f"a prefix of {max(ns)} tokens and {steps} more do not fit in the first context window")
+        self._as_ids(history)  # range check
+        device = self.rope_cos.device
+        L, P = max(ns), len(ns)
+        views = [history] if not self.mirror_weight else [history, self.mirror_ids(history)]
+        n_t = torch.tensor(ns, device=device)
+
+        def pick(hs):            # the next token of every continuation from each view's final vectors
+            if len(hs) == 1:
+                return self.head(hs[0]).float().argmax(dim=-1)
+            lps = [F.log_softmax(self.head(h).float(), dim=-1) for h in hs]
+            return self.mirror_mix(lps[0], lps[1]).argmax(dim=-1)
+
+        caches, hs = [], []
+        for view in views:
+            h, kv = self.forward_tokens(torch.tensor([view[:L]], device=device))
+            cache = KVCache()
+            cache.append(kv)
+            caches.append(cache)
+            hs.append(h[0, n_t - 1])
+        tok = pick(hs)                                                     # (P,) first generated tokens
+        out = [tok]
+        row = torch.arange(P, device=device)
+        hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
+        for t in range(1, steps):
+            prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
+            mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
+            mask[:, :L] = hist_mask
+            for s in range(t):                       # earlier steps' tokens and itself: same continuation only
+                mask[row, L + s * P + row] = True
+            pos = n_t + t - 1
+            feeds = [tok] if len(views) == 1 else [tok, self.mirror_ids(tok)]
+            hs = []
+            for feed, cache in zip(feeds, caches):
+                h, new_kv = self._run(self.embed(feed[None, :]), self.rope_cos[pos], self.rope_sin[pos], cache, mask)
+                cache.append(new_kv)
+                hs.append(h[0])
+            tok = pick(hs)
+            out.append(tok)
+        return torch.stack(out, dim=1).tolist()
 
     @staticmethod
     def _sample(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:
