@@ -656,26 +656,34 @@ class GPT(nn.Module):
             else:
                 raise ValueError(f"node {i}'s parent must be an earlier node or -1, got {parent}")
             rows_m.extend([i] * len(ancestors[i]))
-            cols_m.extend(ancestors[i])
+            cols_m.extend(L + a for a in ancestors[i])
         pos = [c + d for c, d in zip(ctx, depth)]
         if max(pos) >= self.config.block_size:
             raise ValueError(f"the tree reaches position {max(pos)}, beyond the model's block_size "
                              f"{self.config.block_size}")
-        ids = self._as_ids(list(tokens))
-        device = ids.device
+        tokens = [int(t) for t in tokens]
+        if min(tokens) < 0 or max(tokens) >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in 0..{self.config.vocab_size - 1}, got {min(tokens)}..{max(tokens)}")
+        device = self.rope_cos.device
+        ids = torch.tensor([tokens], device=device)
         if context is None:
             mask = torch.zeros(n, L + n, dtype=torch.bool, device=device)
             mask[:, :L] = True
         else:
             mask = torch.arange(L + n, device=device)[None, :] < torch.tensor(ctx, device=device)[:, None]
-        mask[torch.tensor(rows_m, device=device), L + torch.tensor(cols_m, device=device)] = True
+        mask[torch.tensor(rows_m, device=device), torch.tensor(cols_m, device=device)] = True
         pos_t = torch.tensor(pos, device=device)
         cos, sin = self.rope_cos[pos_t], self.rope_sin[pos_t]
-        pick = None if rows is None else torch.tensor(list(rows), dtype=torch.long, device=device)
+        if rows is None:
+            pick = slice(None)
+        elif isinstance(rows, range) and rows.step == 1 and 0 <= rows.start <= rows.stop <= n:
+            pick = slice(rows.start, rows.stop)
+        else:
+            pick = torch.tensor(list(rows), dtype=torch.long, device=device)
 
         def run(feed: Tensor, history: KVCache) -> Tensor:
             h, _ = self._run(self.embed(feed), cos, sin, history if history.length else None, mask)
-            h = h[0] if pick is None else h[0, pick]
+            h = h[0, pick]
             return F.log_softmax(self.head(h).float(), dim=-1)
 
         logp = run(ids, cache)
