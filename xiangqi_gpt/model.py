@@ -301,8 +301,8 @@ class KVCache:
         self.length = self.keys[0].size(2)
 
     def fork(self) -> "KVCache":
-        """A copy that can be extended or cleared without touching this cache (and its mirror's, if any). The
-        key/value tensors are shared, not copied: no method modifies them in place."""
+        """A copy that can be extended or cleared without touching this cache (its mirror cache, if any, is forked
+        too). The key/value tensors are shared, not copied: no method modifies them in place."""
         other = KVCache()
         other.keys, other.values = list(self.keys), list(self.values)
         other.length, other.start = self.length, self.start
@@ -586,9 +586,9 @@ class GPT(nn.Module):
         One batched call. The history is run once (or taken from ``cache``, see :meth:`next_logprobs`). The
         candidates' proper prefixes form a trie (:func:`candidate_tree`; char moves share their from-square, so 40
         four-token moves need about 60 nodes, not 120), scored in one :meth:`tree_logprobs` call after the cached
-        history. Candidates may differ in length (a move is 1 token for the move tokenizer, 4 for char). The
-        plain model: the mirror ensemble is not mixed in (it is for the move tokenizer, where
-        :meth:`next_logprobs` gives every candidate's score at once)."""
+        history. Candidates may differ in length (a move is 1 token for the move tokenizer, 4 for char). Scores
+        are the plain model's: the mirror ensemble (move tokenizer only) is not mixed in here; with it,
+        :meth:`next_logprobs` gives every move's mixed score at once."""
         if len(candidates) == 0:
             return torch.empty(0)
         cands = [[int(t) for t in c] for c in candidates]
