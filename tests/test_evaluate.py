@@ -52,6 +52,35 @@ def test_positions_match_the_player(tmp_path, tokenizer, block):
         board.push_iccs(move)
 
 
+@pytest.mark.parametrize("chunk_tokens", [None, 100])
+def test_char_scores_equal_plain_forward_passes(tmp_path, chunk_tokens):
+    """The char tokenizer's trie scoring (several positions per GPT.tree_logprobs call, over several windows)
+    gives every legal move the summed log-probability that one plain forward pass over the position's window and
+    the move's four tokens gives; so the nll and the rank of the game's move are those of the plain passes."""
+    import torch
+    import torch.nn.functional as F
+
+    loaded = load(tiny_checkpoint(tmp_path, "char", 96))
+    model, tok = loaded.model, loaded.tokenizer
+    scorer = GameScorer(model, tok) if chunk_tokens is None else GameScorer(model, tok, chunk_tokens=chunk_tokens)
+    moves = GAMES[0][:40]                                 # 161 tokens: beyond block_size, several windows
+    scores = scorer.score_game(as_moves(moves))
+    history = [0] + tok.encode_moves(moves)
+    board = Board()
+    for p, move in enumerate(moves):
+        n = 1 + 4 * p
+        start = model.context_start(n, 3)
+        legal = [m.iccs() for m in board.legal_moves()]
+        seqs = torch.tensor([history[start:n] + tok.move_ids(m) for m in legal])
+        with torch.no_grad():
+            logp = F.log_softmax(model(seqs[:, :-1])[0][:, -4:].float(), dim=-1)
+        plain = logp.gather(-1, seqs[:, -4:, None]).squeeze(-1).sum(dim=1)
+        human = plain[legal.index(move)]
+        assert scores[p].nll == pytest.approx(-float(human), abs=1e-4)
+        assert int((plain > human + 1e-4).sum()) <= scores[p].rank <= int((plain > human - 1e-4).sum())  # ties
+        board.push_iccs(move)
+
+
 @pytest.mark.parametrize("tokenizer,block,mirror", [("move", 48, 0.0), ("char", 192, 0.0), ("move", 48, 0.4)])
 def test_batched_free_runs_equal_generate(tmp_path, tokenizer, block, mirror):
     """Continuations generated together (one call per token for all prefixes) are the tokens GPT.generate gives

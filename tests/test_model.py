@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from xiangqi_gpt.errors import ConfigError
-from xiangqi_gpt.model import GPT, GPTConfig, KVCache
+from xiangqi_gpt.model import GPT, GPTConfig, KVCache, candidate_tree
 from xiangqi_gpt.tokenizer import get_tokenizer
 
 BLOCK = 24
@@ -209,6 +209,162 @@ def test_cache_reuse_across_a_growing_game_gives_the_same_answers(tokenizer):
     other = game[:10]
     other[4] = (other[4] + 1) % model.config.vocab_size
     torch.testing.assert_close(model.next_logprobs(other, cache=c2), model.next_logprobs(other), atol=ATOL, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# tree_logprobs: the one tree layout (score_candidates, the search's policy, evaluate's char scoring)
+
+
+def random_tree(n, seed, n_roots=1):
+    """Parents of a random tree of n nodes with ``n_roots`` roots (nodes 0 .. n_roots - 1)."""
+    g = torch.Generator().manual_seed(seed)
+    return [-1] * n_roots + [int(torch.randint(0, i, (1,), generator=g)) for i in range(n_roots, n)]
+
+
+def path_of(parents, i):
+    path = []
+    while i >= 0:
+        path.append(i)
+        i = parents[i]
+    return path[::-1]
+
+
+@torch.no_grad()
+def plain_logprobs(model, tokens):
+    """Reference: the log-probs after ``tokens`` from one plain causal forward pass over exactly them."""
+    logits, _ = model(torch.tensor([tokens]))
+    return F.log_softmax(logits[0, -1].float(), dim=-1)
+
+
+@pytest.mark.parametrize("tokenizer", ["move", "char"])
+def test_tree_logprobs_equals_a_plain_forward_per_node(tokenizer):
+    """Every node's row is what a plain forward pass over the history and the node's own path gives."""
+    model = tiny(tokenizer)
+    history = [0] + random_ids(model, 12, seed=4).tolist()
+    _, cache = model.prefill(history)
+    parents = random_tree(9, seed=1)
+    tokens = random_ids(model, 9, seed=2).tolist()
+    logp = model.tree_logprobs(cache, tokens, parents)
+    assert logp.shape == (9, model.config.vocab_size) and logp.dtype == torch.float32
+    for i in range(9):
+        expected = plain_logprobs(model, history + [tokens[j] for j in path_of(parents, i)])
+        torch.testing.assert_close(logp[i], expected, atol=ATOL, rtol=0)
+    assert cache.length == len(history)                       # the cache is read, not extended
+    rows = model.tree_logprobs(cache, tokens, parents, rows=[7, 2])
+    torch.testing.assert_close(rows, logp[[7, 2]], atol=ATOL, rtol=0)
+    assert len(set(logp[:, 5].tolist())) > 1                   # the nodes really differ
+
+
+def test_tree_logprobs_roots_follow_their_own_history_prefix():
+    """Several positions of one game in one call: each root (and its subtree) sees only the first ``context``
+    tokens of the cache, at the rotary positions of its own sequence."""
+    model = tiny("char")
+    history = [0] + random_ids(model, 15, seed=6).tolist()
+    _, cache = model.prefill(history)
+    parents = random_tree(12, seed=3, n_roots=3)
+    tokens = random_ids(model, 12, seed=7).tolist()
+    root_context = {0: 16, 1: 5, 2: 9}
+    root = [path_of(parents, i)[0] for i in range(12)]
+    context = [root_context[r] for r in root]
+    logp = model.tree_logprobs(cache, tokens, parents, context=context)
+    for i in range(12):
+        expected = plain_logprobs(model, history[:context[i]] + [tokens[j] for j in path_of(parents, i)])
+        torch.testing.assert_close(logp[i], expected, atol=ATOL, rtol=0)
+
+
+def test_tree_logprobs_mirror_ensemble_mixes_like_next_logprobs():
+    """With the mirror ensemble on, after ``history_logprobs`` filled ``cache.mirror``, every node's row is
+    ``next_logprobs`` of the history plus its path (which mixes); ``mirror=False`` is the plain model."""
+    model = tiny()
+    model.set_mirror_ensemble(0.35)
+    history = [0] + random_ids(model, 10, seed=8).tolist()
+    cache = KVCache()
+    torch.testing.assert_close(model.history_logprobs(history, 2, cache), model.next_logprobs(history),
+                               atol=ATOL, rtol=0)
+    parents = [-1, 0, 0, 1, -1]
+    tokens = random_ids(model, 5, seed=9).tolist()
+    mixed = model.tree_logprobs(cache, tokens, parents)
+    plain = model.tree_logprobs(cache, tokens, parents, mirror=False)
+    for i in range(5):
+        path = history + [tokens[j] for j in path_of(parents, i)]
+        torch.testing.assert_close(mixed[i], model.next_logprobs(path), atol=ATOL, rtol=0)
+        torch.testing.assert_close(plain[i], plain_logprobs(model, path), atol=ATOL, rtol=0)
+    assert not torch.allclose(mixed, plain, atol=1e-3)
+    with pytest.raises(ValueError, match="cache.mirror"):
+        model.tree_logprobs(model.prefill(history)[1], tokens, parents)
+
+
+def test_tree_logprobs_rejects_bad_trees():
+    model = tiny()
+    _, cache = model.prefill([0, 5, 6])
+    with pytest.raises(ValueError, match="at least one node"):
+        model.tree_logprobs(cache, [], [])
+    with pytest.raises(ValueError, match="one parent per token"):
+        model.tree_logprobs(cache, [5, 6], [-1])
+    with pytest.raises(ValueError, match="earlier node"):
+        model.tree_logprobs(cache, [5, 6], [-1, 1])
+    with pytest.raises(ValueError, match="context must lie in 0..3"):
+        model.tree_logprobs(cache, [5], [-1], context=[4])
+    with pytest.raises(ValueError, match="block_size"):
+        model.tree_logprobs(cache, [5] * BLOCK, list(range(-1, BLOCK - 1)))
+    with pytest.raises(ValueError, match="token ids must lie"):
+        model.tree_logprobs(cache, [model.config.vocab_size], [-1])
+
+
+def test_candidate_tree_shares_prefixes():
+    tokens, parents, nodes = candidate_tree([[1, 2, 3], [1, 2, 4], [1, 5], [7], [1, 5, 6], [8, 2, 3], [1, 2, 3]])
+    assert tokens == [1, 2, 5, 8, 2] and parents == [-1, 0, 0, -1, 3]
+    assert nodes == [[0, 1], [0, 1], [0], [], [0, 2], [3, 4], [0, 1]]
+
+
+@pytest.mark.parametrize("length", [5, BLOCK - 1, 2 * BLOCK + 3])
+def test_history_logprobs_leaves_room_for_the_reserve(length):
+    """``history_logprobs(h, reserve)`` is the plain forward over the window that leaves ``reserve`` positions
+    free; ``reserve=0`` is ``next_logprobs``."""
+    model = tiny()
+    history = [0] + random_ids(model, length - 1, seed=length).tolist()
+    for reserve in (0, 3):
+        cache = KVCache()
+        lp = model.history_logprobs(history, reserve, cache)
+        start = model.context_start(len(history), reserve)
+        assert cache.start == start and cache.length == len(history) - start <= BLOCK - reserve
+        torch.testing.assert_close(lp, plain_logprobs(model, history[start:]), atol=ATOL, rtol=0)
+    torch.testing.assert_close(model.history_logprobs(history), model.next_logprobs(history), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("tokenizer,mirror", [("move", 0.0), ("char", 0.0), ("move", 0.3)])
+def test_greedy_continuations_equal_generate(tokenizer, mirror):
+    """Many prefixes of one history continued greedily at once give the tokens of one ``generate`` per prefix."""
+    model = tiny(tokenizer)
+    model.set_mirror_ensemble(mirror)
+    history = [0] + random_ids(model, 12, seed=12).tolist()
+    ends = [1, 4, 9, 13, 4]
+    out = model.greedy_continuations(history, ends, 8)
+    for n, tokens in zip(ends, out):
+        assert tokens == model.generate(history[:n], 8, temperature=0)[0, n:].tolist()
+    assert len({tuple(t) for t in out}) > 2
+    with pytest.raises(ValueError, match="do not fit"):
+        model.greedy_continuations(history, [13], BLOCK)
+    with pytest.raises(ValueError, match="prefix length"):
+        model.greedy_continuations(history, [0, 5], 2)
+
+
+def test_kv_cache_fork_is_independent():
+    model = tiny()
+    model.set_mirror_ensemble(0.3)
+    history = [0] + random_ids(model, 9, seed=11).tolist()
+    cache = KVCache()
+    model.next_logprobs(history, cache)
+    fork = cache.fork()
+    assert (fork.length, fork.start, fork.tokens) == (cache.length, cache.start, cache.tokens)
+    assert fork.mirror is not None and fork.mirror is not cache.mirror and fork.mirror.length == cache.length
+    longer = history + [7, 8]
+    torch.testing.assert_close(model.next_logprobs(longer, fork), model.next_logprobs(longer), atol=ATOL, rtol=0)
+    assert fork.length == cache.length + 2 and fork.mirror.length == cache.length + 2
+    assert cache.length == len(history) and cache.tokens == history and cache.mirror.length == len(history)
+    torch.testing.assert_close(model.next_logprobs(history, cache), model.next_logprobs(history), atol=ATOL, rtol=0)
+    fork.clear()
+    assert cache.length == len(history)
 
 
 def test_weight_tying_and_param_count():

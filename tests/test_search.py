@@ -215,6 +215,51 @@ def test_batched_child_policies_equal_single_calls(tmp_path, mirror):
         assert not torch.allclose(policy.rows[0], gpt.model.next_logprobs(gpt.history_ids(child)[:5]), atol=1e-4)
 
 
+@pytest.mark.parametrize("mirror", [0.0, 0.4])
+def test_policy_two_plies_deep_equals_plain_forward_passes(tmp_path, mirror):
+    """gpt_plies=4: a node two plies below the root gets its children's policies in one tree call (the path a
+    chain after the history, the children its leaves); each equals a plain forward pass over the root's window
+    (which leaves room for the path) followed by the path and the child, mixed with the same pass over the
+    mirrored tokens when the ensemble is on."""
+    import torch
+    import torch.nn.functional as F
+
+    gpt = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 32)))   # a 30-ply game is beyond block_size
+    model = gpt.model
+    model.set_mirror_ensemble(mirror)
+    board = Board()
+    for i in range(30):
+        board.push(sorted(board.legal_moves(), key=str)[i % 3])
+    as_int = lambda m: (m.from_square << 7) | m.to_square
+    policy = _policy(gpt, 4)
+    policy.root(board, [as_int(m) for m in board.legal_moves()])
+    start = model.context_start(len(gpt.history_ids(board)), 3)
+    assert start > 0
+    path = [sorted(board.legal_moves(), key=str)[0]]
+    board.push(path[0])
+    path.append(sorted(board.legal_moves(), key=str)[-1])
+    board.push(path[1])
+    children = board.legal_moves()
+    policy.expand(board, [as_int(m) for m in path], [as_int(m) for m in children], list(range(len(children))))
+
+    def plain(window):
+        with torch.no_grad():
+            return F.log_softmax(model(torch.tensor([window]))[0][0, -1], dim=-1)
+
+    for i in (0, len(children) // 2, len(children) - 1):
+        board.push(children[i])
+        window = gpt.history_ids(board)[start:]
+        expected = plain(window) if not mirror else model.mirror_mix(plain(window), plain(model.mirror_ids(window)))
+        assert torch.allclose(policy.rows[i], expected, atol=1e-4)
+        board.pop()
+    assert not torch.allclose(policy.rows[0], policy.rows[len(children) - 1], atol=1e-3)
+
+
+def _policy(gpt, gpt_plies):
+    """The searcher's GPT policy (``Searcher(...).policy``)."""
+    return Searcher(gpt, gpt_plies=gpt_plies).policy
+
+
 def test_root_moves_restrict_the_search(gpt):
     board = Board("3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1")
     allowed = [Move.from_iccs("a0a1"), Move.from_iccs("e0f0")]

@@ -37,14 +37,15 @@ Efficiency: the teacher-forced metrics of a game come from one batched forward p
 than the model's ``block_size`` is cut into the windows the model itself would use (:meth:`GPT.context_start`), and
 all windows go through the model as one batch; every prediction is therefore exactly what ``GPTPlayer`` /
 ``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of
-consecutive positions are scored together: the trie nodes of their prefixes (about 60 per position) are fed as one
-flat sequence per chunk after the cached keys/values of the game, with an attention mask that lets each node see
-its own position's history and its own ancestors only, as ``score_candidates`` does for a single position. The
+consecutive positions are scored together: the trie nodes of their prefixes (about 60 per position) go through one
+:meth:`GPT.tree_logprobs` call per chunk after the cached keys/values of the game, each node seeing its own
+position's history and its own ancestors only, as ``score_candidates`` does for a single position. The
 free runs of a game are generated together: the game's history is run once, then one model call per generated
 token feeds the latest token of every continuation (each sees its own prefix and its own earlier tokens only);
 prefixes whose continuation would outgrow the first window use :meth:`GPT.generate`. A prefix an earlier game
 already went through is not generated again. Free runs are greedy, so the whole report is deterministic. All model
-calls go through :meth:`GPT.forward_tokens` (ids at chosen positions, after a cache, under a mask).
+calls go through :meth:`GPT.forward_tokens` (ids at chosen positions, after a cache, under a mask) or
+:meth:`GPT.tree_logprobs`.
 
 Games that cannot be read are skipped with a warning; games that do not start from the standard position are
 skipped too (the model only knows games from the start).
@@ -206,9 +207,8 @@ class GameScorer:
 
     def _score_char_tokens(self, history, iccs, legal, phases) -> list[PositionScore]:
         import torch
-        import torch.nn.functional as F
 
-        from .model import KVCache
+        from .model import KVCache, candidate_tree
 
         model = self.model
         device = model.rope_cos.device
@@ -217,45 +217,36 @@ class GameScorer:
         logp, kv = self._forward_windows(windows)
         cands = [torch.tensor([self.tokenizer.move_ids(m.iccs()) for m in moves]) for moves in legal]
         humans = [[m.iccs() for m in moves].index(iccs[p]) for p, moves in enumerate(legal)]
-        tries = [_Trie(c.tolist()) for c in cands]
+        tries = [candidate_tree(c.tolist()) for c in cands]     # (tokens, parents, nodes) per position
         step_logp: list = [None] * len(iccs)   # per position: (n_cands, 3, V) log-probs after 1..3 own tokens
 
         # Chunks of consecutive positions sharing a window. The trie nodes of a chunk (each a proper prefix of a
-        # legal move: about 60 per position) are fed as one flat sequence after the window's keys/values; the mask
-        # lets a node see its position's history and its own ancestors only.
+        # legal move: about 60 per position) are scored by one GPT.tree_logprobs call after the window's
+        # keys/values, each position's trie following its own history (a prefix of the window).
         p = 0
         while p < len(iccs):
             w = which[p]
-            chunk, size = [p], len(tries[p].tokens)
+            chunk, size = [p], len(tries[p][0])
             while (p + len(chunk) < len(iccs) and which[p + len(chunk)] == w
-                   and size + len(tries[p + len(chunk)].tokens) <= self.chunk_tokens):
-                size += len(tries[p + len(chunk)].tokens)
+                   and size + len(tries[p + len(chunk)][0]) <= self.chunk_tokens):
+                size += len(tries[p + len(chunk)][0])
                 chunk.append(p + len(chunk))
             L = len(windows[w])
             cache = KVCache()
             cache.append([(k[w:w + 1, :, :L], v[w:w + 1, :, :L]) for k, v in kv])
-            feed, pos, ctx, rows, cols = [], [], [], [], []
+            feed, parents, ctx = [], [], []
+            for q in chunk:
+                tokens, up, _ = tries[q]
+                base = len(feed)
+                feed.extend(tokens)
+                parents.extend(a if a < 0 else base + a for a in up)
+                ctx.extend([n_list[q] - starts[w]] * len(tokens))
+            lp = model.tree_logprobs(cache, feed, parents, context=ctx)
             offset = 0
             for q in chunk:
-                t, c = tries[q], n_list[q] - starts[w]
-                feed.extend(t.tokens)
-                pos.extend(c + d for d in t.depths)
-                ctx.extend([c] * len(t.tokens))
-                for node, anc in enumerate(t.ancestors):
-                    rows.extend([offset + node] * len(anc))
-                    cols.extend(L + offset + a for a in anc)
-                offset += len(t.tokens)
-            ctx_t = torch.tensor(ctx, device=device)
-            mask = torch.arange(L + offset, device=device)[None, :] < ctx_t[:, None]
-            mask[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
-            pos_t = torch.tensor(pos, device=device)
-            h, _ = model.forward_tokens(torch.tensor([feed], device=device), pos_t, cache, mask)
-            lp = F.log_softmax(model.head(h[0]).float(), dim=-1)
-            offset = 0
-            for q in chunk:
-                t = tries[q]
-                step_logp[q] = lp[offset:offset + len(t.tokens)][torch.tensor(t.cand_nodes, device=device)]
-                offset += len(t.tokens)
+                tokens, _, nodes = tries[q]
+                step_logp[q] = lp[offset:offset + len(tokens)][torch.tensor(nodes, device=device)]
+                offset += len(tokens)
             p += len(chunk)
 
         out = []
@@ -280,7 +271,7 @@ class GameScorer:
         """Greedy unconstrained continuations of ``max_k`` moves from every ``every``-th ply (0, every, ...).
 
         The prefixes whose continuation fits in the model's first window are generated together (one model call
-        per generated token for all of them, see :meth:`_generate_together`); the others, and all of them with
+        per generated token for all of them, :meth:`GPT.greedy_continuations`); the others, and all of them with
         ``batched=False``, by :meth:`GPT.generate`. Both give the same tokens.
 
         ``memo`` (prefix -> generated tokens, for this scorer and ``max_k``) is read and extended: a prefix another
@@ -299,7 +290,7 @@ class GameScorer:
         together = [i for i in todo if batched and self.model.context_start(ns[i] + steps - 1) == 0]
         with torch.inference_mode():
             if together:
-                out = self._generate_together(history, [ns[i] for i in together], steps)
+                out = self.model.greedy_continuations(history, [ns[i] for i in together], steps)
                 memo.update((keys[i], tokens) for i, tokens in zip(together, out))
             for i in todo:
                 if keys[i] not in memo:
@@ -313,62 +304,6 @@ class GameScorer:
                 runs.append(self._judge_run(board, memo[keys[i]], iccs[p:], p, max_k, keys[i]))
             _push_from(board, moves[p], board.legal_moves())
         return runs
-
-    def _generate_together(self, history: list[int], ns: list[int], steps: int) -> list[list[int]]:
-        """Greedy ``steps`` tokens after each prefix ``history[:n]`` (n in ``ns``; every prefix plus its
-        continuation fits in block_size), all prefixes at once. The history is run once; then each step feeds the
-        last token of every continuation as one flat sequence whose mask lets it see its own history
-        (``history[:n]``) and its own earlier tokens only, as separate ``generate`` calls would. With a mirror
-        ensemble the mirrored history runs beside it, fed the mirrored tokens, and each step takes the argmax of
-        the mixture (as :meth:`GPT.generate` does)."""
-        import torch
-        import torch.nn.functional as F
-
-        from .model import KVCache
-
-        model = self.model
-        device = model.rope_cos.device
-        L, P = max(ns), len(ns)
-        views = [history] if not model.mirror_weight else [history, model.mirror_ids(history)]
-        n_t = torch.tensor(ns, device=device)
-
-        def pick(hs):            # the next token of every continuation from each view's final vectors
-            if len(hs) == 1:
-                return model.head(hs[0]).float().argmax(dim=-1)
-            lps = [F.log_softmax(model.head(h).float(), dim=-1) for h in hs]
-            return model.mirror_mix(lps[0], lps[1]).argmax(dim=-1)
-
-        hist_kv, hs = [], []
-        for view in views:
-            h, kv = model.forward_tokens(torch.tensor([view[:L]], device=device))
-            hist_kv.append(kv)
-            hs.append(h[0, n_t - 1])
-        tok = pick(hs)                                                     # (P,) first generated tokens
-        out = [tok]
-        gen_kv: list = [None] * len(views)
-        row = torch.arange(P, device=device)
-        hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
-        for t in range(1, steps):
-            prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
-            mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
-            mask[:, :L] = hist_mask
-            for s in range(t):                       # earlier steps' tokens and itself: same continuation only
-                mask[row, L + s * P + row] = True
-            pos = n_t + t - 1
-            feeds = [tok] if len(views) == 1 else [tok, model.mirror_ids(tok)]
-            hs = []
-            for j, feed in enumerate(feeds):
-                cache = KVCache()
-                cache.append(hist_kv[j] if gen_kv[j] is None else
-                             [(torch.cat([hk, gk], dim=2), torch.cat([hv, gv], dim=2))
-                              for (hk, hv), (gk, gv) in zip(hist_kv[j], gen_kv[j])])
-                h, new_kv = model.forward_tokens(feed[None, :], pos, cache, mask)
-                gen_kv[j] = new_kv if gen_kv[j] is None else [
-                    (torch.cat([gk, k], dim=2), torch.cat([gv, v], dim=2)) for (gk, gv), (k, v) in zip(gen_kv[j], new_kv)]
-                hs.append(h[0])
-            tok = pick(hs)
-            out.append(tok)
-        return torch.stack(out, dim=1).tolist()
 
     def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int,
                    prefix: str) -> FreeRun:
@@ -385,28 +320,6 @@ class GameScorer:
             legal.append(ok)
         match = [texts[j] == game_rest[j] if j < len(game_rest) else None for j in range(max_k)]
         return FreeRun(ply=ply, phase=phase, legal=legal, match=match, prefix=prefix, generated=texts)
-
-
-class _Trie:
-    """The proper prefixes (1 to 3 tokens) of a position's 4-token candidates, as trie nodes: ``tokens[i]`` is
-    node i's last token, ``depths[i]`` its length - 1, ``ancestors[i]`` the nodes on its path (itself included),
-    and ``cand_nodes[c]`` the nodes of candidate c's prefixes of length 1, 2, 3."""
-
-    def __init__(self, cands: list[list[int]]):
-        index: dict[tuple[int, ...], int] = {}
-        self.tokens, self.depths, self.ancestors, self.cand_nodes = [], [], [], []
-        for c in cands:
-            path = []
-            for j in range(3):
-                key = tuple(c[:j + 1])
-                node = index.get(key)
-                if node is None:
-                    node = index[key] = len(self.tokens)
-                    self.tokens.append(c[j])
-                    self.depths.append(j)
-                    self.ancestors.append(path + [node])
-                path = self.ancestors[node]
-            self.cand_nodes.append(path)
 
 
 def _prefix_key(root_fen: str, iccs: list[str], ply: int) -> str:

@@ -24,6 +24,11 @@ left the window, which training never shows the model). Every prediction is thus
 pass over its window gives, whether or not a cache was reused, and :meth:`GPT.next_logprobs`,
 :meth:`GPT.score_candidates` and :meth:`GPT.generate` all use the same windows.
 
+Attention layouts. Besides the causal pass, :meth:`GPT.tree_logprobs` scores a tree of continuations (the trie of
+a position's candidate moves, a search node's children, the legal moves of several positions of one game) in one
+call after a cached history; :meth:`GPT.score_candidates`, the search's policy and ``evaluate`` all use it.
+:meth:`GPT.greedy_continuations` generates greedily after many prefixes of one history at once.
+
 Mirror ensemble. The rules are exactly symmetric under the left-right mirror (files a <-> i), which the tokenizer
 expresses as a permutation of token ids (``mirror_table``). With :meth:`GPT.set_mirror_ensemble` ``(w)``, the
 inference methods :meth:`GPT.next_logprobs`, :meth:`GPT.generate` and :meth:`GPT.mirror_mix` read the policy as
@@ -244,6 +249,34 @@ def mix_logprobs(logp: Tensor, other: Tensor, weight: float) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Candidate trees
+
+
+def candidate_tree(candidates: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[list[int]]]:
+    """The proper prefixes of candidate token sequences as a trie, for :meth:`GPT.tree_logprobs`: returns
+    ``(tokens, parents, nodes)``, one node per distinct prefix (its last token and its parent node, -1 for a
+    one-token prefix) and, per candidate ``c``, ``nodes[c]`` = the nodes of its prefixes of length 1 ..
+    ``len(c) - 1`` (the node whose row predicts the candidate's token ``j + 1`` is ``nodes[c][j]``)."""
+    index: dict[tuple[int, ...], int] = {}
+    tokens: list[int] = []
+    parents: list[int] = []
+    nodes: list[list[int]] = []
+    for c in candidates:
+        c = [int(t) for t in c]
+        path: list[int] = []
+        for j in range(len(c) - 1):
+            key = tuple(c[:j + 1])
+            q = index.get(key)
+            if q is None:
+                q = index[key] = len(tokens)
+                tokens.append(c[j])
+                parents.append(path[-1] if path else -1)
+            path.append(q)
+        nodes.append(path)
+    return tokens, parents, nodes
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # KV cache
 
 
@@ -267,9 +300,12 @@ class KVCache:
         self.mirror: KVCache | None = None     # the mirrored history's cache (mirror ensemble), made when needed
 
     def past(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """Layer ``layer``'s cached (keys, values), or None while the cache is empty."""
         return (self.keys[layer], self.values[layer]) if self.length else None
 
     def append(self, new_kv: list[tuple[Tensor, Tensor]]) -> None:
+        """Extend every layer by the keys/values of new tokens (one (keys, values) pair per layer, as
+        :meth:`GPT.forward_tokens` returns them). The tensors held so far are never modified in place."""
         if not self.length:
             self.keys = [k for k, _ in new_kv]
             self.values = [v for _, v in new_kv]
@@ -277,6 +313,16 @@ class KVCache:
             self.keys = [torch.cat([old, k], dim=2) for old, (k, _) in zip(self.keys, new_kv)]
             self.values = [torch.cat([old, v], dim=2) for old, (_, v) in zip(self.values, new_kv)]
         self.length = self.keys[0].size(2)
+
+    def fork(self) -> "KVCache":
+        """A copy that can be extended or cleared without touching this cache (its mirror cache, if any, is forked
+        too). The key/value tensors are shared, not copied: no method modifies them in place."""
+        other = KVCache()
+        other.keys, other.values = list(self.keys), list(self.values)
+        other.length, other.start = self.length, self.start
+        other.tokens, other.last_logits = list(self.tokens), self.last_logits
+        other.mirror = self.mirror.fork() if self.mirror is not None else None
+        return other
 
     def __repr__(self) -> str:
         return f"KVCache(length={self.length}, start={self.start})"
@@ -508,11 +554,16 @@ class GPT(nn.Module):
 
         ``cache`` (optional, e.g. one :class:`KVCache` per game) is updated in place and reused by the next call
         whose history extends this one; results are the same with or without it."""
-        return self._history_logprobs(history_ids, 0, cache)
+        return self.history_logprobs(history_ids, 0, cache)
 
-    def _history_logprobs(self, history_ids: Sequence[int], reserve: int, cache: KVCache | None) -> Tensor:
-        """Log-probabilities (V,) after the history's window (:meth:`_history_logits`), with the mirror ensemble
-        mixed in when it is on: the mirrored history then runs in ``cache.mirror``, kept beside the cache."""
+    @torch.inference_mode()
+    def history_logprobs(self, history_ids: Sequence[int], reserve: int = 0, cache: KVCache | None = None) -> Tensor:
+        """Log-probabilities (V,) float32 of the token after the history's context window, the window leaving
+        ``reserve`` positions free (:meth:`context_start`) for tokens a caller feeds after it, e.g. a tree of
+        continuations through :meth:`tree_logprobs` with ``cache``. ``reserve=0`` is :meth:`next_logprobs`.
+
+        ``cache`` is updated in place to hold the window (reused when it holds a prefix of it). With the mirror
+        ensemble on, the mirrored history runs in ``cache.mirror`` (made when needed) and the two are mixed."""
         logits, _ = self._history_logits(history_ids, reserve, cache)
         logp = F.log_softmax(logits.float(), dim=-1)
         if not self.mirror_weight:
@@ -566,11 +617,11 @@ class GPT(nn.Module):
         """Summed log-probability (float32, shape (N,)) of each candidate token sequence following the history.
 
         One batched call. The history is run once (or taken from ``cache``, see :meth:`next_logprobs`). The
-        candidates' proper prefixes form a trie (char moves share their from-square, so 40 four-token moves
-        need about 60 nodes, not 120); all its nodes are fed as one flat sequence after the cached history, with an
-        attention mask letting each node see the history, its ancestors and itself only. The history's keys and
-        values are shared by all candidates, never recomputed or copied per candidate. Candidates may differ in
-        length (a move is 1 token for the move tokenizer, 4 for char)."""
+        candidates' proper prefixes form a trie (:func:`candidate_tree`; char moves share their from-square, so 40
+        four-token moves need about 60 nodes, not 120), scored in one :meth:`tree_logprobs` call after the cached
+        history. Candidates may differ in length (a move is 1 token for the move tokenizer, 4 for char). Scores
+        are the plain model's: the mirror ensemble (move tokenizer only) is not mixed in here; with it,
+        :meth:`next_logprobs` gives every move's mixed score at once."""
         if len(candidates) == 0:
             return torch.empty(0)
         cands = [[int(t) for t in c] for c in candidates]
@@ -583,34 +634,98 @@ class GPT(nn.Module):
         scores = F.log_softmax(logits.float(), dim=-1)[torch.tensor([c[0] for c in cands], device=device)]
         if depth_needed == 0:
             return scores
-        # Trie of proper prefixes: node q feeds token[q] at position L + depth[q]; reads say which node's
-        # prediction scores which candidate token.
-        node_of: dict[tuple[int, ...], int] = {}
-        token, depth, ancestors = [], [], []
-        read_cand, read_node, read_tok = [], [], []
-        for ci, c in enumerate(cands):
-            for j in range(len(c) - 1):
-                key = tuple(c[:j + 1])
-                q = node_of.get(key)
-                if q is None:
-                    q = node_of[key] = len(token)
-                    token.append(c[j])
-                    depth.append(j)
-                    ancestors.append((ancestors[node_of[key[:-1]]] if j else []) + [q])
-                read_cand.append(ci)
-                read_node.append(q)
-                read_tok.append(c[j + 1])
-        n_nodes, L = len(token), cache.length
-        own = torch.zeros(n_nodes, n_nodes, dtype=torch.bool)
-        for q, anc in enumerate(ancestors):
-            own[q, anc] = True
-        mask = torch.cat([torch.ones(n_nodes, L, dtype=torch.bool), own], dim=1).to(device)
-        pos = L + torch.tensor(depth, device=device)
-        feed = torch.tensor([token], device=device)
-        h, _ = self._run(self.embed(feed), self.rope_cos[pos], self.rope_sin[pos], cache, mask)
-        logp = F.log_softmax(self.head(h[0]).float(), dim=-1)  # (n_nodes, V)
+        tokens, parents, nodes = candidate_tree(cands)
+        logp = self.tree_logprobs(cache, tokens, parents, mirror=False)        # (n_nodes, V)
+        read_cand = [ci for ci, c in enumerate(cands) for _ in c[1:]]
+        read_node = [q for ns in nodes for q in ns]
+        read_tok = [t for c in cands for t in c[1:]]
         later = logp[torch.tensor(read_node, device=device), torch.tensor(read_tok, device=device)]
         return scores.index_add(0, torch.tensor(read_cand, device=device), later)
+
+    @torch.inference_mode()
+    def tree_logprobs(self, cache: KVCache, tokens: Sequence[int], parents: Sequence[int],
+                      context: Sequence[int] | None = None, rows: Sequence[int] | None = None,
+                      mirror: bool = True) -> Tensor:
+        """Log-probabilities (float32, (N, V), or (len(rows), V)) of the token after each node of a tree of
+        continuations of the history held in ``cache`` (batch 1): one model call for the whole tree.
+
+        Node i holds token ``tokens[i]``; ``parents[i]`` is its parent node (an earlier index), or -1 for a root,
+        which directly follows the history. All nodes are fed as one flat sequence after the cache, with an
+        attention mask letting each node see the history, its ancestors and itself only, at the rotary position
+        it would have in its own sequence; so each row is what a plain forward pass over the history and the
+        node's path gives. The history's keys/values are shared by all nodes, never copied, and the cache is not
+        modified.
+
+        ``context``: per node, how many of the cache's first tokens its tree follows (only the roots' entries are
+        read; a node inherits its root's). Several positions of one game can so be scored in one call after the
+        cache of their common window. Default: the whole cache. ``rows``: the nodes whose log-probabilities are
+        wanted (default all, in order).
+
+        Mirror ensemble: when it is on and ``mirror`` is True, the tree runs a second time, on the mirrored tokens
+        after ``cache.mirror`` (the mirrored history, as :meth:`history_logprobs` leaves it), and the two are
+        mixed as in :meth:`next_logprobs`. ``mirror=False`` gives the plain model."""
+        n = len(tokens)
+        if n == 0 or len(parents) != n:
+            raise ValueError(f"a tree needs at least one node and one parent per token, got {n} tokens and "
+                             f"{len(parents)} parents")
+        if cache.length and cache.keys[0].size(0) != 1:
+            raise ValueError("tree_logprobs needs a batch-1 cache")
+        L = cache.length
+        ctx, depth, rows_m, cols_m = [], [], [], []
+        ancestors: list[list[int]] = []
+        for i, parent in enumerate(parents):
+            parent = int(parent)
+            if parent < 0:
+                c = L if context is None else int(context[i])
+                if not 0 <= c <= L:
+                    raise ValueError(f"a root's context must lie in 0..{L} (the cache length), got {c}")
+                ctx.append(c)
+                depth.append(0)
+                ancestors.append([i])
+            elif parent < i:
+                ctx.append(ctx[parent])
+                depth.append(depth[parent] + 1)
+                ancestors.append(ancestors[parent] + [i])
+            else:
+                raise ValueError(f"node {i}'s parent must be an earlier node or -1, got {parent}")
+            rows_m.extend([i] * len(ancestors[i]))
+            cols_m.extend(L + a for a in ancestors[i])
+        pos = [c + d for c, d in zip(ctx, depth)]
+        if max(pos) >= self.config.block_size:
+            raise ValueError(f"the tree reaches position {max(pos)}, beyond the model's block_size "
+                             f"{self.config.block_size}")
+        tokens = [int(t) for t in tokens]
+        if min(tokens) < 0 or max(tokens) >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in 0..{self.config.vocab_size - 1}, got {min(tokens)}..{max(tokens)}")
+        device = self.rope_cos.device
+        ids = torch.tensor([tokens], device=device)
+        if context is None:
+            mask = torch.zeros(n, L + n, dtype=torch.bool, device=device)
+            mask[:, :L] = True
+        else:
+            mask = torch.arange(L + n, device=device)[None, :] < torch.tensor(ctx, device=device)[:, None]
+        mask[torch.tensor(rows_m, device=device), torch.tensor(cols_m, device=device)] = True
+        pos_t = torch.tensor(pos, device=device)
+        cos, sin = self.rope_cos[pos_t], self.rope_sin[pos_t]
+        if rows is None:
+            pick = slice(None)
+        elif isinstance(rows, range) and rows.step == 1 and 0 <= rows.start <= rows.stop <= n:
+            pick = slice(rows.start, rows.stop)
+        else:
+            pick = torch.tensor(list(rows), dtype=torch.long, device=device)
+
+        def run(feed: Tensor, history: KVCache) -> Tensor:
+            h, _ = self._run(self.embed(feed), cos, sin, history if history.length else None, mask)
+            h = h[0, pick]
+            return F.log_softmax(self.head(h).float(), dim=-1)
+
+        logp = run(ids, cache)
+        if mirror and self.mirror_weight:
+            if cache.mirror is None or cache.mirror.length != L:
+                raise ValueError("the mirror ensemble needs the mirrored history in cache.mirror "
+                                 "(history_logprobs with this cache makes it)")
+            logp = self.mirror_mix(logp, run(self.mirror_ids(ids), cache.mirror))
+        return logp
 
     @torch.inference_mode()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -646,6 +761,64 @@ class GPT(nn.Module):
                     cache.start = start
                     logits[j], _ = self.prefill(view[:, start:], cache)
         return seq
+
+    @torch.inference_mode()
+    def greedy_continuations(self, history_ids: Sequence[int], ends: Sequence[int], steps: int) -> list[list[int]]:
+        """Greedy ``steps`` tokens after each prefix ``history_ids[:n]`` for n in ``ends``, all prefixes at once:
+        the same tokens as ``generate(history_ids[:n], steps, temperature=0)`` for each. Every prefix and its
+        continuation must fit in the first context window (``context_start(n + steps - 1) == 0``).
+
+        The history is run once; then each step feeds the last token of every continuation as one flat sequence
+        whose mask lets it see its own prefix and its own earlier tokens only. With the mirror ensemble on, the
+        mirrored history runs beside it, fed the mirrored tokens, and each step takes the argmax of the mixture."""
+        ns = [int(n) for n in ends]
+        if not ns or steps < 1:
+            return [[] for _ in ns]
+        history = [int(i) for i in history_ids]
+        if min(ns) < 1 or max(ns) > len(history):
+            raise ValueError(f"every prefix length must lie in 1..{len(history)} (the history), got {min(ns)}.."
+                             f"{max(ns)}")
+        if self.context_start(max(ns) + steps - 1) != 0:
+            raise ValueError(f"a prefix of {max(ns)} tokens and {steps} more do not fit in the first context window")
+        self._as_ids(history)  # range check
+        device = self.rope_cos.device
+        L, P = max(ns), len(ns)
+        views = [history] if not self.mirror_weight else [history, self.mirror_ids(history)]
+        n_t = torch.tensor(ns, device=device)
+
+        def pick(hs):            # the next token of every continuation from each view's final vectors
+            if len(hs) == 1:
+                return self.head(hs[0]).float().argmax(dim=-1)
+            lps = [F.log_softmax(self.head(h).float(), dim=-1) for h in hs]
+            return self.mirror_mix(lps[0], lps[1]).argmax(dim=-1)
+
+        caches, hs = [], []
+        for view in views:
+            h, kv = self.forward_tokens(torch.tensor([view[:L]], device=device))
+            cache = KVCache()
+            cache.append(kv)
+            caches.append(cache)
+            hs.append(h[0, n_t - 1])
+        tok = pick(hs)                                                     # (P,) first generated tokens
+        out = [tok]
+        row = torch.arange(P, device=device)
+        hist_mask = torch.arange(L, device=device)[None, :] < n_t[:, None]  # (P, L)
+        for t in range(1, steps):
+            prev = P * (t - 1)                       # generated tokens already cached, P per earlier step
+            mask = torch.zeros(P, L + prev + P, dtype=torch.bool, device=device)
+            mask[:, :L] = hist_mask
+            for s in range(t):                       # earlier steps' tokens and itself: same continuation only
+                mask[row, L + s * P + row] = True
+            pos = n_t + t - 1
+            feeds = [tok] if len(views) == 1 else [tok, self.mirror_ids(tok)]
+            hs = []
+            for feed, cache in zip(feeds, caches):
+                h, new_kv = self._run(self.embed(feed[None, :]), self.rope_cos[pos], self.rope_sin[pos], cache, mask)
+                cache.append(new_kv)
+                hs.append(h[0])
+            tok = pick(hs)
+            out.append(tok)
+        return torch.stack(out, dim=1).tolist()
 
     @staticmethod
     def _sample(logits: Tensor, temperature: float, top_k: int | None, generator) -> Tensor:

@@ -58,16 +58,6 @@ class _Scores:
     logprobs: object = None      # move tokenizer: the full next-token log-probabilities (a tensor)
 
 
-def _fork(cache):
-    """A copy of a KV cache that can be extended without touching the original (tensors are shared)."""
-    other = type(cache)()
-    other.keys, other.values = list(cache.keys), list(cache.values)
-    other.length, other.start = cache.length, cache.start
-    other.tokens, other.last_logits = list(cache.tokens), cache.last_logits
-    other.mirror = _fork(cache.mirror) if cache.mirror is not None else None
-    return other
-
-
 class GPTPlayer:
     """Chooses legal moves with a GPT. See the module docs."""
 
@@ -199,7 +189,7 @@ class GPTPlayer:
                            and scored.tokens == list(history[start:])) else self._raw_cache
         logprobs = self.model.next_logprobs(history, cache)
         out = [int(logprobs.argmax())]
-        fork = _fork(cache)
+        fork = cache.fork()
         while len(out) < n:
             logprobs = self.model.next_logprobs(list(history) + out, fork)
             out.append(int(logprobs.argmax()))

@@ -228,15 +228,12 @@ class _Policy:
 
     def root(self, board: Board, moves: list[int]) -> list[float]:
         """Log-probabilities of ``moves`` (legal, ints) at the board's current position (the game's history)."""
-        import torch
-
         if not self.enabled:
             scores = dict(self.player.move_logprobs(board))
             return [scores[Move(m >> 7, m & 127)] for m in moves]
         t0 = time.process_time()
         history = self.player.history_ids(board)
-        with torch.inference_mode():
-            row = self.model._history_logprobs(history, self.reserve, self.cache)
+        row = self.model.history_logprobs(history, self.reserve, self.cache)
         self.calls += 1
         self.seconds += time.process_time() - t0
         self.rows[board.key] = row
@@ -244,33 +241,15 @@ class _Policy:
 
     def expand(self, board: Board, path: list[int], moves: list[int], child_keys: list[int]) -> None:
         """One batched call: the policy of every child (``moves``) of the node reached by ``path`` from the root
-        (whose history is in the cache), stored under ``child_keys``."""
-        import torch
-        import torch.nn.functional as F
-
+        (whose history is in the cache), stored under ``child_keys``. The path and the children form one tree
+        (:meth:`GPT.tree_logprobs`): the path a chain after the history, the children its leaves."""
         t0 = time.process_time()
-        model = self.model
         if len(self.rows) > self.max_rows:
             self.rows.clear()
-        with torch.inference_mode():
-            cache = self.cache
-            L, P, K = cache.length, len(path), len(moves)
-            n = P + K
-            device = model.rope_cos.device
-            own = torch.zeros(n, n, dtype=torch.bool)
-            if P:
-                own[:P, :P] = torch.ones(P, P, dtype=torch.bool).tril()
-                own[P:, :P] = True
-            own[range(P, n), range(P, n)] = True
-            mask = torch.cat([torch.ones(n, L, dtype=torch.bool), own], dim=1).to(device)
-            pos = torch.tensor([L + i for i in range(P)] + [L + P] * K, device=device)
-            tokens = [self.token(m) for m in path] + [self.token(m) for m in moves]
-            h, _ = model.forward_tokens(torch.tensor([tokens], device=device), positions=pos, cache=cache, mask=mask)
-            logp = F.log_softmax(model.head(h[0, P:]).float(), dim=-1)
-            if model.mirror_weight:       # the same tree on the mirrored game (its history is in cache.mirror)
-                feed = torch.tensor([model.mirror_ids(tokens)], device=device)
-                h, _ = model.forward_tokens(feed, positions=pos, cache=cache.mirror, mask=mask)
-                logp = model.mirror_mix(logp, F.log_softmax(model.head(h[0, P:]).float(), dim=-1))
+        P, K = len(path), len(moves)
+        tokens = [self.token(m) for m in path] + [self.token(m) for m in moves]
+        parents = list(range(-1, P - 1)) + [P - 1] * K
+        logp = self.model.tree_logprobs(self.cache, tokens, parents, rows=range(P, P + K))
         self.calls += 1
         for k, row in zip(child_keys, logp):
             self.rows[k] = row
