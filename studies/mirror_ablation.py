@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
           "the script: every move and start position mirrored). A model that has learnt the symmetry scores the same "
           "on both; human openings are not symmetric, so a model trained on unmirrored games only may not.", "",
           table(rows, runs, args, MIRRORED_COLUMNS), "", deltas(rows, runs, args, MIRRORED_COLUMNS), "",
-          "Reading: README.md, section *Mirror augmentation*.", "", "## Commands", "",
+          "Reading: [docs/studies.md](studies.md#mirror-augmentation), section *Mirror augmentation*.", "",
+          "## Commands", "",
           "Run from the repository root (`python` = `.venv/bin/python`):", ""]
     for row, s in order:
         r = runs.get((row["name"], s))

@@ -9,7 +9,7 @@ from pathlib import Path
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
-def load_study(name: str):
+def load_script(name: str):
     """``studies/<name>.py`` as a fresh module."""
     spec = importlib.util.spec_from_file_location(name, STUDIES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

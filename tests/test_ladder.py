@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from study_scripts import load_study  # noqa: E402
+from study_scripts import load_script  # noqa: E402
 
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402
@@ -27,7 +27,7 @@ PGN = """[Event "a"]
 
 
 def load_ladder():
-    return load_study("ladder")
+    return load_script("ladder")
 
 
 class Oracle:

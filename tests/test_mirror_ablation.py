@@ -4,7 +4,7 @@ import argparse
 
 import torch
 
-from study_scripts import load_study  # noqa: E402
+from study_scripts import load_script  # noqa: E402
 from training_fixtures import make_dataset  # noqa: E402
 
 from xiangqi_gpt.data import TrainWindows  # noqa: E402
@@ -12,7 +12,7 @@ from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
 
 
 def load_ablation():
-    return load_study("mirror_ablation")
+    return load_script("mirror_ablation")
 
 
 def args_for(ab, **kw):

@@ -1,10 +1,10 @@
 """studies/teaforn_study.py: the grid it runs, the commands it writes and how it summarises runs (no training)."""
 
-from study_scripts import load_study
+from study_scripts import load_script
 
 
 def load_study():
-    return load_study("teaforn_study")
+    return load_script("teaforn_study")
 
 
 def test_rows_equal_steps_and_equal_compute():
