@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import tarfile
 import time
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from xiangqi_gpt.errors import PgnError  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.errors import XiangqiError  # noqa: E402

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from xiangqi_gpt.board import STARTING_FEN, Board  # noqa: E402
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move  # noqa: E402
 from xiangqi_gpt.errors import XiangqiError  # noqa: E402

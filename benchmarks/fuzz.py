@@ -15,6 +15,7 @@ anything failed. One process, one core: run it under ``nice`` next to other work
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -23,13 +24,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "xiangqi-gpt-hypothesis"))
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # noqa: E402
 from hypothesis.reporting import with_reporter  # noqa: E402
 
-from fuzz_targets import TARGETS  # noqa: E402
+
+def _load_targets() -> dict:
+    """``tests/fuzz_targets.py``'s targets (the tests are not a package, so load the file itself)."""
+    spec = importlib.util.spec_from_file_location("fuzz_targets", ROOT / "tests" / "fuzz_targets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_targets"] = module
+    spec.loader.exec_module(module)
+    return module.TARGETS
+
+
+TARGETS = _load_targets()
 
 ROUND_SECONDS = 5.0         # each round draws as many inputs as its target tried in about this much time before
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure a model the way the README's "Default model" table reports it: evaluate on the held-out test split, then
+# Measure a model the way docs/default_model.md reports it: evaluate on the held-out test split, then
 # arena matches against a random mover and Fairy-Stockfish (depth 1, Skill Level 0, UCI_Elo 1350).
 #
 #   scripts/evaluate_default.sh [MODEL.pt] [OUT_DIR] [GAMES]

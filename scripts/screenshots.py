@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from random_games import play_random
+
 from xiangqi_gpt.board import Board
 from xiangqi_gpt.model import GPT, GPTConfig
 
@@ -37,17 +39,11 @@ def tiny_checkpoint(tmp_path: Path, tokenizer: str = "move", block_size: int = 6
 
 def random_game(seed: int, max_plies: int = 60, prefix: tuple[str, ...] = ()) -> list[str]:
     """A legal game of random moves (ICCS) after the given ``prefix`` moves, stopping early if the game ends."""
-    rng = random.Random(seed)
     board = Board()
-    moves = []
     for m in prefix:
         board.push_iccs(m)
-        moves.append(m)
-    while len(moves) < max_plies and board.outcome() is None:
-        move = rng.choice(sorted(board.legal_moves(), key=lambda m: m.iccs()))
-        board.push(move)
-        moves.append(move.iccs())
-    return moves
+    play_random(board, max_plies - len(prefix), random.Random(seed))
+    return [m.iccs() for m in board.move_stack]
 
 
 def pgn_text(games: list[list[str]], results: list[str] | None = None) -> str:

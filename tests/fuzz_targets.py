@@ -28,6 +28,8 @@ import re
 
 from hypothesis import strategies as st
 
+from random_games import random_board
+
 from xiangqi_gpt.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import FenError, MoveError, PgnError
 from xiangqi_gpt.notation import detect_notation, format_move, parse_move
@@ -39,16 +41,6 @@ NOTATIONS = ("iccs", "wxf", "chinese", "chinese-traditional")
 # --------------------------------------------------------------------------------------------------------------
 # Random games
 # --------------------------------------------------------------------------------------------------------------
-
-def random_board(rng: random.Random, plies: int, fen: str = STARTING_FEN) -> Board:
-    board = Board(fen)
-    for _ in range(plies):
-        moves = board.legal_moves()
-        if not moves or board.outcome():
-            break
-        board.push(rng.choice(sorted(moves, key=Move.iccs)))
-    return board
-
 
 def random_game(rng: random.Random, plies: int, custom: bool) -> Game:
     root = STARTING_FEN

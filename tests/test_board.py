@@ -33,13 +33,6 @@ def targets(board: Board, square: str) -> set[str]:
     return {square_name(m.to_square) for m in board.legal_moves() if m.from_square == s}
 
 
-def play_random(board: Board, plies: int, rng: random.Random) -> None:
-    for _ in range(plies):
-        if board.outcome() is not None:
-            return
-        board.push(rng.choice(board.legal_moves()))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # FEN
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from random_games import random_board
+
 from xiangqi_gpt import cli, corpus
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.board import STARTING_FEN
 from xiangqi_gpt.corpus import load_meta, prepare, split_of
 from xiangqi_gpt.errors import DatasetError
 from xiangqi_gpt.pgn import Game, read_games, write_games
@@ -23,13 +25,7 @@ PUZZLE_FEN = "2C1ka3/4a4/9/R8/9/3ppnP2/Pr7/9/4A4/3AK1B2 b - - 0 1"
 
 
 def random_game(seed: int, plies: int = 40, fen: str = STARTING_FEN, **headers) -> Game:
-    rng = random.Random(seed)
-    board = Board(fen)
-    for _ in range(plies):
-        moves = board.legal_moves()
-        if not moves or board.outcome():
-            break
-        board.push(rng.choice(sorted(moves, key=Move.iccs)))
+    board = random_board(random.Random(seed), plies, fen)
     outcome = board.outcome()
     result = outcome.result() if outcome else ["1-0", "0-1", "1/2-1/2", "*"][seed % 4]
     return Game(headers={"Event": f"game {seed}", **headers}, moves=list(board.move_stack),

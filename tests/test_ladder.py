@@ -1,4 +1,4 @@
-"""benchmarks/ladder.py: the human-move agreement it reports, its report, and that a changed model or search starts
+"""studies/ladder.py: the human-move agreement it reports, its report, and that a changed model or search starts
 the ladder afresh (no games are played here)."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmark_scripts import load_benchmark  # noqa: E402
+from study_scripts import load_script  # noqa: E402
 
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.pgn import read_games  # noqa: E402
@@ -27,7 +27,7 @@ PGN = """[Event "a"]
 
 
 def load_ladder():
-    return load_benchmark("ladder")
+    return load_script("ladder")
 
 
 class Oracle:

@@ -4,16 +4,14 @@ recipe's options (attention dropout, time-based LR schedule, EMA). Small random 
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from training_fixtures import write_dataset  # noqa: E402
+from random_games import random_board  # noqa: E402
 
 from xiangqi_gpt.board import Board  # noqa: E402
 from xiangqi_gpt.data import TrainWindows, XiangqiDataModule  # noqa: E402
@@ -32,15 +30,8 @@ def random_games(n: int, seed: int, max_plies: int = 60) -> list:
     rng = random.Random(seed)
     games = []
     for _ in range(n):
-        board, moves = Board(), []
-        for _ in range(rng.randint(8, max_plies)):
-            legal = board.legal_moves()
-            if not legal:
-                break
-            m = rng.choice(legal)
-            board.push(m)
-            moves.append(m.iccs())
-        games.append((moves, rng.choice(["1-0", "0-1", "1/2-1/2", "*"])))
+        board = random_board(rng, rng.randint(8, max_plies))
+        games.append(([m.iccs() for m in board.move_stack], rng.choice(["1-0", "0-1", "1/2-1/2", "*"])))
     return games
 
 

@@ -1,14 +1,10 @@
-"""benchmarks/mirror_ablation.py: its rows and commands, the pairing it relies on, and its summaries (no training)."""
+"""studies/mirror_ablation.py: its rows and commands, the pairing it relies on, and its summaries (no training)."""
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from benchmark_scripts import load_benchmark  # noqa: E402
+from study_scripts import load_script  # noqa: E402
 from training_fixtures import make_dataset  # noqa: E402
 
 from xiangqi_gpt.data import TrainWindows  # noqa: E402
@@ -16,7 +12,7 @@ from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
 
 
 def load_ablation():
-    return load_benchmark("mirror_ablation")
+    return load_script("mirror_ablation")
 
 
 def args_for(ab, **kw):

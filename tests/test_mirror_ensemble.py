@@ -1,4 +1,4 @@
-"""benchmarks/mirror_ensemble.py: weight 0 is exactly what ``evaluate`` reports, weight 1 is the model on the
+"""studies/mirror_ensemble.py: weight 0 is exactly what ``evaluate`` reports, weight 1 is the model on the
 mirrored games (mapped back), and a mixture is a probability distribution."""
 
 import math
@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from benchmark_scripts import load_benchmark
 from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import load, pgn_text, random_game, tiny_checkpoint
+from study_scripts import load_script
 from xiangqi_gpt.evaluate import evaluate_games, read_eval_games
 from xiangqi_gpt.tokenizer import BOS, mirror_iccs
 
@@ -23,7 +23,7 @@ def _report(ckpt, pgn):
 
 
 def test_weights_zero_and_one_match_evaluate(tmp_path):
-    bench = load_benchmark("mirror_ensemble")
+    bench = load_script("mirror_ensemble")
     ckpt = tiny_checkpoint(tmp_path, "move", 32)          # 70 plies: several context windows
     pgn, mirrored = tmp_path / "g.pgn", tmp_path / "m.pgn"
     pgn.write_text(pgn_text(GAMES), encoding="utf-8")
@@ -44,7 +44,7 @@ def test_weights_zero_and_one_match_evaluate(tmp_path):
 
 
 def test_mix_is_a_distribution():
-    bench = load_benchmark("mirror_ensemble")
+    bench = load_script("mirror_ensemble")
     a = torch.log_softmax(torch.randn(3, 50), dim=-1)
     b = torch.log_softmax(torch.randn(3, 50), dim=-1)
     for w in (0.0, 0.25, 1.0):
@@ -56,7 +56,7 @@ def test_mix_is_a_distribution():
 
 
 def test_bad_weights_are_one_line_errors(capsys):
-    bench = load_benchmark("mirror_ensemble")
+    bench = load_script("mirror_ensemble")
     for bad in ("2", "x"):
         with pytest.raises(SystemExit):
             bench.main(["--weights", bad])
@@ -153,7 +153,7 @@ def test_evaluate_with_the_ensemble(tmp_path, capsys):
     GPT.generate's with the ensemble."""
     from xiangqi_gpt.cli import main
 
-    bench = load_benchmark("mirror_ensemble")
+    bench = load_script("mirror_ensemble")
     ckpt = tiny_checkpoint(tmp_path, "move", 32)
     pgn = tmp_path / "g.pgn"
     pgn.write_text(pgn_text(GAMES), encoding="utf-8")

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from random_games import random_board
+
+from xiangqi_gpt.board import STARTING_FEN, Board
 from xiangqi_gpt.errors import PgnError, XiangqiError
 from xiangqi_gpt.pgn import (Game, decode_bytes, detect_encoding, normalize_result, pgn_text, read_games,
                              write_game, write_games)
@@ -15,12 +17,7 @@ CCPD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccpd.tar.xz"
 
 def random_game(seed: int, plies: int = 60, fen: str = STARTING_FEN, **headers) -> Game:
     rng = random.Random(seed)
-    board = Board(fen)
-    for _ in range(plies):
-        moves = board.legal_moves()
-        if not moves or board.outcome():
-            break
-        board.push(rng.choice(sorted(moves, key=Move.iccs)))
+    board = random_board(rng, plies, fen)
     outcome = board.outcome()
     result = outcome.result() if outcome else rng.choice(["1-0", "0-1", "1/2-1/2", "*"])
     return Game(headers={"Event": "test", **headers}, moves=list(board.move_stack), root_fen=board.root_fen(),

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from random_games import random_board
+
 from xiangqi_gpt import cli
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.board import STARTING_FEN, Move
 from xiangqi_gpt.errors import ConfigError, XiangqiError
 from xiangqi_gpt.fairy import find_fairy_stockfish
 from xiangqi_gpt.match import GameError
@@ -28,12 +30,7 @@ PUZZLE_FEN = "2C1ka3/4a4/9/R8/9/3ppnP2/Pr7/9/4A4/3AK1B2 b - - 0 1"
 
 
 def random_game(seed: int, plies: int, fen: str = STARTING_FEN) -> Game:
-    rng = random.Random(seed)
-    board = Board(fen)
-    for _ in range(plies):
-        if board.outcome():
-            break
-        board.push(rng.choice(sorted(board.legal_moves(), key=Move.iccs)))
+    board = random_board(random.Random(seed), plies, fen)
     return Game({"Event": f"human {seed}"}, list(board.move_stack), board.root_fen(), "*")
 
 

@@ -1,10 +1,10 @@
-"""benchmarks/teaforn_study.py: the grid it runs, the commands it writes and how it summarises runs (no training)."""
+"""studies/teaforn_study.py: the grid it runs, the commands it writes and how it summarises runs (no training)."""
 
-from benchmark_scripts import load_benchmark
+from study_scripts import load_script
 
 
 def load_study():
-    return load_benchmark("teaforn_study")
+    return load_script("teaforn_study")
 
 
 def test_rows_equal_steps_and_equal_compute():

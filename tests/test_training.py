@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from training_fixtures import make_dataset  # noqa: E402
 
 from xiangqi_gpt.data import TrainWindows, XiangqiDataModule, move_phase  # noqa: E402

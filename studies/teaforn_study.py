@@ -1,9 +1,9 @@
 """TeaForN study: teacher forcing vs TeaForN (N = 2, 3; uniform and decay level weights), at equal optimizer steps
 and at equal training compute, over several seeds; plus one `move` vs `char` tokenizer comparison.
 
-    .venv/bin/python benchmarks/teaforn_study.py [--steps 300] [--seeds 1,2] [--games 20] [--eval-games 300]
-    .venv/bin/python benchmarks/teaforn_study.py --report-only        # rebuild docs/study.* from finished runs
-    .venv/bin/python benchmarks/teaforn_study.py --dry-run            # print every command, run nothing
+    .venv/bin/python studies/teaforn_study.py [--steps 300] [--seeds 1,2] [--games 20] [--eval-games 300]
+    .venv/bin/python studies/teaforn_study.py --report-only        # rebuild docs/study.* from finished runs
+    .venv/bin/python studies/teaforn_study.py --dry-run            # print every command, run nothing
 
 Every run goes through the project's own command lines, one process at a time::
 
@@ -297,7 +297,7 @@ def total_minutes(records: dict) -> float:
 
 def markdown(args, rows: list[dict], records: dict, agg: dict, ratios: dict, eval_info: dict) -> str:
     md = ["# TeaForN study", "",
-          f"Reproduce: `{shlex.join(['python', 'benchmarks/teaforn_study.py', *study_argv(args)])}` (about "
+          f"Reproduce: `{shlex.join(['python', 'studies/teaforn_study.py', *study_argv(args)])}` (about "
           f"{total_minutes(records):.0f} minutes of train/evaluate/arena commands on one core of the 2-core machine "
           "shared with other jobs).", "",
           f"Model: {args.n_layer} layers x {args.n_embd} wide ({args.n_head} heads), block {args.block} move tokens, "

@@ -11,8 +11,8 @@ top-1 over the legal moves, the raw top choice's legality and agreement, and the
 (``evaluate.phase_of``). Teacher-forced scores only: the mirrored history is one more batched pass per game, so the
 cost at inference is two model calls where there was one.
 
-    .venv/bin/python benchmarks/mirror_ensemble.py                       # shipped model, first 150 val games
-    .venv/bin/python benchmarks/mirror_ensemble.py --checkpoint runs/leg4/model.pt --games 1287 --json out.json
+    .venv/bin/python studies/mirror_ensemble.py                       # shipped model, first 150 val games
+    .venv/bin/python studies/mirror_ensemble.py --checkpoint runs/leg4/model.pt --games 1287 --json out.json
 
 Move tokenizer only (the default model's).
 """
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from xiangqi_gpt.model import mix_logprobs as mix  # noqa: E402  (log((1 - w) P + w P'), for any w in [0, 1])
 

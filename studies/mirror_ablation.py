@@ -1,9 +1,9 @@
 """Mirror augmentation ablation: ``--mirror 0`` vs ``--mirror 0.5`` (probability that a training window is mirrored
 left-right, files a <-> i), in three data regimes, with the TeaForN study's model and recipe (teacher forcing).
 
-    .venv/bin/python benchmarks/mirror_ablation.py [--seeds 1,2] [--small-data data/ccpd_small] [--small-steps 500]
-    .venv/bin/python benchmarks/mirror_ablation.py --report-only      # rebuild docs/mirror.* from finished runs
-    .venv/bin/python benchmarks/mirror_ablation.py --dry-run          # print every command, run nothing
+    .venv/bin/python studies/mirror_ablation.py [--seeds 1,2] [--small-data data/ccpd_small] [--small-steps 500]
+    .venv/bin/python studies/mirror_ablation.py --report-only      # rebuild docs/mirror.* from finished runs
+    .venv/bin/python studies/mirror_ablation.py --dry-run          # print every command, run nothing
 
 Regimes (rows ``REGIME-mP``):
 
@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teaforn_study import EVAL_METRICS, FREE_RUN_KS, ROOT, execute, read_metrics, show  # noqa: E402
 
 MIRRORS = ("0", "0.5")
@@ -53,7 +52,7 @@ def row_specs(args) -> list[dict]:
 
 
 def train_command(args, row: dict, seed: int, run_dir: str) -> list[str]:
-    """The study's ``tf`` command line (benchmarks/teaforn_study.py), with this row's data, steps and mirror."""
+    """The study's ``tf`` command line (studies/teaforn_study.py), with this row's data, steps and mirror."""
     return ["python", "train.py", "--data", row["data"], "--out", run_dir, "--tokenizer", "move",
             "--n-layer", str(args.n_layer), "--n-head", str(args.n_head), "--n-embd", str(args.n_embd),
             "--block-size", str(args.block), "--batch-size", str(args.batch), "--dropout", "0.0",
@@ -311,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no finished runs")
         return 1
     info = next(iter(runs.values()))["eval_info"]
-    reproduce = shlex.join(["python", "benchmarks/mirror_ablation.py",
+    reproduce = shlex.join(["python", "studies/mirror_ablation.py",
                             *[a for a in argv if a not in ("--report-only", "--dry-run")]])
     md = ["# Mirror augmentation ablation", "",
           f"Reproduce: `python -m xiangqi_gpt prepare ../shared/data/ccpd.tar.xz --out {args.small_data} --limit 6000` "
@@ -338,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
           "the script: every move and start position mirrored). A model that has learnt the symmetry scores the same "
           "on both; human openings are not symmetric, so a model trained on unmirrored games only may not.", "",
           table(rows, runs, args, MIRRORED_COLUMNS), "", deltas(rows, runs, args, MIRRORED_COLUMNS), "",
-          "Reading: README.md, section *Mirror augmentation*.", "", "## Commands", "",
+          "Reading: [docs/studies.md](studies.md#mirror-augmentation), section *Mirror augmentation*.", "",
+          "## Commands", "",
           "Run from the repository root (`python` = `.venv/bin/python`):", ""]
     for row, s in order:
         r = runs.get((row["name"], s))

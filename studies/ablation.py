@@ -14,9 +14,9 @@ steps), one torch thread, fp32, then is scored by ``evaluate`` on the first ``--
 ``teaforn_fs`` ``teaforn`` + a learnable FeedbackScale on the fed-back vectors, started at ``--feedback-init``
               (0.04: the token embeddings' RMS 0.072 over the fed-back vectors' 1.84 in the shipped model)
 
-    .venv/bin/python benchmarks/ablation.py [--arms base,recipe,...] [--steps 200] [--eval-games 150]
-    .venv/bin/python benchmarks/ablation.py --report-only   # rebuild docs/ablation.* from runs/ablation/
-    .venv/bin/python benchmarks/ablation.py --dry-run       # print every command
+    .venv/bin/python studies/ablation.py [--arms base,recipe,...] [--steps 200] [--eval-games 150]
+    .venv/bin/python studies/ablation.py --report-only   # rebuild docs/ablation.* from runs/ablation/
+    .venv/bin/python studies/ablation.py --dry-run       # print every command
 
 Needs ``data/ccpd`` and ``data/engine`` with legal sets:
 ``prepare ../shared/data/ccpd.tar.xz --out data/ccpd --legal-sets`` and

@@ -1,6 +1,6 @@
 """The Elo ladder: every strength level against fixed opponents, and how human the searched moves are.
 
-    .venv/bin/python benchmarks/ladder.py [--levels 0,1,2,3,4]
+    .venv/bin/python studies/ladder.py [--levels 0,1,2,3,4]
         [--opponents random,fsf-d1,fsf-d2,fsf-d3,fsf-skill0,fsf-skill5] [--games 20] [--jobs 1]
         [--human-games 100] [--human-stride 4] [--human-levels DEFAULT] [--report-only]
 
@@ -34,8 +34,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "docs" / "ladder.json"
@@ -202,7 +200,7 @@ def write_report(data: dict, md: Path, png: Path) -> None:
     lines = ["# Elo ladder", "",
              f"Model: `{model.get('path', '?')}` (sha256 `{model.get('sha256', '?')[:16]}`). "
              f"Default level of `play.py`: {DEFAULT_LEVEL}.", "",
-             "Each row is one arena match (see `benchmarks/ladder.py`): games alternate colours from the book "
+             "Each row is one arena match (see `studies/ladder.py`): games alternate colours from the book "
              "openings, seed 0, 300-ply cap. Elo is our level minus the opponent, with a 95% interval "
              "(`arena.elo_interval`; at 0% or 100% it is clamped and only a bound). ms/move is the median wall time "
              "of our moves, CPU ms/move the median CPU time of our process for them (one torch thread): the "
@@ -248,7 +246,7 @@ def write_report(data: dict, md: Path, png: Path) -> None:
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
     games = sorted({p["games"] for p in pairings})
-    command = (f".venv/bin/python benchmarks/ladder.py --levels {','.join(map(str, levels))} --opponents "
+    command = (f".venv/bin/python studies/ladder.py --levels {','.join(map(str, levels))} --opponents "
                f"{','.join(opps)} --games {','.join(map(str, games))}")
     if human:
         h = next(iter(human.values()))
