@@ -199,3 +199,79 @@ def is_archive_name(name: str) -> bool:
     ``.cbl``, ``.dhtmlxq``, ``.ubb``)?"""
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
+def game_files(paths: list[str]) -> Iterator[str]:
+    """The files to read from ``paths``: a file as given; a folder walked in sorted order for ``*.pgn`` files and
+    the archive names of :func:`is_archive_name`."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if f.lower().endswith(".pgn") or is_archive_name(f):
+                        yield os.path.join(root, f)
+        else:
+            yield p
+
+
+def convert(sources: list[str], out: str | os.PathLike, notation: str = "iccs", encoding: str = "utf-8",
+            warn=None) -> dict:
+    """Write every readable game of ``sources`` (files of any supported format, or folders of them) to one PGN
+    file. Returns counts: ``games``, ``rejected``, ``variations`` (dropped) and ``files``. Each rejected game or
+    file is passed to ``warn`` as one line. Raises :class:`PgnError` if no game at all can be read (no file is
+    written then). The output is written to a temporary name and renamed, so a failure leaves no partial file."""
+    from .pgn import write_games
+
+    counts = {"files": 0, "games": 0, "rejected": 0, "variations": 0}
+    games: list[Game] = []
+    out_real = os.path.realpath(out)
+    for path in game_files(sources):
+        if not os.path.exists(path):
+            raise error("no such file or directory", path, kind=KIND_READ)
+        if os.path.realpath(path) == out_real:
+            raise error("is also the output file", path, kind=KIND_READ)
+        counts["files"] += 1
+        for item in iter_game_file(path):
+            if isinstance(item, PgnError):
+                counts["rejected"] += 1
+                if warn is not None:
+                    warn(str(item))
+            else:
+                counts["variations"] += int(item.headers.get(VARIATIONS_TAG, 0))
+                games.append(item)
+    if not games:
+        what = f"{counts['rejected']} rejected" if counts["rejected"] else "no games found"
+        raise PgnError(f"no game could be read from {', '.join(map(str, sources))} ({what})")
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        write_games(games, tmp, notation, encoding)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise error(f"cannot write: {e.strerror or e}", os.fspath(out), kind=KIND_READ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    counts["games"] = len(games)
+    return counts
+
+
+def add_convert_command(p):
+    """``python -m xiangqi_gpt convert IN... --out OUT.pgn --notation iccs|wxf|chinese``."""
+    import sys
+
+    from .pgn import ENCODINGS
+
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="game files (PGN, XQF, CBF, CBR, CBL, DhtmlXQ/UBB text) or folders of them")
+    p.add_argument("--out", required=True, help="the PGN file to write")
+    p.add_argument("--notation", choices=("iccs", "wxf", "chinese"), default="iccs", help="move notation")
+    p.add_argument("--encoding", choices=ENCODINGS, default="utf-8", help="encoding of the PGN file")
+
+    def run(args):
+        counts = convert(args.inputs, args.out, args.notation, args.encoding,
+                         warn=lambda line: print(f"rejected: {line}", file=sys.stderr))
+        print(f"wrote {counts['games']} games from {counts['files']} files to {args.out}"
+              f" ({counts['rejected']} rejected, {counts['variations']} variations dropped)")
+        if counts["rejected"]:
+            sys.exit(1)
+
+    return run

@@ -84,7 +84,6 @@ def read_xqf(data: bytes, label: str, index: int = 1, strict: bool = True) -> Ga
         return error(parsed, label, index)
     squares, variations = parsed
     headers = {tag: _text(data, at, size) for at, size, tag in _TAGS}
-    headers["Format"] = ""
     result = _RESULTS.get(data[0x33], "*")
     red = mover_color(pieces, squares[0] if squares else None, default_red=data[0x32] != 1)
     fen = placement_fen(pieces, red)
