@@ -8,6 +8,7 @@ tag. A file or game that cannot be read gives a :class:`~xiangqi_gpt.errors.PgnE
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -116,33 +117,32 @@ def pieces_from_men(positions: list[int | None], label: str, index: int | None =
     return pieces
 
 
-def sniff(data: bytes, name: str = "") -> str | None:
-    """The format of a file from its first bytes and its name: one of :data:`FORMATS`, or ``None`` (unknown)."""
+def sniff(data: bytes, name: str = "") -> str:
+    """The format of a file from its first bytes and its name: one of :data:`FORMATS`. Anything not recognised
+    is ``"pgn"``, so that the PGN reader gives its own reason (binary data, undecodable text, bad moves)."""
     head = data[:64]
-    if head.startswith(b"XQ"):
+    if head.startswith(b"XQ") and b"\x00" in head:
         return "xqf"
     if head.startswith(b"CCBridge Record\x00"):
         return "cbr"
     if head.startswith(b"CCBridgeLibrary\x00"):
         return "cbl"
     lower = name.lower()
-    text_head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if lower.endswith(".cbf") or (text_head.startswith(b"<?xml") and b"ChineseChessRecord" in data[:4096]):
-        return "cbf"
-    if lower.endswith((".xqf",)):
+    if lower.endswith(".xqf"):
         return "xqf"
     if lower.endswith(".cbr"):
         return "cbr"
     if lower.endswith(".cbl"):
         return "cbl"
-    if b"[DhtmlXQ" in data[:1 << 20] and b"\x00" not in data[:4096]:
-        if b"DhtmlXQ_movelist" in data or b"DhtmlXQ_binit" in data or lower.endswith((".dhtmlxq", ".ubb")):
-            return "dhtmlxq"
+    text_head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if lower.endswith(".cbf") or (text_head.startswith(b"<?xml") and b"<ChineseChessRecord" in data[:4096]):
+        return "cbf"
     if lower.endswith((".dhtmlxq", ".ubb")):
         return "dhtmlxq"
-    if b"\x00" not in data[:4096] or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "pgn"
-    return None
+    if b"\x00" not in data[:4096] and b"[DhtmlXQ" in data:
+        if re.search(rb"\[DhtmlXQ_(movelist|binit)\]", data, re.I):
+            return "dhtmlxq"
+    return "pgn"
 
 
 def iter_game_file(source: str | os.PathLike | bytes, name: str | None = None,
@@ -159,9 +159,7 @@ def iter_game_file(source: str | os.PathLike | bytes, name: str | None = None,
             yield error(f"cannot read: {e.strerror or e}", label, kind=KIND_READ)
             return
     fmt = sniff(data, label)
-    if fmt is None:
-        yield error("not a PGN, XQF, CBF, CBR, CBL or DhtmlXQ file (binary data with no known signature)", label)
-    elif fmt == "pgn":
+    if fmt == "pgn":
         try:
             yield from read_games(data, name=label, strict=strict)
         except PgnError as e:
