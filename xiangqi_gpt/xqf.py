@@ -8,7 +8,7 @@ The main line is kept; variations are counted (``VariationsDropped`` tag); comme
 from __future__ import annotations
 
 from .archive import build_game, error, mover_color, pieces_from_men, placement_fen
-from .board import square
+from .board import Board, square
 from .errors import PgnError
 from .pgn import Game
 
@@ -62,7 +62,12 @@ def read_xqf(data: bytes, label: str, index: int = 1, strict: bool = True) -> Ga
     if len(data) < HEADER_SIZE:
         return error(f"truncated XQF file: {len(data)} bytes, the header alone is {HEADER_SIZE}", label)
     version = data[2]
-    keys = _Keys(data) if version > 10 else None
+    keys = None
+    if version > 10:
+        if sum(data[12:16]) & 0xFF:
+            return error(f"bad key checksum in the header of this encrypted (version {version}) file: "
+                         "the keys are corrupt", label)
+        keys = _Keys(data)
     men = data[0x10:0x30]
     positions: list[int | None] = []
     for i in range(32):
@@ -148,3 +153,61 @@ def _walk(body: bytes, version: int, keys: _Keys | None) -> tuple[list[tuple[int
         if has_next:
             pending += 1
     return main, variations
+
+
+_SLOTS = {letter: [i for i, c in enumerate("RNBAKABNRCCPPPPP") if c == letter] for letter in "RNBAKCP"}
+
+
+def encode_xqf(game: Game, version: int = 18, seed: int = 1) -> bytes:
+    """The bytes of an XQF file holding ``game``'s start position, main line, result and tags (``Title``,
+    ``Event``, ``Date``, ``Site``, ``Red``, ``Black``): version 10 plain, or 11+ encrypted with keys drawn from
+    ``seed``. For tests and benchmarks of the reader; raises :class:`ValueError` for a position with more men of a
+    kind than XQF has slots for."""
+    import random
+
+    head = bytearray(HEADER_SIZE)
+    head[0:3] = b"XQ" + bytes([version])
+    keys = None
+    if version > 10:
+        rng = random.Random(seed)
+        head[3] = rng.randrange(256)
+        head[8:12] = bytes(rng.randrange(256) for _ in range(4))
+        xy, xyf, xyt = (rng.randrange(256) for _ in range(3))
+        head[12:16] = bytes([(-(xy + xyf + xyt)) & 0xFF, xy, xyf, xyt])      # the 4 key bytes sum to 0 mod 256
+        keys = _Keys(bytes(head))
+    values = [0xFF] * 32
+    used: set[int] = set()
+    for sq, letter in sorted(Board(game.root_fen, strict=False).pieces().items()):
+        side = 16 if letter.islower() else 0
+        slot = next((side + i for i in _SLOTS[letter.upper()] if side + i not in used), None)
+        if slot is None:
+            raise ValueError(f"XQF has no slot for another {letter!r}")
+        used.add(slot)
+        values[slot] = (sq % 9) * 10 + sq // 9
+    for j, v in enumerate(values):
+        if keys is None:
+            head[0x10 + j] = v
+        elif version >= 12:
+            head[0x10 + (j - keys.xy - 1) % 32] = (v + keys.xy) & 0xFF
+        else:
+            head[0x10 + j] = (v + keys.xy) & 0xFF
+    head[0x32] = 1 if game.root_fen.split()[1] == "b" else 0
+    head[0x33] = {"1-0": 1, "0-1": 2, "1/2-1/2": 3}.get(game.result, 0)
+    for at, size, tag in _TAGS:
+        raw = game.headers.get(tag, "").encode("gb18030")[:size]
+        head[at] = len(raw)
+        head[at + 1:at + 1 + len(raw)] = raw
+    body = bytearray()
+    body += bytes(8) if keys is None else bytes(4)      # the root record (and, in old files, its comment length)
+    for ply, move in enumerate(game.moves, start=1):
+        fr, to = move.from_square, move.to_square
+        fr, to = (fr % 9) * 10 + fr // 9, (to % 9) * 10 + to // 9
+        last = ply == len(game.moves)
+        if keys is None:
+            body += bytes([fr + 0x18, to + 0x20, 0 if last else 0xF0, 0]) + bytes(4)
+        else:
+            body += bytes([(fr + 0x18 + keys.xyf) & 0xFF, (to + 0x20 + keys.xyt) & 0xFF, 0 if last else 0x80, 0])
+    if keys is not None:
+        stream = keys.stream
+        body = bytearray((b + stream[i % 32]) & 0xFF for i, b in enumerate(body))
+    return bytes(head) + bytes(body)
