@@ -46,7 +46,7 @@ def _utf16(data: bytes, at: int, size: int) -> str:
 def read_cbr(data: bytes, label: str, index: int = 1, strict: bool = True,
              where: str = "CBR file") -> Game | PgnError:
     """The main line and tags of one CBR record's bytes, or a :class:`PgnError` naming ``label`` (and ``index``)."""
-    game_no = index if where != "CBR file" else None
+    game_no = index if where != "CBR file" else None     # header errors in a single file concern the file
     if not data.startswith(CBR_MAGIC):
         return error(f"not a {where} (no 'CCBridge Record' signature)", label, game_no)
     if len(data) < CBR_HEADER:
@@ -56,12 +56,12 @@ def read_cbr(data: bytes, label: str, index: int = 1, strict: bool = True,
         if code in _PIECES:
             pieces[_point(p)] = _PIECES[code]
         elif code:
-            return error(f"unknown piece code 0x{code:02x} on the board", label, game_no)
+            return error(f"unknown piece code 0x{code:02x} on the board", label, index)
     if not pieces:
-        return error("no pieces on the board (an empty or title-only record)", label, game_no)
+        return error("no pieces on the board (an empty or title-only record)", label, index)
     parsed = _walk(data, CBR_HEADER)
     if isinstance(parsed, str):
-        return error(parsed, label, game_no)
+        return error(parsed, label, index)
     squares, variations = parsed
     headers = {tag: _utf16(data, at, size) for at, size, tag in _TAGS}
     side = int.from_bytes(data[2116:2118], "little")
