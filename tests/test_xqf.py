@@ -273,3 +273,17 @@ def test_prepare_on_the_sample_folder(tmp_path):
     r = prepare([str(SAMPLES)], tmp_path / "out", workers=0, progress=False, warn=lambda _: None)
     assert r.summary["files"]["read"] == 16 and r.summary["files"]["skipped_not_pgn"] == 1     # README.md
     assert r.summary["games_read"] == 53 and r.summary["games_rejected"] == 2      # the CBL's 2 empty records
+
+
+def test_benchmark_reads_a_folder(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark_scripts import load_benchmark
+
+    bench = load_benchmark("bench_archive")
+    games = [random_game(200 + i, 10) for i in range(3)]
+    for i, game in enumerate(games):
+        (tmp_path / f"{i}.xqf").write_bytes(encode_xqf(game, 18, seed=i))
+    seconds, n, plies = bench.read_folder(tmp_path)
+    assert n == 3 and plies == sum(len(g.moves) for g in games) and seconds >= 0

@@ -123,14 +123,14 @@ def _walk(body: bytes, version: int, keys: _Keys | None) -> tuple[list[tuple[int
         if has_comment:
             if pos + 4 > n:
                 if in_main and not first:
-                    return f"truncated in the comment of ply {len(main)}"
+                    return f"truncated in the comment of ply {len(main) + 1}"
                 break
             size = int.from_bytes(body[pos:pos + 4], "little")
             pos += 4
             if keys is not None:
                 size -= keys.comment
             if size < 0 or size > _MAX_COMMENT:
-                where = "the game's opening comment" if first else f"the comment of ply {len(main) + (not first)}"
+                where = "the game's opening comment" if first else f"the comment of ply {len(main) + 1}"
                 if in_main:
                     return f"bad length {size} of {where} (a corrupt file or a wrong key)"
                 break
@@ -142,7 +142,7 @@ def _walk(body: bytes, version: int, keys: _Keys | None) -> tuple[list[tuple[int
             continue
         fr, to = (b0 - 0x18 - (keys.xyf if keys else 0)) & 0xFF, (b1 - 0x20 - (keys.xyt if keys else 0)) & 0xFF
         if in_main:
-            if fr > 89 or to > 89 or fr // 10 > 8 or to // 10 > 8:
+            if fr > 89 or to > 89:
                 return f"ply {len(main) + 1}: move bytes do not name board points ({fr}, {to}): corrupt or a wrong key"
             main.append((square(fr // 10, fr % 10), square(to // 10, to % 10)))
             if not has_next:
