@@ -74,7 +74,8 @@ import numpy as np
 from .board import STARTING_FEN
 from .console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
 from .errors import DatasetError, PgnError, XiangqiError
-from .pgn import is_standard_fen, pgn_text, read_games
+from .archive import is_archive_name, iter_game_file
+from .pgn import is_standard_fen, pgn_text
 from .tokenizer import BOS, RESULT_TOKENS, TOKENIZER_NAMES, get_tokenizer
 
 FORMAT_VERSION = 1
@@ -127,7 +128,7 @@ class _HashingReader(io.RawIOBase):
 
 
 def _is_pgn_name(name: str) -> bool:
-    return name.lower().endswith(".pgn")
+    return name.lower().endswith(".pgn") or is_archive_name(name)     # also .xqf/.cbf/.cbr/.cbl/.dhtmlxq/.ubb
 
 
 def _is_compressed_pgn_name(name: str) -> bool:
@@ -514,7 +515,7 @@ def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[Err
     games: list[GameTuple] = []
     errors: list[ErrorTuple] = []
     try:
-        for item in read_games(data, name=label):
+        for item in iter_game_file(data, name=label):      # PGN, or an archive format (xiangqi_gpt.archive)
             if isinstance(item, PgnError):
                 errors.append((item.game, item.ply, getattr(item, "kind", "other"), str(item)))
             else:
