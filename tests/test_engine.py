@@ -615,3 +615,57 @@ def test_bad_level_on_the_command_line_is_one_line():
     r = subprocess.run([sys.executable, "-m", "xiangqi_gpt", "uci", "--level", "99"], input="", capture_output=True,
                        text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("error: --level") and r.stderr.count("\n") == 1, r.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every command is read while a search runs; the end of input ends the process (issue 19, item 11)
+
+ENDLESS = "go nodes 100000000000"
+
+
+def start_searching(e: EngineProcess, go: str = ENDLESS) -> None:
+    e.send("uci")
+    e.until("uciok")
+    e.send("position startpos moves h2e2")
+    e.send(go)
+    e.until("info depth")                                            # the search is running
+
+
+@pytest.mark.parametrize("go", [ENDLESS, "go infinite", "go ponder"])
+def test_end_of_input_ends_a_running_search_and_the_process(checkpoint, go):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e, go)
+    e.proc.stdin.close()
+    assert e.proc.wait(timeout=60) == 0                              # (a hang fails here; before: never ended)
+    assert "Traceback" not in e.proc.stderr.read()
+
+
+def test_position_isready_stop_and_quit_are_read_during_a_bounded_search(checkpoint):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e)
+    e.send("position startpos moves h2e2 h9g7")                     # waits for the search...
+    e.send("isready")
+    got = e.until("readyok")                                         # ...but the reader answers at once
+    assert not any(line.startswith("bestmove") for line in got)
+    e.send("stop")                                                   # stops the search the position waits for
+    board = Board()
+    board.push_iccs("h2e2")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    e.send("go depth 1")                                             # the new position is in place
+    board.push_iccs("h9g7")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    assert e.close() == 0 and "Traceback" not in e.stderr
+
+
+def test_go_and_quit_during_a_bounded_search(checkpoint):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e)
+    e.send("go depth 1")                                             # a new go waits for the running one...
+    e.send("stop")                                                   # ...which a stop ends: both answer
+    first = e.until("bestmove")
+    second = e.until("bestmove")
+    assert first[-1].startswith("bestmove ") and second[-1].startswith("bestmove ")
+    e.send(ENDLESS)
+    e.until("info depth")
+    e.send("quit")                                                   # quit ends a bounded search too
+    assert e.proc.wait(timeout=60) == 0

@@ -754,8 +754,8 @@ def run(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **kwargs) -> int:
             for line in iter(inp.readline, ""):
                 words = line.split()
                 word = words[0].lower() if words else ""
-                if word == "isready" and engine.waiting:
-                    engine.send("readyok")   # UCI: answered at once during a search
+                if word == "isready" and (engine.waiting or engine.searching):
+                    engine.send("readyok")   # UCI: answered at once during a search, even behind a waiting command
                     continue
                 if word in ("stop", "quit"):
                     with lock:
