@@ -21,7 +21,7 @@ class FakeClock:
 
 def test_allotment_from_given_clocks():
     a = allot(60_000, 0)
-    assert a.soft_ms == (60_000 - MOVE_OVERHEAD_MS) // 30 and a.hard_ms == int(2.5 * (60_000 - MOVE_OVERHEAD_MS) / 30)
+    assert a.soft_ms == (60_000 - MOVE_OVERHEAD_MS) // 30 and a.hard_ms == int(2 * (60_000 - MOVE_OVERHEAD_MS) / 30)
     assert 0.02 <= a.soft_ms / 60_000 <= 0.08                        # a few percent of the clock
     with_inc = allot(60_000, 1000)
     assert with_inc.soft_ms == int((60_000 - MOVE_OVERHEAD_MS) / 30 + 800)   # + most of the increment
@@ -59,13 +59,12 @@ def test_timer_soft_and_hard_limits_with_a_fake_clock():
     timer = Timer(Allotment(soft_ms=1000, hard_ms=2500), clock=clock)
     assert timer.next_iteration_fits(100) and not timer.expired()
     clock.t += 0.5                                                    # 500 ms in
-    assert timer.next_iteration_fits(900)                            # 500 + 2 * 900 <= 2500
-    assert not timer.next_iteration_fits(1100)                       # 500 + 2 * 1100 > 2500: would not finish
+    assert timer.next_iteration_fits(2000 / GROWTH)                  # 500 + 2000 <= 2500
+    assert not timer.next_iteration_fits(2001 / GROWTH)              # would end after the hard limit
     clock.t += 0.5                                                    # 1000 ms: the soft limit
     assert not timer.next_iteration_fits(1) and not timer.expired()
     clock.t += 1.5
     assert timer.expired()
-    assert GROWTH == 2.0
 
 
 def test_a_ponder_timer_starts_at_ponderhit():

@@ -6,7 +6,7 @@ the model call that starts every search)::
     usable = max(0, remaining - overhead)
     moves  = min(movestogo, HORIZON) if movestogo else HORIZON          # HORIZON = 30
     soft   = min(usable / moves + INCREMENT_SHARE * increment, usable / 3)   # INCREMENT_SHARE = 0.8
-    hard   = min(HARD_FACTOR * soft, usable / 2)                          # HARD_FACTOR = 2.5; hard >= soft
+    hard   = min(HARD_FACTOR * soft, usable / 2)                          # HARD_FACTOR = 2; hard >= soft
 
 The search starts no new iteration once ``soft`` has passed, nor one that is not expected to finish before ``hard``
 (the next iteration is expected to take :data:`GROWTH` times the last); at ``hard`` it stops in the middle of an
@@ -24,8 +24,9 @@ from typing import Callable
 MOVE_OVERHEAD_MS = 100     # kept back from every clock: pipes, GUI latency, the model call before the first node
 HORIZON = 30               # a clock without movestogo is spread over this many more moves
 INCREMENT_SHARE = 0.8      # the share of the increment spent on each move
-HARD_FACTOR = 2.5          # the hard limit, in soft limits (when the clock allows)
-GROWTH = 2.0               # the next iteration is expected to take this many times the last one
+HARD_FACTOR = 2            # the hard limit, in soft limits (when the clock allows)
+GROWTH = 3.0               # the next iteration is expected to take this many times the last one (measured:
+                           # 2-5 times in middlegames)
 
 
 @dataclass(frozen=True)
