@@ -1053,16 +1053,20 @@ class SearchPlayer:
             self.searcher.clear()
         self._game = (game, board.ply)
 
-    def search(self, board: Board, limits: Limits | None = None, on_info=None, stop=None) -> SearchResult:
+    def search(self, board: Board, limits: Limits | None = None, on_info=None, stop=None, *,
+               timer: "Timer | None" = None) -> SearchResult:
+        """The search at the level's budget (or ``limits``), within ``timer``'s clock limits if given."""
         self._new_game_check(board)
-        self.last = self.searcher.search(board, self.limits if limits is None else limits, on_info, stop)
+        extra = {} if timer is None else {"timer": timer}
+        self.last = self.searcher.search(board, self.limits if limits is None else limits, on_info, stop, **extra)
         return self.last
 
-    def choose(self, board: Board, temperature: float | None = None) -> Move:
+    def choose(self, board: Board, temperature: float | None = None, *, timer: "Timer | None" = None) -> Move:
+        """The move to play; ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`) keeps the search within a clock."""
         if self.level == 0:
             return self.player.choose(board, temperature)
         t = self.player.temperature if temperature is None else temperature
-        result = self.search(board)
+        result = self.search(board) if timer is None else self.search(board, timer=timer)
         if result.move is None:
             raise IllegalMoveError(f"no legal move in {board.fen()}")
         if t > 0:

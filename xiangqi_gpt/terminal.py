@@ -37,6 +37,7 @@ from rich.text import Text
 from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
 from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
 from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
+from .timeman import Allotment, GameClock, Timer, format_clock, parse_clock
 
 # --------------------------------------------------------------------------------------------------------------------
 # Glyphs and styles
@@ -243,6 +244,7 @@ class View:
         self.result_line = ""
         self.level: int | None = None
         self.search: SearchLine | None = None   # the search behind the model's last move
+        self.clock_line = ""                     # both clocks, with --clock
 
 
 class SearchLine:
@@ -308,6 +310,8 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
     text.append("xiangqi-gpt", "bold")
     text.append(f" · you play {COLOR_NAMES[view.human]}")
     text.append(f" · level {view.level}\n" if view.level is not None and not compact else "\n")
+    if view.clock_line:
+        text.append(view.clock_line + "\n", "bold")
     if view.result_line:
         text.append(view.result_line + "\n", "bold reverse")
     else:
@@ -478,7 +482,8 @@ class Session:
     """One terminal session: a board, the human's side, the model, the view, and the command loop."""
 
     def __init__(self, console: Console, loader: PlayerLoader, human: int = RED, fen: str = STARTING_FEN,
-                 input_fn: Callable[[str], str] = input, echo: bool = False, level: int | None = None):
+                 input_fn: Callable[[str], str] = input, echo: bool = False, level: int | None = None,
+                 clock: GameClock | None = None):
         self.console = console
         self.loader = loader
         self.start_fen = fen
@@ -492,6 +497,8 @@ class Session:
         self.input_fn = input_fn
         self.echo = echo
         self.reply_ms: list[float] = []
+        self.clock = clock                  # --clock: both sides' time; a flag fall ends the game
+        self.model_allotment: Allotment | None = None   # the clock's allotment of the model's last search
 
     # ---- screen ----------------------------------------------------------------------------------------------
 
@@ -499,6 +506,9 @@ class Session:
         if self.console.is_terminal:
             self.console.clear()
         self.view.result_line = self.result_line()
+        if self.clock is not None:
+            self.view.clock_line = "Clock  " + "  ".join(
+                f"{COLOR_NAMES[side]} {format_clock(self.clock.remaining_ms(side))}" for side in (RED, BLACK))
         self.console.print(render_screen(self.board, self.view, self.console.width))
 
     def say(self, message: str, style: str | None = None) -> None:
@@ -506,11 +516,17 @@ class Session:
 
     def read(self, prompt: str) -> str:
         """One line of input; :class:`Quit` at end of input."""
+        timed = self.clock is not None and self.board.turn == self.human and self.outcome_result() is None
+        if timed:
+            self.clock.start(self.human)   # the human's time runs while they type
         try:
             line = self.input_fn(prompt)
         except EOFError:
             self.console.print()   # end the prompt's line
             raise Quit from None
+        finally:
+            if timed:
+                self.clock.stop()
         if self.echo:
             print(line, flush=True)
         return line.strip()
@@ -522,6 +538,9 @@ class Session:
         if self.resigned is not None:
             winner = self.resigned ^ 1
             return ("1-0" if winner == RED else "0-1"), f"{COLOR_NAMES[self.resigned]} resigns"
+        flagged = self.clock.flagged() if self.clock is not None else None
+        if flagged is not None:
+            return ("1-0" if flagged == BLACK else "0-1"), f"{COLOR_NAMES[flagged]} runs out of time"
         outcome = self.board.outcome()
         if outcome is None:
             return None
@@ -582,6 +601,12 @@ class Session:
     def model_move(self) -> Move:
         player = self.player()
         board = self.board
+        side = board.turn
+        timer = None
+        if self.clock is not None:   # the model's search follows its clock (timeman's allotment)
+            self.clock.start(side)
+            self.model_allotment = self.clock.allotment(side)
+            timer = Timer(self.model_allotment, clock=self.clock.clock)
         t0 = time.perf_counter()
         probs = player.move_probs(board)
         result = None
@@ -590,11 +615,15 @@ class Session:
         else:
             sp = self.search_player()
             with self.thinking(sp, "The model is thinking", "model"):
-                move = sp.choose(board)
+                move = sp.choose(board) if timer is None else sp.choose(board, timer=timer)
             result = sp.last
         if move is None or not board.is_legal(move):   # never let a bad move reach the board
             move = probs[0][0]
         self.reply_ms.append(1000 * (time.perf_counter() - t0))
+        if self.clock is not None:
+            self.clock.stop()
+            if self.clock.flagged() is None:
+                self.clock.moved(side)
         text = chinese(board, move)
         self.view.candidates = [(chinese(board, m), m.iccs(), p) for m, p in probs[:5]]
         self.view.candidates_for = f"move {board.fullmove_number} ({COLOR_NAMES[board.turn]})"
@@ -635,7 +664,7 @@ class Session:
 
     def play_move(self, text: str) -> None:
         if self.outcome_result() is not None:
-            self.say("The game is over: type new, undo, save or quit.", "yellow")
+            self.say(f"{self.result_line()}. The game is over: type new, undo, save or quit.", "yellow")
             return
         from .notation import parse_move
 
@@ -650,6 +679,8 @@ class Session:
             return
         self.last_message = ""
         board.push(move)
+        if self.clock is not None and self.clock.flagged() is None:
+            self.clock.moved(board.turn ^ 1)
         if self.model_to_move():
             self.model_move()
         self.after_moves()
@@ -685,6 +716,8 @@ class Session:
     def cmd_new(self, _: str) -> None:
         self.board = Board(self.start_fen)
         self.resigned = None
+        if self.clock is not None:
+            self.clock.reset()
         self.view.candidates = []
         self.view.search = None
         self.last_message = ""
@@ -833,8 +866,8 @@ class _WatchedSearchPlayer(SearchPlayer):
 
     on_info: Callable[[Any], None] | None = None
 
-    def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None) -> Any:
-        return super().search(board, limits, on_info or self.on_info, stop)
+    def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None, **kwargs: Any) -> Any:
+        return super().search(board, limits, on_info or self.on_info, stop, **kwargs)
 
 
 def parse_level(text: str) -> int:
@@ -880,6 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default=None, metavar="N",
                    help=f"search level from 0 to {max(LEVELS)}: 0 is the model alone (one forward pass), higher "
                         f"levels search more (default: {DEFAULT_LEVEL}); the level command changes it in a game")
+    p.add_argument("--clock", default=None, metavar="M+S",
+                   help="play on a clock: M minutes each, S seconds added per move (e.g. 10+5); a flag fall loses, "
+                        "and the model thinks within its own time")
     return p
 
 
@@ -901,6 +937,10 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
             level = None if args.level is None else parse_level(args.level)
         except XiangqiError as e:
             raise XiangqiError(f"--level: {one_line(e)}") from None
+        try:
+            clock = None if args.clock is None else GameClock(*parse_clock(args.clock))
+        except XiangqiError as e:
+            raise XiangqiError(f"--clock: {one_line(e)}") from None
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
@@ -923,7 +963,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         except ImportError:
             pass
     session = Session(console, loader, human=RED if args.side == "red" else BLACK, fen=fen,
-                      echo=not interactive, level=level)
+                      echo=not interactive, level=level, clock=clock)
     code = 0
     try:
         session.run()

@@ -88,3 +88,69 @@ class Timer:
         if elapsed >= self.allotment.soft_ms:
             return False
         return elapsed + GROWTH * max(0.0, last_iteration_ms) <= self.allotment.hard_ms
+
+
+def parse_clock(text: str) -> tuple[int, int]:
+    """A time control ``MINUTES+SECONDS`` (``10+5``: 10 minutes each, 5 s added per move; ``1``: no increment) as
+    (base, increment) in ms; a one-line ConfigError for anything else."""
+    from .errors import ConfigError
+
+    base, _, inc = text.strip().partition("+")
+    try:
+        minutes, seconds = float(base), float(inc or 0)
+    except ValueError:
+        minutes = seconds = -1.0
+    if not (0 < minutes <= 24 * 60 and 0 <= seconds <= 3600):
+        raise ConfigError(f"a clock is MINUTES+SECONDS, like 10+5 (minutes > 0), got {text.strip()!r}")
+    return round(minutes * 60_000), round(seconds * 1000)
+
+
+def format_clock(ms: float) -> str:
+    """``12:05`` (minutes:seconds), or ``9.4`` seconds under 20 s; ``0.0`` once flagged."""
+    ms = max(0.0, ms)
+    if ms < 20_000:
+        return f"{int(ms / 100) / 10:.1f}"
+    seconds = int(ms // 1000)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class GameClock:
+    """A chess clock for two sides (0 and 1): ``base_ms`` each, ``increment_ms`` added after each move.
+    :meth:`start` a side's clock, :meth:`stop` it (charging the time), :meth:`moved` adds the increment."""
+
+    def __init__(self, base_ms: int, increment_ms: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.base_ms, self.increment_ms, self.clock = base_ms, increment_ms, clock
+        self.reset()
+
+    def reset(self) -> None:
+        self.left = [float(self.base_ms), float(self.base_ms)]
+        self.running: int | None = None
+        self.since = 0.0
+
+    def start(self, side: int) -> None:
+        self.stop()
+        self.running, self.since = side, self.clock()
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.left[self.running] -= 1000 * (self.clock() - self.since)
+            self.running = None
+
+    def moved(self, side: int) -> None:
+        """``side`` made a move in time: its increment."""
+        if self.left[side] > 0:
+            self.left[side] += self.increment_ms
+
+    def remaining_ms(self, side: int) -> float:
+        left = self.left[side]
+        if self.running == side:
+            left -= 1000 * (self.clock() - self.since)
+        return left
+
+    def flagged(self) -> int | None:
+        """The side whose time has run out, if any."""
+        return next((side for side in (0, 1) if self.remaining_ms(side) <= 0), None)
+
+    def allotment(self, side: int) -> Allotment:
+        """The time ``side`` may think on its move (:func:`allot` on its remaining time and the increment)."""
+        return allot(int(self.remaining_ms(side)), self.increment_ms)
