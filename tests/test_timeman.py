@@ -121,3 +121,21 @@ def test_the_hard_limit_stops_inside_an_iteration_with_a_move():
     board = Board(MIDDLEGAME)
     result = plain_searcher().search(board, Limits(), timer=timer)
     assert result.move in board.legal_moves() and result.info.depth <= 1
+
+
+def test_a_tiny_clock_searches_without_the_model_s_policy():
+    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.timeman import LEAN_BELOW_MS
+
+    import torch
+
+    torch.set_num_threads(1)
+    searcher = Searcher(GPTPlayer.load())
+    board = Board(MIDDLEGAME)
+    searcher.search(board, Limits(depth=1), timer=Timer(Allotment(LEAN_BELOW_MS, LEAN_BELOW_MS)))
+    calls = searcher.policy.calls
+    assert calls >= 1                                                 # enough time: the model is asked
+    searcher.clear()
+    result = searcher.search(board, Limits(depth=1), timer=Timer(Allotment(1, LEAN_BELOW_MS - 1)))
+    assert searcher.policy.calls == calls and result.move in board.legal_moves()   # not asked, still a move
+    assert searcher.policy is not None                                # and back for the next search

@@ -442,7 +442,20 @@ class Searcher:
         played. ``multipv``: the number of best lines to find (the result's ``lines``, distinct first moves, best
         first; fewer where there are fewer moves). ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`): clock limits
         on top of ``limits``, checked in the search (hard) and at each iteration's end (soft). ``board`` is not
-        changed."""
+        changed. With a clock of less than :data:`~xiangqi_gpt.timeman.LEAN_BELOW_MS` (the hard limit), the search
+        runs without the model's policy, whose calls would cost more than the time there is."""
+        saved = self.policy
+        if timer is not None and saved is not None:
+            from .timeman import LEAN_BELOW_MS
+
+            if timer.allotment.hard_ms < LEAN_BELOW_MS:
+                self.policy = None
+        try:
+            return self._search_position(board, limits, on_info, stop, root_moves, multipv, timer)
+        finally:
+            self.policy = saved
+
+    def _search_position(self, board, limits, on_info, stop, root_moves, multipv, timer) -> SearchResult:
         limits = Limits() if limits is None else limits
         if not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a Limits, got {type(limits).__name__}")

@@ -10,9 +10,10 @@ the model call that starts every search)::
 
 The search starts no new iteration once ``soft`` has passed, nor one that is not expected to finish before ``hard``
 (the next iteration is expected to take :data:`GROWTH` times the last); at ``hard`` it stops in the middle of an
-iteration with the best move so far. Since both limits are at most a third and a half of what is left after the
-overhead, the clock can never run out, whatever the increment: with little time left, the engine thinks for most of
-its increment and for a shrinking share of the rest.
+iteration with the best move so far. Under :data:`LEAN_BELOW_MS` it searches without the model's policy. Both
+limits are at most a third and a half of what is left after the overhead, so with little time left the engine
+thinks for most of its increment and a shrinking share of the rest: it keeps time as long as the costs outside
+the search (process and pipe latency) stay below the increment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ MOVE_OVERHEAD_MS = 100     # kept back from every clock: pipes, GUI latency, the
 HORIZON = 30               # a clock without movestogo is spread over this many more moves
 INCREMENT_SHARE = 0.8      # the share of the increment spent on each move
 HARD_FACTOR = 2            # the hard limit, in soft limits (when the clock allows)
+LEAN_BELOW_MS = 150        # a hard limit below this: the search runs without the model's policy (its calls take
+                           # tens of ms on a CPU, more on a busy one; the increment must pay for every move)
 GROWTH = 3.0               # the next iteration is expected to take this many times the last one (measured:
                            # 2-5 times in middlegames)
 
