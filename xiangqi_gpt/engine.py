@@ -593,7 +593,8 @@ class Engine:
 
     @property
     def searching(self) -> bool:
-        return self.job is not None and not self.job.answered
+        job = self.job   # read once: the reader thread asks too
+        return job is not None and not job.answered
 
     def settle(self) -> None:
         """Let the last ``go`` answer before the engine moves on: a search with limits runs to them (as Stockfish
