@@ -83,6 +83,7 @@ class UciProcess:
         self.reply_ms.append(ms)
         if increment_ms is not None:
             self.shares.append(ms / max(1.0, self.left_ms))
+            self.last_moves = (getattr(self, "last_moves", []) + [f"{ms:.0f}/{self.left_ms:.0f}"])[-4:]
             self.left_ms -= ms
             if self.left_ms > 0:
                 self.left_ms += increment_ms
@@ -118,7 +119,8 @@ def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> 
         if mover == our_color:
             name, text = "xiangqi-gpt", ours.bestmove(args.fen, moves, args.movetime, clock and clock[1])
             if clock is not None and ours.left_ms <= 0:
-                return ("0-1" if mover == RED else "1-0"), "xiangqi-gpt lost on time", board
+                return (("0-1" if mover == RED else "1-0"), "xiangqi-gpt lost on time (ms used/left, last moves: "
+                        + " ".join(ours.last_moves) + ")", board)
         else:
             name = "Fairy-Stockfish"
             text = fairy.bestmove(None if args.fen == STARTING_FEN else args.fen, moves,

@@ -59,8 +59,8 @@ def test_timer_soft_and_hard_limits_with_a_fake_clock():
     timer = Timer(Allotment(soft_ms=1000, hard_ms=2500), clock=clock)
     assert timer.next_iteration_fits(100) and not timer.expired()
     clock.t += 0.5                                                    # 500 ms in
-    assert timer.next_iteration_fits(2000 / GROWTH)                  # 500 + 2000 <= 2500
-    assert not timer.next_iteration_fits(2001 / GROWTH)              # would end after the hard limit
+    assert timer.next_iteration_fits(1250 / GROWTH)                  # 500 + 1250 <= (1000 + 2500) / 2
+    assert not timer.next_iteration_fits(1251 / GROWTH)              # would end too close to the hard limit
     clock.t += 0.5                                                    # 1000 ms: the soft limit
     assert not timer.next_iteration_fits(1) and not timer.expired()
     clock.t += 1.5

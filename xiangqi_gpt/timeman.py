@@ -8,8 +8,8 @@ the model call that starts every search)::
     soft   = min(usable / moves + INCREMENT_SHARE * increment, usable / 3)   # INCREMENT_SHARE = 0.8
     hard   = min(HARD_FACTOR * soft, usable / 2)                          # HARD_FACTOR = 2; hard >= soft
 
-The search starts no new iteration once ``soft`` has passed, nor one that is not expected to finish before ``hard``
-(the next iteration is expected to take :data:`GROWTH` times the last); at ``hard`` it stops in the middle of an
+The search starts no new iteration once ``soft`` has passed, nor one that is not expected to finish before
+``(soft + hard) / 2`` (the next iteration is expected to take :data:`GROWTH` times the last); at ``hard`` it stops in the middle of an
 iteration with the best move so far. Under :data:`LEAN_BELOW_MS` it searches without the model's policy. Both
 limits are at most a third and a half of what is left after the overhead, so with little time left the engine
 thinks for most of its increment and a shrinking share of the rest: it keeps time as long as the costs outside
@@ -26,7 +26,7 @@ MOVE_OVERHEAD_MS = 100     # kept back from every clock: pipes, GUI latency, the
 HORIZON = 30               # a clock without movestogo is spread over this many more moves
 INCREMENT_SHARE = 0.8      # the share of the increment spent on each move
 HARD_FACTOR = 2            # the hard limit, in soft limits (when the clock allows)
-LEAN_BELOW_MS = 150        # a hard limit below this: the search runs without the model's policy (its calls take
+LEAN_BELOW_MS = 250        # a hard limit below this: the search runs without the model's policy (its calls take
                            # tens of ms on a CPU, more on a busy one; the increment must pay for every move)
 GROWTH = 3.0               # the next iteration is expected to take this many times the last one (measured:
                            # 2-5 times in middlegames)
@@ -83,14 +83,16 @@ class Timer:
 
     def next_iteration_fits(self, last_iteration_ms: float) -> bool:
         """At the end of an iteration that took ``last_iteration_ms``: may the next one start? No once the soft limit
-        has passed, or when the next (:data:`GROWTH` times the last) is not expected to finish before the hard
-        limit. Always yes before :meth:`start` (pondering)."""
+        has passed, or when the next (:data:`GROWTH` times the last) is not expected to finish before the midpoint
+        of the soft and hard limits (the hard limit is for the iterations that take longer than expected). Always
+        yes before :meth:`start` (pondering)."""
         if self.t0 is None:
             return True
         elapsed = self.elapsed_ms()
-        if elapsed >= self.allotment.soft_ms:
+        soft, hard = self.allotment.soft_ms, self.allotment.hard_ms
+        if elapsed >= soft:
             return False
-        return elapsed + GROWTH * max(0.0, last_iteration_ms) <= self.allotment.hard_ms
+        return elapsed + GROWTH * max(0.0, last_iteration_ms) <= (soft + hard) / 2
 
 
 def parse_clock(text: str) -> tuple[int, int]:
