@@ -6,7 +6,9 @@ both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.board)
 Colours alternate. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
 ``Board.outcome()``), by an illegal move or a missing answer (that side loses), or is adjudicated a draw after
 ``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` / ``--fsf-movetime`` and
-``--fsf-skill`` (-20..20). Prints one line per game and the score.
+``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock instead (``go wtime/btime/winc/binc``,
+its time measured here from ``go`` to ``bestmove``; running out loses on time) and the share of its remaining
+time that each move used is reported. Prints one line per game and the score.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class UciProcess:
                                      text=True, encoding="utf-8", bufsize=1, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
         self.reply_ms: list[float] = []
+        self.shares: list[float] = []          # --clock: the share of the remaining time each move used
+        self.left_ms = 0.0
         threading.Thread(target=self._read, daemon=True).start()
         self.send("uci")
         self.until("uciok")
@@ -63,13 +67,25 @@ class UciProcess:
         self.send("isready")
         return self.until("readyok")
 
-    def bestmove(self, fen: str, moves: list[str], movetime: int) -> str | None:
+    def bestmove(self, fen: str, moves: list[str], movetime: int, increment_ms: int | None = None) -> str | None:
+        """The engine's move: ``go movetime``, or on the clock (``self.left_ms``) when ``increment_ms`` is given."""
         base = "startpos" if fen == STARTING_FEN else f"fen {fen}"
         self.send(f"position {base}" + (" moves " + " ".join(moves) if moves else ""))
         t0 = time.perf_counter()
-        self.send(f"go movetime {movetime}")
+        if increment_ms is None:
+            self.send(f"go movetime {movetime}")
+        else:
+            left = max(0, int(self.left_ms))
+            self.send(f"go wtime {left} btime {left} winc {increment_ms} binc {increment_ms}")
         words = self.until("bestmove")[-1].split()
-        self.reply_ms.append(1000 * (time.perf_counter() - t0))
+        ms = 1000 * (time.perf_counter() - t0)
+        self.reply_ms.append(ms)
+        if increment_ms is not None:
+            self.shares.append(ms / max(1.0, self.left_ms))
+            self.last_moves = (getattr(self, "last_moves", []) + [f"{ms:.0f}/{self.left_ms:.0f}"])[-4:]
+            self.left_ms -= ms
+            if self.left_ms > 0:
+                self.left_ms += increment_ms
         return None if len(words) < 2 or words[1] == "(none)" else words[1]
 
     def close(self) -> None:
@@ -85,6 +101,12 @@ def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> 
     board = Board(args.fen)
     ours.send("ucinewgame")
     fairy.new_game()
+    clock = None
+    if args.clock:
+        from xiangqi_gpt.timeman import parse_clock
+
+        clock = parse_clock(args.clock)
+        ours.left_ms = clock[0]
     while True:
         outcome = board.outcome()
         if outcome is not None:
@@ -94,7 +116,10 @@ def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> 
         moves = [m.iccs() for m in board.move_stack]
         mover = board.turn
         if mover == our_color:
-            name, text = "xiangqi-gpt", ours.bestmove(args.fen, moves, args.movetime)
+            name, text = "xiangqi-gpt", ours.bestmove(args.fen, moves, args.movetime, clock and clock[1])
+            if clock is not None and ours.left_ms <= 0:
+                return (("0-1" if mover == RED else "1-0"), "xiangqi-gpt lost on time (ms used/left, last moves: "
+                        + " ".join(ours.last_moves) + ")", board)
         else:
             name = "Fairy-Stockfish"
             text = fairy.bestmove(None if args.fen == STARTING_FEN else args.fen, moves,
@@ -124,6 +149,9 @@ def main() -> None:
     p.add_argument("--max-plies", type=int, default=300, help="adjudicate a draw after this many plies")
     p.add_argument("--fen", default=STARTING_FEN, help="start position")
     p.add_argument("--pgn", default=None, help="write the games here (ICCS PGN)")
+    p.add_argument("--clock", default=None, metavar="M+S",
+                   help="our engine plays on this clock (minutes + seconds per move, e.g. 0.1667+0.1) instead of "
+                        "--movetime")
     args = p.parse_args()
     if args.fsf_movetime is not None:
         args.fsf_depth = None
@@ -157,6 +185,11 @@ def main() -> None:
     if ours.reply_ms:
         print(f"our engine: median {statistics.median(ours.reply_ms):.1f} ms from `go` to `bestmove` "
               f"over {len(ours.reply_ms)} moves")
+    if ours.shares:
+        on_time = sum("lost on time" in reason for _, _, reason, _ in records)
+        print(f"clock {args.clock}: {on_time} games lost on time; median move used "
+              f"{100 * statistics.median(ours.shares):.1f}% of the remaining time (max "
+              f"{100 * max(ours.shares):.1f}%)")
     if args.pgn:
         from xiangqi_gpt.pgn import Game, write_game
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xiangqi_gpt.board import Board, Move
-from xiangqi_gpt.engine import Engine, allocate_ms, format_engine_move, info_line, parse_engine_move
+from xiangqi_gpt.engine import Engine, format_engine_move, info_line, parse_engine_move
 from xiangqi_gpt.errors import InvalidMoveError
 
 from test_play import write_tiny_checkpoint
@@ -130,7 +130,7 @@ def test_real_search_through_the_protocol(checkpoint):
     """The real search behind the pipes: info lines, exact node budgets, go infinite held until stop, Level."""
     e = EngineProcess("uci", "--checkpoint", str(checkpoint))
     e.send("uci")
-    assert any(line.startswith("option name Level type spin") for line in e.until("uciok"))
+    assert any(line.startswith("option name Level type combo default full") for line in e.until("uciok"))
     e.send("position startpos moves h2e2")
     e.send("go depth 2")
     answer = e.until("bestmove")
@@ -154,7 +154,7 @@ def test_real_search_through_the_protocol(checkpoint):
     e.send("stop")
     assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
     e.send("setoption name Level value 99")
-    assert e.until("info string")[-1].startswith("info string error: Level must be a whole number from 0 to")
+    assert e.until("info string")[-1].startswith("info string error: Level must be full or a whole number from 0")
     e.send("setoption name Level value 1")
     e.send("go")
     assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
@@ -212,21 +212,25 @@ class FirstMovePlayer:
 
 class FakeSearcher:
     """Stands in for search.Searcher: the player's favourite move, one info line per depth until its depth or node
-    limit or ``stop`` (a movetime counts as depth 3), and a record of the limits it was given."""
+    limit or ``stop`` (a movetime or a started clock counts as depth 3), and a record of the limits it was given."""
 
     def __init__(self, player, pv_tail: bool = False):
         self.player = player
         self.pv_tail = pv_tail
         self.limits: list = []
+        self.timers: list = []
+        self.multipvs: list = []
         self.cleared = 0
 
     def clear(self) -> None:
         self.cleared += 1
 
-    def search(self, board, limits, on_info=None, stop=None):
+    def search(self, board, limits, on_info=None, stop=None, multipv=1, timer=None):
         from xiangqi_gpt.search import SearchInfo, SearchResult
 
         self.limits.append(limits)
+        self.timers.append(timer)
+        self.multipvs.append(multipv)
         probs = self.player.move_probs(board)
         move = probs[0][0] if probs else None
         pv = [move] if move else []
@@ -235,7 +239,8 @@ class FakeSearcher:
             after.push(move)
             pv += [FirstMovePlayer().choose(after)]
         depth, info = 0, None
-        cap = limits.depth or (3 if limits.movetime_ms and not limits.nodes else None)
+        timed = limits.movetime_ms or (timer is not None and timer.started)
+        cap = limits.depth or (3 if timed and not limits.nodes else None)
         while move is not None:
             depth += 1
             info = SearchInfo(depth=depth, seldepth=depth + 1, score_cp=10 * depth, mate=None, nodes=100 * depth,
@@ -459,54 +464,127 @@ def test_infinite_search_that_ends_still_waits_for_stop():
     assert out.getvalue().splitlines()[-1] == "bestmove a0a1"
 
 
-def test_level_option_sets_the_budget_of_a_plain_go():
-    from xiangqi_gpt.search import DEFAULT_LEVEL, LEVELS, level_limits
+def test_level_option_caps_the_budget_and_its_default_is_no_limit():
+    from xiangqi_gpt.engine import PLAIN_GO_LEVEL
+    from xiangqi_gpt.search import LEVELS, level_limits
 
     searchers: list = []
     top = max(LEVELS)
-    out = talk("uci", "setoption name Level value 1", "go", f"setoption name Level value {top + 1}",
-               "setoption name Level value x", "setoption name Level value 0", "go", searchers=searchers)
-    assert f"option name Level type spin default {DEFAULT_LEVEL} min 0 max {top}" in out
+    out = talk("uci", "go", "setoption name Level value 1", "go", f"setoption name Level value {top + 1}",
+               "setoption name Level value x", "setoption name Level value 0", "go", "setoption name Level value full",
+               "go depth 7", searchers=searchers)
+    assert "option name Level type combo default full var full " + " ".join(f"var {n}" for n in sorted(LEVELS)) in out
     errors = [line for line in out if line.startswith("info string error")]
-    assert errors == [f"info string error: Level must be a whole number from 0 to {top}, got '{top + 1}'",
-                      f"info string error: Level must be a whole number from 0 to {top}, got 'x'"]
-    assert searchers[0].limits == [level_limits(1)]                 # level 1's budget; level 0 did not search
+    assert errors == [f"info string error: Level must be full or a whole number from 0 to {top}, got '{top + 1}'",
+                      f"info string error: Level must be full or a whole number from 0 to {top}, got 'x'"]
+    limits = searchers[0].limits
+    assert limits[0] == level_limits(PLAIN_GO_LEVEL)                # a plain go, no Level
+    assert limits[1] == level_limits(1)                             # level 1's budget; level 0 did not search
+    assert (limits[2].depth, limits[2].nodes, limits[2].min_depth) == (7, None, None)   # full: the go's own limit
     assert any(line.startswith("info string policy") for line in out)    # level 0: the model alone
-    assert [line for line in out if line.startswith("bestmove")] == ["bestmove a0a1"] * 2
+    assert [line for line in out if line.startswith("bestmove")] == ["bestmove a0a1"] * 4
 
 
-def test_clock_go_allocates_time_within_the_level_budget():
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
+def test_level_caps_every_kind_of_go(level):
     from xiangqi_gpt.search import LEVELS
 
-    for level in sorted(LEVELS)[1:]:
-        budget = LEVELS[level]
-        searchers: list = []
-        talk(f"setoption name Level value {level}", "position startpos moves h2e2",
-             "go wtime 600000 btime 3000 winc 0 binc 200", searchers=searchers)
-        limits = searchers[0].limits[0]
-        allowed = allocate_ms(3000, 200)                            # Black to move: btime and binc
-        assert limits.movetime_ms == min(allowed, budget.movetime_ms or allowed)
-        assert (limits.depth, limits.nodes) == (budget.depth, budget.nodes)
+    budget = LEVELS[level]
+    searchers: list = []
+    out = io.StringIO()
+    engine = make_engine(out, searchers)
+    for line in (f"setoption name Level value {level}", "position startpos", "go wtime 60000 btime 60000",
+                 "go movetime 1000", "go depth 6", "go nodes 100000", "go infinite"):
+        engine.handle(line)
+    wait_for(out, "info depth")
+    engine.handle("stop")
+    limits = searchers[0].limits
+    assert len(limits) == 5
+    for got in limits:
+        assert got.depth is not None or got.nodes is not None       # never unbounded
+        if budget.depth is not None:
+            assert got.depth is not None and got.depth <= budget.depth
+        if budget.nodes is not None:
+            assert got.nodes is not None and got.nodes <= budget.nodes
+        if budget.min_depth is not None:
+            assert got.min_depth == min(budget.min_depth, got.depth or budget.min_depth)
+    assert limits[1].movetime_ms == 1000 and limits[2].depth == min(6, budget.depth or 6)
+    assert searchers[0].timers[0] is not None and searchers[0].timers[1] is None   # the clock still applies
+    assert sum(line.startswith("bestmove") for line in out.getvalue().splitlines()) == 5
 
 
-def test_time_allocation():
-    assert allocate_ms(60_000) == 2000                              # remaining / 30
-    assert allocate_ms(60_000, 1000) == 2500                        # + increment / 2
-    assert allocate_ms(60_000, 0, movestogo=10) == 6000
-    assert allocate_ms(1000, 0, movestogo=1) == 475                 # never more than half of what is left
-    assert allocate_ms(0) == allocate_ms(-500) == 1                 # flagged: think as little as possible
-    assert allocate_ms(100, 10_000) == 25
+def test_level_1_answers_every_go_from_a_depth_1_search():
+    searchers: list = []
+    out = talk("setoption name Level value 1", "position startpos", "go wtime 60000 btime 60000 winc 0 binc 0",
+               "go movetime 1000", "go depth 6", "go nodes 100000", searchers=searchers)
+    assert [limits.depth for limits in searchers[0].limits] == [1, 1, 1, 1]
+    depths = [line.split()[2] for line in out if line.startswith("info depth")]
+    assert set(depths) == {"1"} and len(depths) == 4
+
+
+def test_clock_go_gets_the_timeman_allotment():
+    from xiangqi_gpt.timeman import allot
+
+    searchers: list = []
+    talk("position startpos moves h2e2", "go wtime 600000 btime 3000 winc 0 binc 200 movestogo 5",
+         "go movetime 500", searchers=searchers)
+    timer = searchers[0].timers[0]
+    assert timer.allotment == allot(3000, 200, 5)                   # Black to move: btime and binc
+    assert timer.started and searchers[0].timers[1] is None
+    limits = searchers[0].limits[0]
+    assert (limits.depth, limits.nodes, limits.movetime_ms) == (None, None, None)   # full strength: the clock rules
 
 
 def test_ucci_clock_in_seconds_or_milliseconds():
-    searchers: list = []
-    talk("ucci", "setoption name Level value 1", "position startpos", "go time 60 increment 0",
-         "setoption usemillisec true", "go time 60000 increment 0", searchers=searchers)
-    times = [limits.movetime_ms for limits in searchers[0].limits]
-    from xiangqi_gpt.search import LEVELS
+    from xiangqi_gpt.timeman import allot
 
-    cap = LEVELS[1].movetime_ms or 10 ** 9
-    assert times == [min(2000, cap)] * 2
+    searchers: list = []
+    talk("ucci", "position startpos", "go time 60 increment 1", "setoption usemillisec true",
+         "go time 60000 increment 1000", searchers=searchers)
+    assert [t.allotment for t in searchers[0].timers] == [allot(60_000, 1000)] * 2
+
+
+def test_ponderhit_starts_the_clock_of_a_ponder_search():
+    out = io.StringIO()
+    searchers: list = []
+    engine = make_engine(out, searchers)
+    engine.handle("position startpos")
+    engine.handle("go ponder wtime 60000 btime 60000")
+    wait_for(out, "info depth 2")
+    timer = searchers[0].timers[0]
+    assert not timer.started and not timer.expired()                # pondering: the clock is the opponent's
+    engine.handle("ponderhit")
+    assert timer.started                                            # the same allotment, from now
+    engine.handle("stop")
+    assert out.getvalue().splitlines()[-1] == "bestmove a0a1"
+
+
+def test_multipv_and_hash_options():
+    from xiangqi_gpt.engine import MAX_HASH_MB, MAX_MULTIPV
+    from xiangqi_gpt.search import tt_entries_for_mb
+
+    searchers: list = []
+    out = talk("uci", "setoption name MultiPV value 3", "setoption name Hash value 16", "position startpos",
+               "go depth 1", "setoption name MultiPV value 0", f"setoption name MultiPV value {MAX_MULTIPV + 1}",
+               f"setoption name Hash value {MAX_HASH_MB + 1}", "setoption name Hash value 2", searchers=searchers)
+    assert f"option name MultiPV type spin default 1 min 1 max {MAX_MULTIPV}" in out
+    assert f"option name Hash type spin default 256 min 1 max {MAX_HASH_MB}" in out
+    errors = [line for line in out if line.startswith("info string error")]
+    assert len(errors) == 3 and all("MultiPV must be" in e for e in errors[:2]) and "Hash must be" in errors[2]
+    assert searchers[0].multipvs == [3]
+    assert searchers[0].tt_size == tt_entries_for_mb(2)             # resized after the search was made
+    assert tt_entries_for_mb(16) == 16 * 4096
+
+
+def test_multipv_info_lines():
+    from xiangqi_gpt.search import SearchInfo
+
+    pv = [Move.from_iccs("h2e2")]
+    info = SearchInfo(depth=2, seldepth=3, score_cp=5, mate=None, nodes=9, time_ms=1, nps=9, gpt_calls=1, pv=pv,
+                      multipv=2)
+    assert info_line(info, multipv=True) == "info multipv 2 depth 2 seldepth 3 score cp 5 nodes 9 nps 9 time 1 pv h2e2"
+    assert info_line(info, "ucci", multipv=True).startswith("info multipv 2 depth 2 score 5 ")
+    assert info_line(info).startswith("info depth 2 ")
 
 
 def test_bad_go_values_are_reported_and_the_go_still_answers():
@@ -537,3 +615,57 @@ def test_bad_level_on_the_command_line_is_one_line():
     r = subprocess.run([sys.executable, "-m", "xiangqi_gpt", "uci", "--level", "99"], input="", capture_output=True,
                        text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("error: --level") and r.stderr.count("\n") == 1, r.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every command is read while a search runs; the end of input ends the process (issue 19, item 11)
+
+ENDLESS = "go nodes 100000000000"
+
+
+def start_searching(e: EngineProcess, go: str = ENDLESS) -> None:
+    e.send("uci")
+    e.until("uciok")
+    e.send("position startpos moves h2e2")
+    e.send(go)
+    e.until("info depth")                                            # the search is running
+
+
+@pytest.mark.parametrize("go", [ENDLESS, "go infinite", "go ponder"])
+def test_end_of_input_ends_a_running_search_and_the_process(checkpoint, go):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e, go)
+    e.proc.stdin.close()
+    assert e.proc.wait(timeout=60) == 0                              # (a hang fails here; before: never ended)
+    assert "Traceback" not in e.proc.stderr.read()
+
+
+def test_position_isready_stop_and_quit_are_read_during_a_bounded_search(checkpoint):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e)
+    e.send("position startpos moves h2e2 h9g7")                     # waits for the search...
+    e.send("isready")
+    got = e.until("readyok")                                         # ...but the reader answers at once
+    assert not any(line.startswith("bestmove") for line in got)
+    e.send("stop")                                                   # stops the search the position waits for
+    board = Board()
+    board.push_iccs("h2e2")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    e.send("go depth 1")                                             # the new position is in place
+    board.push_iccs("h9g7")
+    assert board.is_legal(Move.from_iccs(e.until("bestmove")[-1].split()[1]))
+    assert e.close() == 0 and "Traceback" not in e.stderr
+
+
+def test_go_and_quit_during_a_bounded_search(checkpoint):
+    e = EngineProcess("uci", "--checkpoint", str(checkpoint))
+    start_searching(e)
+    e.send("go depth 1")                                             # a new go waits for the running one...
+    e.send("stop")                                                   # ...which a stop ends: both answer
+    first = e.until("bestmove")
+    second = e.until("bestmove")
+    assert first[-1].startswith("bestmove ") and second[-1].startswith("bestmove ")
+    e.send(ENDLESS)
+    e.until("info depth")
+    e.send("quit")                                                   # quit ends a bounded search too
+    assert e.proc.wait(timeout=60) == 0

@@ -1,13 +1,15 @@
 """``python -m xiangqi_gpt uci`` (or ``ucci``): the GPT as an engine for xiangqi GUIs, over UCI or UCCI.
 
-``go`` runs the policy-guided search of :mod:`xiangqi_gpt.search` in a background thread, so ``stop``, ``isready``
-and ``ponderhit`` are answered while it thinks. ``go depth N`` / ``nodes N`` / ``movetime MS`` / ``mate N`` search
-to those limits; ``go infinite`` searches until ``stop``; a plain ``go`` uses the budget of the ``Level`` option,
-and a clock (``wtime/btime/winc/binc/movestogo``, UCCI ``time/increment``) can only shorten that budget
-(:func:`allocate_ms`). Level 0 is the model's move without search (one forward pass). Each completed depth gives an
-``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` line, then ``bestmove M [ponder P]``;
-``stop`` answers at once with the best move so far. ``go infinite`` and ``go ponder`` keep the answer until ``stop``
-(or ``ponderhit``), as the protocols require.
+``go`` runs the policy-guided search of :mod:`xiangqi_gpt.search` in a background thread, and a reader thread
+reads every command while it thinks (see :func:`run`). ``go depth N`` / ``nodes N`` / ``movetime MS`` / ``mate N``
+search to those limits; ``go infinite`` searches until ``stop``; a clock (``wtime/btime/winc/binc/movestogo``, UCCI
+``time/increment/movestogo``) gets the allotment of :mod:`xiangqi_gpt.timeman`; a plain ``go`` gets level
+:data:`PLAIN_GO_LEVEL`'s budget. By default nothing else limits the search (full strength); ``Level`` N caps every
+kind of ``go`` with that level's budget, and level 0 is the model's move without search (one forward pass). Each
+completed depth gives an ``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` line (with
+``MultiPV`` K > 1, K lines ``info multipv 1..K depth D ...``), then ``bestmove M [ponder P]``; ``stop`` answers at
+once with the best move so far. ``go infinite`` and ``go ponder`` keep the answer until ``stop`` (or ``ponderhit``,
+which starts the clock's allotment), as the protocols require.
 
 Protocols. The handshake picks the dialect: ``uci`` -> ``uciok`` and ``bestmove (none)`` when there is no legal
 move; ``ucci`` -> ``ucciok``, ``nobestmove``, ``bye`` on ``quit``, and ``banmoves`` (honoured: banned moves are not
@@ -19,9 +21,10 @@ played). Both understand::
 
 Moves are ICCS coordinates. Ranks count 0-9 from Red's side (as Pikafish and most xiangqi GUIs use: ``h2e2``);
 ``setoption name Ranks value 1-10`` switches to the 1-10 convention of Fairy-Stockfish (``h3e3``).
-Options: ``Level`` (the search budget of a plain ``go``; 0 = the model alone), ``Temperature`` (level 0 only: 0 =
+Options: ``Level`` (``full`` = no limit, the default; N = the budget of level N caps every search; 0 = the model
+alone), ``MultiPV`` (1-10 best lines), ``Hash`` (MB for the transposition table), ``Temperature`` (level 0 only: 0 =
 the model's best move, higher = weaker and more varied), ``Checkpoint`` (a model file; empty = the shipped
-default), ``Ranks``, ``Threads``, ``UCI_Variant`` (``xiangqi`` only).
+default), ``Ranks``, ``Threads``, ``UCI_Variant`` (``xiangqi`` only). See docs/engine.md.
 
 A line that cannot be understood, an unknown option or an illegal move in ``position`` gets one
 ``info string error: ...`` line; the engine never exits on bad input. Every line is flushed as it is written.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import sys
 import threading
@@ -166,7 +170,7 @@ class Engine:
                  load: Callable[[str | None], Any] | None = None,
                  make_player: Callable[[Any, float, int | None], Player] | None = None,
                  level: int | None = None, make_searcher: Callable[[Player], Any] | None = None):
-        from .search import DEFAULT_LEVEL, level_limits
+        from .search import level_limits
 
         self.out = out
         self.protocol = protocol
@@ -174,8 +178,13 @@ class Engine:
         self.model = _ModelSource(checkpoint, temperature, seed, threads, load, make_player)
         self.board = Board()
         self.banned: set[Move] = set()
-        self.level = DEFAULT_LEVEL if level is None else level
-        level_limits(self.level)           # ConfigError for a bad level
+        self.level = level                 # None: no limit (full strength); else every go is capped by its budget
+        if level is not None:
+            level_limits(level)            # ConfigError for a bad level
+        self.multipv = 1
+        self.hash_mb = DEFAULT_HASH_MB
+        self.pending_stops = 0             # stop/quit/end of input read but not yet handled (see run)
+        self.waiting = False               # the command being handled waits for a running search (see settle)
         self.millisec = False              # UCCI: clock times in ms (`setoption usemillisec true`), else seconds
         self.job: _Job | None = None       # the running (or held) search of the last `go`
         self._make_searcher = make_searcher
@@ -221,7 +230,10 @@ class Engine:
         self.send(f"option name Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option name Ranks type combo default {self._ranks()} var 0-9 var 1-10")
         self.send(f"option name Threads type spin default {self.model.threads} min 1 max {MAX_THREADS}")
-        self.send(f"option name Level type spin default {self.level} min 0 max {_max_level()}")
+        self.send(f"option name Level type combo default {self._level_name()} "
+                  + " ".join(f"var {v}" for v in _level_names()))
+        self.send(f"option name MultiPV type spin default {self.multipv} min 1 max {MAX_MULTIPV}")
+        self.send(f"option name Hash type spin default {self.hash_mb} min {MIN_HASH_MB} max {MAX_HASH_MB}")
         self.send("option name UCI_Variant type combo default xiangqi var xiangqi")
         self.send("uciok")
 
@@ -233,11 +245,17 @@ class Engine:
         self.send(f"option Checkpoint type string default {self.model.checkpoint or '<empty>'}")
         self.send(f"option Ranks type combo var 0-9 var 1-10 default {self._ranks()}")
         self.send(f"option Threads type spin min 1 max {MAX_THREADS} default {self.model.threads}")
-        self.send(f"option Level type spin min 0 max {_max_level()} default {self.level}")
+        self.send("option Level type combo " + " ".join(f"var {v}" for v in _level_names())
+                  + f" default {self._level_name()}")
+        self.send(f"option MultiPV type spin min 1 max {MAX_MULTIPV} default {self.multipv}")
+        self.send(f"option Hash type spin min {MIN_HASH_MB} max {MAX_HASH_MB} default {self.hash_mb}")
         self.send("ucciok")
 
     def _ranks(self) -> str:
         return RANK_CONVENTIONS[self.ranks_from_one]
+
+    def _level_name(self) -> str:
+        return NO_LEVEL if self.level is None else str(self.level)
 
     def cmd_isready(self, args) -> None:
         if self.searching:   # the model is in use by the search: ready by definition
@@ -311,12 +329,29 @@ class Engine:
             from .search import level_limits
 
             top = _max_level()
+            if value.lower() in (NO_LEVEL, "none", "off", ""):
+                self.level = None
+                return
             number = _int_or_none(value)
             if number is None or not 0 <= number <= top:
-                self.error(f"Level must be a whole number from 0 to {top}, got {value!r}")
+                self.error(f"Level must be {NO_LEVEL} or a whole number from 0 to {top}, got {value!r}")
                 return
             level_limits(number)
             self.level = number
+        elif key == "multipv":
+            number = _int_or_none(value)
+            if number is None or not 1 <= number <= MAX_MULTIPV:
+                self.error(f"MultiPV must be a whole number from 1 to {MAX_MULTIPV}, got {value!r}")
+                return
+            self.multipv = number
+        elif key in ("hash", "hashsize"):
+            number = _int_or_none(value)
+            if number is None or not MIN_HASH_MB <= number <= MAX_HASH_MB:
+                self.error(f"Hash must be a whole number of MB from {MIN_HASH_MB} to {MAX_HASH_MB}, got {value!r}")
+                return
+            self.hash_mb = number
+            if self._search is not None:
+                self._search.tt_size = _tt_entries(number)
         elif key == "usemillisec" and self.protocol == "ucci":
             self.millisec = value.lower() in ("true", "on", "1", "")
         elif key == "uci_variant":
@@ -380,6 +415,11 @@ class Engine:
         hold = go.infinite or go.ponder
         limits = self._limits_for(go)
         job = _Job(hold)
+        allotment = None if go.infinite or limits is None else self._allotment(go)
+        if allotment is not None:   # a ponder's clock starts at ponderhit
+            from .timeman import Timer
+
+            job.timer = Timer(allotment, start=not go.ponder)
         board, banned = self.board.copy(), set(self.banned)
         job.thread = threading.Thread(target=self._run_job, args=(job, board, banned, limits), name="search",
                                       daemon=True)
@@ -426,47 +466,48 @@ class Engine:
         return go
 
     def _limits_for(self, go: "_Go"):
-        """The search limits of a ``go``, or None for the model's move without search (level 0).
+        """The search limits of a ``go``, or None for the model's move without search (``Level`` 0).
 
-        ``depth`` / ``nodes`` / ``movetime`` / ``mate`` are used as given (``mate N``: a search of 2N-1 plies), whatever
-        the level; ``infinite`` searches until ``stop``. Otherwise the level's budget is used, and a clock (UCI
-        ``wtime/btime/winc/binc/movestogo``, UCCI ``time/increment/movestogo``) only ever shortens it: see
-        :func:`allocate_ms`."""
+        ``depth`` / ``nodes`` / ``movetime`` / ``mate`` are used as given (``mate N``: a search of 2N-1 plies);
+        ``infinite`` searches until ``stop``; a clock (UCI ``wtime/btime/winc/binc/movestogo``, UCCI
+        ``time/increment/movestogo``) adds the allotment of :mod:`xiangqi_gpt.timeman` (:meth:`_allotment`); a
+        ``go`` with none of these gets :data:`PLAIN_GO_LEVEL`'s budget. When ``Level`` is set, its budget caps every
+        kind of ``go`` (depth and nodes at most the level's, its guaranteed depth kept); level 0 is the model alone."""
         from .search import MAX_DEPTH, Limits, level_limits
 
+        if self.level == 0:
+            return None
         n = go.numbers
-        clock_ms = self._clock_ms(go)
         depth = min(n["depth"], MAX_DEPTH) if "depth" in n else None
         if "mate" in n:
             depth = min(depth or MAX_DEPTH, 2 * n["mate"] - 1)
-        if go.infinite:   # until stop (within any limit also given)
-            return Limits(depth=depth, nodes=n.get("nodes"), movetime_ms=n.get("movetime"))
-        if depth is not None or {"nodes", "movetime"} & n.keys():
-            movetime = n.get("movetime")
-            if clock_ms is not None:
-                movetime = min(movetime or clock_ms, clock_ms)
-            return Limits(depth=depth, nodes=n.get("nodes"), movetime_ms=movetime)
-        if self.level == 0:
-            return None
-        level = level_limits(self.level)
-        if clock_ms is None:
-            return level
-        movetime = min(level.movetime_ms, clock_ms) if level.movetime_ms else clock_ms
-        return Limits(depth=level.depth, nodes=level.nodes, movetime_ms=movetime)
+        limits = Limits(depth=depth, nodes=n.get("nodes"), movetime_ms=n.get("movetime"))
+        if (not go.infinite and depth is None and limits.nodes is None and limits.movetime_ms is None
+                and self._clock(go) is None):
+            limits = level_limits(PLAIN_GO_LEVEL if self.level is None else self.level)
+        if self.level is None:
+            return limits
+        return cap_limits(limits, level_limits(self.level))
 
-    def _clock_ms(self, go: "_Go") -> int | None:
-        """The time to spend on this move from the clock in ``go``, or None when it gives no clock."""
+    def _clock(self, go: "_Go") -> tuple[int, int] | None:
+        """The side to move's remaining time and increment (ms) in ``go``, or None when it gives no clock."""
         n = go.numbers
         red = self.board.turn == RED
         if "time" in n:   # UCCI: the side to move's clock, in seconds unless `setoption usemillisec true`
             unit = 1 if self.millisec else 1000
-            remaining, increment = n["time"] * unit, n.get("increment", 0) * unit
-        elif ("wtime" if red else "btime") in n:
-            remaining = n["wtime" if red else "btime"]
-            increment = n.get("winc" if red else "binc", 0)
-        else:
+            return n["time"] * unit, n.get("increment", 0) * unit
+        if ("wtime" if red else "btime") in n:
+            return n["wtime" if red else "btime"], n.get("winc" if red else "binc", 0)
+        return None
+
+    def _allotment(self, go: "_Go"):
+        """The time for this move from the clock in ``go`` (:func:`xiangqi_gpt.timeman.allot`), or None."""
+        from .timeman import allot
+
+        clock = self._clock(go)
+        if clock is None:
             return None
-        return allocate_ms(remaining, increment, n.get("movestogo"))
+        return allot(clock[0], clock[1], go.numbers.get("movestogo"))
 
     def _run_job(self, job: "_Job", board: Board, banned: set[Move], limits) -> None:
         """The search thread of one ``go``: search, then write ``bestmove`` once the hold is released."""
@@ -487,7 +528,8 @@ class Engine:
                 elif limits is None:
                     answer = self._model_answer(player, board, banned, legal, ranks)
                 else:
-                    answer = self._search_answer(player, board, banned, legal, limits, job, protocol, ranks)
+                    answer = self._search_answer(player, board, banned, legal, limits, job, protocol, ranks,
+                                                 self.multipv)
         except Exception as e:   # never die silently: say why, and still answer
             self.error(_one_line(e))
             answer = none
@@ -511,17 +553,22 @@ class Engine:
         return f"bestmove {text}"
 
     def _search_answer(self, player: Player, board: Board, banned: set[Move], legal: list[Move], limits,
-                       job: "_Job", protocol: str, ranks: bool) -> str:
+                       job: "_Job", protocol: str, ranks: bool, multipv: int = 1) -> str:
         searcher = self._searcher(player)
         sent: list = []
 
         def on_info(info) -> None:
             sent.append(info)
-            self.send(info_line(info, protocol, ranks))
+            self.send(info_line(info, protocol, ranks, multipv > 1))
 
-        result = searcher.search(board, limits, on_info=on_info, stop=job.stop)
-        if result.info is not None and (not sent or sent[-1] != result.info) and result.info.pv:
-            self.send(info_line(result.info, protocol, ranks))
+        options: dict[str, Any] = {}
+        if multipv > 1:
+            options["multipv"] = multipv
+        if job.timer is not None:
+            options["timer"] = job.timer
+        result = searcher.search(board, limits, on_info=on_info, stop=job.stop, **options)
+        if result.info is not None and result.info not in sent and result.info.pv:
+            self.send(info_line(result.info, protocol, ranks, multipv > 1))
         move = result.move
         pv = list(result.info.pv) if result.info is not None else []
         if move is None or move not in legal:   # a banned move (UCCI banmoves): the model's best allowed one
@@ -540,21 +587,32 @@ class Engine:
 
                 self._make_searcher = Searcher
             self._search = self._make_searcher(player)
+            self._search.tt_size = _tt_entries(self.hash_mb)
             self._searcher_for = player
         return self._search
 
     @property
     def searching(self) -> bool:
-        return self.job is not None and not self.job.answered
+        job = self.job   # read once: the reader thread asks too
+        return job is not None and not job.answered
 
     def settle(self) -> None:
         """Let the last ``go`` answer before the engine moves on: a search with limits runs to them (as Stockfish
-        does when a GUI sends the next command early); a held ``go infinite``/``go ponder`` is stopped."""
+        does when a GUI sends the next command early); a held ``go infinite``/``go ponder`` is stopped. While it
+        waits, the input is still read (:func:`run`): a ``stop``, ``quit`` or the end of input read meanwhile stops
+        the search at once."""
         job = self.job
         if job is not None and not job.release.is_set():
             self.cmd_stop([])
         elif job is not None:
-            job.thread.join()
+            self.waiting = True
+            try:
+                while job.thread.is_alive():
+                    if self.pending_stops:
+                        job.stop.set()
+                    job.thread.join(0.02)
+            finally:
+                self.waiting = False
             self.job = None
 
     def cmd_stop(self, args) -> None:
@@ -562,43 +620,79 @@ class Engine:
         job, self.job = self.job, None
         if job is not None:
             job.stop.set()
+            if job.timer is not None:
+                job.timer.start()
             job.release.set()
             job.thread.join()
 
     def cmd_ponderhit(self, args) -> None:
-        """The pondered move was played: the search goes on to its limits, then answers."""
+        """The pondered move was played: the search goes on, now on the clock's allotment of the ``go ponder``
+        (which starts now), or to its limits, then answers."""
         if self.job is not None:
+            if self.job.timer is not None:
+                self.job.timer.start()
             self.job.release.set()
 
     def cmd_quit(self, args) -> bool:
-        self.cmd_stop(args)
+        self.end()
         if self.protocol == "ucci":
             self.send("bye")
         return False
 
+    def end(self, wait_s: float = 0.5) -> None:
+        """``quit`` or the end of input: stop the search and let it answer, waiting at most ``wait_s`` (a model still
+        loading is not waited for: the process exits)."""
+        job, self.job = self.job, None
+        if job is not None:
+            job.stop.set()
+            job.release.set()
+            job.thread.join(wait_s)
 
-MOVE_OVERHEAD_MS = 50      # kept back from every clock for the pipes and the GUI
-CLOCK_MOVES = 30           # a clock with no movestogo is spread over this many more moves
+
+NO_LEVEL = "full"          # the Level option's value for no limit
+PLAIN_GO_LEVEL = 4         # a go with no limit and no clock (and no Level) gets this level's budget
+MAX_MULTIPV = 10
+MIN_HASH_MB, DEFAULT_HASH_MB, MAX_HASH_MB = 1, 256, 4096
 _GO_LIMITS = {"depth", "nodes", "movetime", "mate"}
 _GO_NUMBERS = _GO_LIMITS | {"wtime", "btime", "winc", "binc", "movestogo", "time", "increment", "opptime",
                             "oppincrement", "oppmovestogo"}
 _GO_WORDS = _GO_NUMBERS | {"infinite", "ponder", "draw", "searchmoves"}
 
 
-def allocate_ms(remaining: int, increment: int = 0, movestogo: int | None = None) -> int:
-    """Milliseconds to think with ``remaining`` ms on the clock: ``remaining / min(movestogo, 30) + increment / 2``,
-    never more than half of what is left after :data:`MOVE_OVERHEAD_MS`, and at least 1."""
-    remaining, increment = max(0, remaining), max(0, increment)
-    moves = min(movestogo, CLOCK_MOVES) if movestogo else CLOCK_MOVES
-    share = remaining / moves + increment / 2
-    usable = max(0, remaining - MOVE_OVERHEAD_MS)
-    return max(1, int(min(share, usable / 2)))
+def _level_names() -> list[str]:
+    from .search import LEVELS
+
+    return [NO_LEVEL] + [str(level) for level in sorted(LEVELS)]
 
 
-def info_line(info, protocol: str = "uci", ranks_from_one: bool = False) -> str:
+def _tt_entries(mb: int) -> int:
+    from .search import tt_entries_for_mb
+
+    return tt_entries_for_mb(mb)
+
+
+def cap_limits(limits, cap):
+    """``limits`` within the budget ``cap`` (a level's :class:`~xiangqi_gpt.search.Limits`): the smaller depth,
+    nodes and movetime of the two; ``cap``'s guaranteed depth (``min_depth``), kept within the depth."""
+    from .search import Limits
+
+    def smaller(a, b):
+        return b if a is None else a if b is None else min(a, b)
+
+    depth = smaller(limits.depth, cap.depth)
+    min_depth = smaller(limits.min_depth, cap.min_depth) if limits.min_depth else cap.min_depth
+    if min_depth is not None and depth is not None:
+        min_depth = min(min_depth, depth)
+    return Limits(depth=depth, nodes=smaller(limits.nodes, cap.nodes),
+                  movetime_ms=smaller(limits.movetime_ms, cap.movetime_ms), min_depth=min_depth)
+
+
+def info_line(info, protocol: str = "uci", ranks_from_one: bool = False, multipv: bool = False) -> str:
     """A search's ``info`` line: ``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` (UCI), or
-    UCCI's ``info depth D score X nodes N time T pv ...`` whose mate scores are ``±(MATE_SCORE - plies)``."""
+    UCCI's ``info depth D score X nodes N time T pv ...`` whose mate scores are ``±(MATE_SCORE - plies)``. With
+    ``multipv``, the line's rank follows ``info``: ``info multipv K depth D ...``."""
     pv = " ".join(format_engine_move(m, ranks_from_one) for m in info.pv)
+    rank = f"multipv {getattr(info, 'multipv', 1)} " if multipv else ""
     if protocol == "ucci":
         score = info.score_cp
         if info.mate is not None:
@@ -609,6 +703,7 @@ def info_line(info, protocol: str = "uci", ranks_from_one: bool = False) -> str:
         score = f"mate {info.mate}" if info.mate is not None else f"cp {info.score_cp}"
         head = (f"info depth {info.depth} seldepth {info.seldepth} score {score} nodes {info.nodes} nps {info.nps} "
                 f"time {info.time_ms}")
+    head = head.replace("info ", "info " + rank, 1)
     return f"{head} pv {pv}" if pv else head
 
 
@@ -635,6 +730,7 @@ class _Job:
         self.thread: threading.Thread | None = None
         self.searched = threading.Event()   # the search is over (its answer may still be held)
         self.answered = False
+        self.timer = None                   # the clock's timeman.Timer, if the go gave a clock
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -644,13 +740,44 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 def run(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, **kwargs) -> int:
-    """Serve the protocol until ``quit`` or end of input."""
+    """Serve the protocol until ``quit`` or end of input.
+
+    A reader thread reads ``inp`` all the time, so every command is read while a search runs: commands are handled
+    in order, and one that must wait for a running search (``position``, ``go``, ``setoption`` after a bounded
+    ``go``) does not stop the reading. A ``stop`` or ``quit`` read while such a command waits stops that search at
+    once; an ``isready`` read meanwhile is answered at once; the end of input stops any search and ends the loop."""
     engine = Engine(out=out, **kwargs)
+    lines: queue.Queue = queue.Queue()
+    lock = threading.Lock()
+
+    def read() -> None:
+        try:
+            for line in iter(inp.readline, ""):
+                words = line.split()
+                word = words[0].lower() if words else ""
+                if word == "isready" and (engine.waiting or engine.searching):
+                    engine.send("readyok")   # UCI: answered at once during a search, even behind a waiting command
+                    continue
+                if word in ("stop", "quit"):
+                    with lock:
+                        engine.pending_stops += 1
+                lines.put(line)
+        except (OSError, ValueError):   # a closed or broken input ends it like EOF
+            pass
+        with lock:
+            engine.pending_stops += 1
+        lines.put(None)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
     try:
         while True:
-            line = inp.readline()
-            if not line:
-                engine.settle()   # end of input: a search with limits still answers
+            line = lines.get()
+            words = line.split() if line is not None else []
+            if line is None or (words and words[0].lower() in ("stop", "quit")):
+                with lock:
+                    engine.pending_stops -= 1
+            if line is None:
+                engine.end()   # end of input: stop the search, answer if it can, and exit
                 break
             if not engine.handle(line):
                 break
@@ -669,8 +796,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rank numbering of the coordinate moves (default 0-9; Fairy-Stockfish uses 1-10)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
     p.add_argument("--level", type=int, default=None,
-                   help="search level of a plain go (0 = the model alone; default: search.DEFAULT_LEVEL); "
-                        "the Level option changes it")
+                   help="cap every search at this level's budget (0 = the model alone; default: no limit, full "
+                        "strength); the Level option changes it")
 
 
 def _runner(protocol: str):

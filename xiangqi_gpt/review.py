@@ -206,7 +206,7 @@ def review_game(player: Any, root_fen: str, moves: Sequence[Move], limits: Any, 
         r = searcher.search(board, limits)
         before, depth = r.info.score_cp, max(1, r.info.depth)
         # the move played, searched as deep as the best move was: both scores share one horizon
-        after = before if move == r.move else min(before, searcher.move_score(board, move, depth))
+        after = before if move == r.move else min(before, searcher.search_subset(board, [move], depth))
         loss = max(0, capped(before) - capped(after))
         ranked = player.move_probs(board)
         rank, prob = next((k, p) for k, (m, p) in enumerate(ranked, 1) if m == move)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 from .board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
@@ -51,6 +51,7 @@ from .errors import ConfigError, IllegalMoveError
 
 if TYPE_CHECKING:
     from .player import GPTPlayer
+    from .timeman import Timer
 
 MATE = 30000
 MATE_BOUND = MATE - 1000         # |score| above this: a forced win/loss (mate or a rule win) at MATE - |score| plies
@@ -58,6 +59,14 @@ INF = 32000
 MAX_DEPTH = 64
 MAX_PLY = 100
 _EXACT, _LOWER, _UPPER = 0, 1, 2
+#: bytes one transposition-table entry takes in CPython (key, 4-tuple, dict slot: 220 measured with tracemalloc,
+#: rounded up); :func:`tt_entries_for_mb` sizes the table from megabytes (the engine's ``Hash`` option)
+TT_ENTRY_BYTES = 256
+
+
+def tt_entries_for_mb(mb: int) -> int:
+    """The transposition-table entries (``Searcher.tt_size``) that fit in ``mb`` megabytes."""
+    return max(1, int(mb) * (1 << 20) // TT_ENTRY_BYTES)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -101,12 +110,18 @@ class SearchInfo:
     nps: int
     gpt_calls: int
     pv: list[Move] = field(default_factory=list)
+    multipv: int = 1              # the line's rank in a multi-line search (1 = the best)
 
 
 @dataclass
 class SearchResult:
     move: Move | None             # None only when there is no legal move
     info: SearchInfo
+    lines: list[SearchInfo] = field(default_factory=list)   # a multi-line search's lines, best first (else [info])
+
+    def __post_init__(self) -> None:
+        if not self.lines:
+            self.lines = [self.info]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -311,6 +326,8 @@ class Searcher:
         self.history = [0] * (90 << 7)
         self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
         self.nodes = 0
+        self.timer: "Timer | None" = None
+        self.multipv = 1
 
     def clear(self) -> None:
         """Forget everything learnt in this game (transposition table, policies, move-ordering statistics)."""
@@ -324,16 +341,38 @@ class Searcher:
 
     def search(self, board: Board, limits: Limits | None = None,
                on_info: Callable[[SearchInfo], None] | None = None,
-               stop: threading.Event | None = None, *, root_moves=None) -> SearchResult:
+               stop: threading.Event | None = None, *, root_moves=None, multipv: int = 1,
+               timer: "Timer | None" = None) -> SearchResult:
         """The best move of ``board`` within ``limits``. ``on_info`` gets one :class:`SearchInfo` per completed
-        iteration; setting ``stop`` ends the search promptly with the best move so far. ``root_moves`` (optional)
-        restricts the moves considered at the root (UCI ``searchmoves``, the complement of UCCI ``banmoves``);
-        legal moves outside it are never played. ``board`` is not changed."""
+        iteration (with ``multipv`` > 1: one per line, ``info.multipv`` = 1..K, each iteration); setting ``stop``
+        ends the search promptly with the best move so far. ``root_moves`` (optional) restricts the moves considered
+        at the root (UCI ``searchmoves``, the complement of UCCI ``banmoves``); legal moves outside it are never
+        played. ``multipv``: the number of best lines to find (the result's ``lines``, distinct first moves, best
+        first; fewer where there are fewer moves). ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`): clock limits
+        on top of ``limits``, checked in the search (hard) and at each iteration's end (soft). ``board`` is not
+        changed. With a clock of less than :data:`~xiangqi_gpt.timeman.LEAN_BELOW_MS` (the hard limit), the search
+        runs without the model's policy, whose calls would cost more than the time there is."""
+        saved = self.policy
+        if timer is not None and saved is not None:
+            from .timeman import LEAN_BELOW_MS
+
+            if timer.allotment.hard_ms < LEAN_BELOW_MS:
+                self.policy = None
+        try:
+            return self._search_position(board, limits, on_info, stop, root_moves, multipv, timer)
+        finally:
+            self.policy = saved
+
+    def _search_position(self, board, limits, on_info, stop, root_moves, multipv, timer) -> SearchResult:
         limits = Limits() if limits is None else limits
         if not isinstance(limits, Limits):
             raise ConfigError(f"limits must be a Limits, got {type(limits).__name__}")
         Limits(limits.depth, limits.nodes, limits.movetime_ms, limits.min_depth)   # validate (fields set later)
+        if isinstance(multipv, bool) or not isinstance(multipv, int) or multipv < 1:
+            raise ConfigError(f"multipv must be an integer >= 1, got {multipv!r}")
         min_depth = limits.min_depth or 1
+        self.timer = timer
+        self.multipv = multipv
         self.t0 = time.perf_counter()
         self.board = b = board.copy()
         node_limit = limits.nodes if limits.nodes is not None else 1 << 62
@@ -405,8 +444,11 @@ class Searcher:
         best_move, best_score, best_depth = root[0][0], -INF, 0
         max_depth = limits.depth or MAX_DEPTH
         info = None
+        lines: list[SearchInfo] = []          # the last complete iteration's lines (multipv > 1)
+        iteration_start = time.perf_counter()
         for depth in range(1, max_depth + 1):
             self.iter_best = None
+            self.iter_lines = []
             score = self._root_search(depth)
             if self.aborted:
                 if self.iter_best is not None and self.iter_best[0] != best_move:
@@ -416,21 +458,41 @@ class Searcher:
             if depth >= min_depth:
                 self.node_limit = node_limit
             info = self._info(depth, best_score, self._pv(best_move, depth))
+            if multipv > 1:
+                lines = [info] + [self._info(depth, v, self._pv(m, depth), k)
+                                  for k, (v, m) in enumerate(self.iter_lines[1:multipv], start=2)]
             if on_info is not None and depth < max_depth:
-                on_info(info)
+                for line in lines or [info]:
+                    on_info(line)
             if abs(best_score) > MATE_BOUND and MATE - abs(best_score) <= depth:
                 break                                                 # a forced result found within the horizon
-            if self.deadline is not None and time.perf_counter() - self.t0 > 0.55 * (self.deadline - self.t0):
+            now = time.perf_counter()
+            if self.deadline is not None and now - self.t0 > 0.55 * (self.deadline - self.t0):
                 break                                                 # the next iteration would not finish
+            if timer is not None and not timer.next_iteration_fits(1000 * (now - iteration_start)):
+                break                                                 # past the soft limit, or would pass the hard
+            iteration_start = now
             if self.nodes >= self.node_limit:
                 break
         if info is None:      # stopped inside the first iteration
             info = self._info(0, best_score if best_score > -INF else self._eval(), [best_move])
         elif info.pv[:1] != [Move(best_move >> 7, best_move & 127)]:
             info = self._info(best_depth, best_score, self._pv(best_move, best_depth))
+            lines = []        # an unfinished iteration changed the best move: its other lines are not known
         else:
             info = self._info(best_depth, best_score, info.pv)
-        return self._finish(SearchResult(Move(best_move >> 7, best_move & 127), info), on_info)
+        result = SearchResult(Move(best_move >> 7, best_move & 127), info,
+                              [info] + [replace(line, time_ms=info.time_ms, nodes=info.nodes, nps=info.nps)
+                                        for line in lines[1:]])
+        return self._finish(result, on_info)
+
+    def best_lines(self, board: Board, n: int, limits: Limits | None = None,
+                   stop: threading.Event | None = None) -> list[SearchInfo]:
+        """The ``n`` best lines of ``board`` within ``limits`` (a multi-line :meth:`search`): one
+        :class:`SearchInfo` per distinct first move, best first, each with its score (side to move's view) and
+        principal variation; fewer than ``n`` where there are fewer legal moves, none where there is none."""
+        result = self.search(board, limits, stop=stop, multipv=n)
+        return [] if result.move is None else result.lines
 
     def search_subset(self, board: Board, moves: list[Move], depth: int) -> int:
         """The best score (side to move's view) of playing one of ``moves`` on ``board``, each searched ``depth``
@@ -439,6 +501,7 @@ class Searcher:
         self.t0 = time.perf_counter()
         self.board = b = board.copy()
         self.node_limit, self.deadline, self.stop_event, self.aborted = 1 << 62, None, None, False
+        self.timer = None
         self.nodes, self.seldepth = 0, 0
         self.root_len = b.ply
         self.sq = b.squares
@@ -465,11 +528,13 @@ class Searcher:
 
     def _finish(self, result: SearchResult, on_info) -> SearchResult:
         if on_info is not None:
-            on_info(result.info)
+            for line in result.lines:
+                on_info(line)
         self.board = None
+        self.timer = None
         return result
 
-    def _info(self, depth: int, score: int, pv: list) -> SearchInfo:
+    def _info(self, depth: int, score: int, pv: list, multipv: int = 1) -> SearchInfo:
         ms = max(0, round((time.perf_counter() - self.t0) * 1000))
         mate = None
         if abs(score) > MATE_BOUND:
@@ -479,7 +544,7 @@ class Searcher:
         pv_moves = [m if isinstance(m, Move) else Move(m >> 7, m & 127) for m in pv]
         return SearchInfo(depth=depth, seldepth=max(self.seldepth, depth), score_cp=int(score), mate=mate,
                           nodes=self.nodes, time_ms=ms, nps=round(self.nodes * 1000 / ms) if ms else self.nodes * 1000,
-                          gpt_calls=calls, pv=pv_moves)
+                          gpt_calls=calls, pv=pv_moves, multipv=multipv)
 
     def _eval(self) -> int:
         ev = self.ev
@@ -519,9 +584,13 @@ class Searcher:
         self.ev = self.ev_stack.pop()
 
     def _tick(self) -> None:
+        if len(self.tt) > self.tt_size:   # the Hash bound holds within a search too (to 256 entries)
+            self.tt.clear()
         if self.stop_event is not None and self.stop_event.is_set():
             self.aborted = True
         elif self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.aborted = True
+        elif self.timer is not None and self.timer.expired():
             self.aborted = True
 
     def _order_key_plain(self, m: int, ply: int, tt_move: int) -> int:
@@ -563,22 +632,25 @@ class Searcher:
 
     def _root_search(self, depth: int) -> int:
         """One iteration over the root moves; sets ``self.iter_best`` = (move, score) as soon as a move is fully
-        searched. The root value is max over moves of (score + style bonus)."""
+        searched. The root value is max over moves of (score + style bonus). With ``self.multipv`` = K > 1, alpha
+        is the K-th best value so far, so the K best moves get exact values: ``self.iter_lines``, best first."""
         alpha, beta = -INF, INF
         best = -INF
+        k = self.multipv
+        lines = self.iter_lines = []    # (value, move), best first: the moves whose value is exact
         if self.nodes >= self.node_limit:
             self.aborted = True
             return 0
         # previous best first, then the GPT's order
         root = self.root
         for i, (m, exact, _, bonus) in enumerate(root):
-            if abs(alpha) > MATE_BOUND:
+            if abs(alpha) > MATE_BOUND or (k > 1 and lines and abs(lines[0][0]) > MATE_BOUND):
                 bonus = 0               # a forced result is on the board: no style, plain windows
             if exact is not None:
                 score = exact
             else:
                 self._make(m)
-                if i == 0:
+                if i == 0 or alpha == -INF:
                     score = -self._search(depth - 1, -(beta - bonus), -(alpha - bonus), 1, True)
                 else:
                     score = -self._search(depth - 1, -(alpha - bonus) - 1, -(alpha - bonus), 1, False)
@@ -591,11 +663,19 @@ class Searcher:
             if value > best:
                 best = value
                 self.iter_best = (m, value)
+            if k == 1:
                 if value > alpha:
                     alpha = value
-        # move the best to the front for the next iteration (stable for the others)
-        bi = next(i for i, r in enumerate(root) if r[0] == self.iter_best[0])
-        root.insert(0, root.pop(bi))
+            elif value > alpha or len(lines) < k:
+                lines.append((value, m))
+                lines.sort(key=lambda line: -line[0])
+                del lines[k:]
+                if len(lines) == k:
+                    alpha = lines[-1][0]
+        # the best (or the K best) to the front for the next iteration (stable for the others)
+        front = [m for _, m in lines] if k > 1 else [self.iter_best[0]]
+        rank = {m: j for j, m in enumerate(front)}
+        root.sort(key=lambda r: rank.get(r[0], len(front)))
         return best
 
     def _search(self, depth: int, alpha: int, beta: int, ply: int, pv_node: bool, allow_null: bool = True) -> int:
@@ -887,16 +967,20 @@ class SearchPlayer:
             self.searcher.clear()
         self._game = (game, board.ply)
 
-    def search(self, board: Board, limits: Limits | None = None, on_info=None, stop=None) -> SearchResult:
+    def search(self, board: Board, limits: Limits | None = None, on_info=None, stop=None, *,
+               timer: "Timer | None" = None) -> SearchResult:
+        """The search at the level's budget (or ``limits``), within ``timer``'s clock limits if given."""
         self._new_game_check(board)
-        self.last = self.searcher.search(board, self.limits if limits is None else limits, on_info, stop)
+        extra = {} if timer is None else {"timer": timer}
+        self.last = self.searcher.search(board, self.limits if limits is None else limits, on_info, stop, **extra)
         return self.last
 
-    def choose(self, board: Board, temperature: float | None = None) -> Move:
+    def choose(self, board: Board, temperature: float | None = None, *, timer: "Timer | None" = None) -> Move:
+        """The move to play; ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`) keeps the search within a clock."""
         if self.level == 0:
             return self.player.choose(board, temperature)
         t = self.player.temperature if temperature is None else temperature
-        result = self.search(board)
+        result = self.search(board) if timer is None else self.search(board, timer=timer)
         if result.move is None:
             raise IllegalMoveError(f"no legal move in {board.fen()}")
         if t > 0:

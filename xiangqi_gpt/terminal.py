@@ -38,6 +38,7 @@ from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
 from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
 from .match import ModelPlayer as Player  # the player seen by this module
 from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
+from .timeman import Allotment, GameClock, Timer, format_clock, parse_clock
 
 # --------------------------------------------------------------------------------------------------------------------
 # Glyphs and styles
@@ -242,6 +243,7 @@ class View:
         self.search: SearchLine | None = None   # the search behind the model's last move
         self.hints: list[SearchLine] = []       # the lines of the last ``hint N``
         self.hints_for: tuple | None = None     # the position they were searched in
+        self.clock_line = ""                     # both clocks, with --clock
 
 
 class SearchLine:
@@ -307,6 +309,8 @@ def render_panel(board: Board, view: View, width: int = PANEL_WIDTH, max_rows: i
     text.append("xiangqi-gpt", "bold")
     text.append(f" · you play {COLOR_NAMES[view.human]}")
     text.append(f" · level {view.level}\n" if view.level is not None and not compact else "\n")
+    if view.clock_line:
+        text.append(view.clock_line + "\n", "bold")
     if view.result_line:
         text.append(view.result_line + "\n", "bold reverse")
     else:
@@ -504,7 +508,8 @@ class Session:
     """One terminal session: a board, the human's side, the model, the view, and the command loop."""
 
     def __init__(self, console: Console, loader: PlayerLoader, human: int = RED, fen: str = STARTING_FEN,
-                 input_fn: Callable[[str], str] = input, echo: bool = False, level: int | None = None):
+                 input_fn: Callable[[str], str] = input, echo: bool = False, level: int | None = None,
+                 clock: GameClock | None = None):
         self.console = console
         self.loader = loader
         self.start_fen = fen
@@ -518,6 +523,8 @@ class Session:
         self.input_fn = input_fn
         self.echo = echo
         self.reply_ms: list[float] = []
+        self.clock = clock                  # --clock: both sides' time; a flag fall ends the game
+        self.model_allotment: Allotment | None = None   # the clock's allotment of the model's last search
 
     # ---- screen ----------------------------------------------------------------------------------------------
 
@@ -525,6 +532,9 @@ class Session:
         if self.console.is_terminal:
             self.console.clear()
         self.view.result_line = self.result_line()
+        if self.clock is not None:
+            self.view.clock_line = "Clock  " + "  ".join(
+                f"{COLOR_NAMES[side]} {format_clock(self.clock.remaining_ms(side))}" for side in (RED, BLACK))
         self.console.print(render_screen(self.board, self.view, self.console.width))
 
     def say(self, message: str, style: str | None = None) -> None:
@@ -532,11 +542,17 @@ class Session:
 
     def read(self, prompt: str) -> str:
         """One line of input; :class:`Quit` at end of input."""
+        timed = self.clock is not None and self.board.turn == self.human and self.outcome_result() is None
+        if timed:
+            self.clock.start(self.human)   # the human's time runs while they type
         try:
             line = self.input_fn(prompt)
         except EOFError:
             self.console.print()   # end the prompt's line
             raise Quit from None
+        finally:
+            if timed:
+                self.clock.stop()
         if self.echo:
             print(line, flush=True)
         return line.strip()
@@ -548,6 +564,9 @@ class Session:
         if self.resigned is not None:
             winner = self.resigned ^ 1
             return ("1-0" if winner == RED else "0-1"), f"{COLOR_NAMES[self.resigned]} resigns"
+        flagged = self.clock.flagged() if self.clock is not None else None
+        if flagged is not None:
+            return ("1-0" if flagged == BLACK else "0-1"), f"{COLOR_NAMES[flagged]} runs out of time"
         outcome = self.board.outcome()
         if outcome is None:
             return None
@@ -608,6 +627,12 @@ class Session:
     def model_move(self) -> Move:
         player = self.player()
         board = self.board
+        side = board.turn
+        timer = None
+        if self.clock is not None:   # the model's search follows its clock (timeman's allotment)
+            self.clock.start(side)
+            self.model_allotment = self.clock.allotment(side)
+            timer = Timer(self.model_allotment, clock=self.clock.clock)
         t0 = time.perf_counter()
         probs = player.move_probs(board)
         result = None
@@ -616,11 +641,15 @@ class Session:
         else:
             sp = self.search_player()
             with self.thinking(sp, "The model is thinking", "model"):
-                move = sp.choose(board)
+                move = sp.choose(board) if timer is None else sp.choose(board, timer=timer)
             result = sp.last
         if move is None or not board.is_legal(move):   # never let a bad move reach the board
             move = probs[0][0]
         self.reply_ms.append(1000 * (time.perf_counter() - t0))
+        if self.clock is not None:
+            self.clock.stop()
+            if self.clock.flagged() is None:
+                self.clock.moved(side)
         text = chinese(board, move)
         self.view.candidates = [(chinese(board, m), m.iccs(), p) for m, p in probs[:5]]
         self.view.candidates_for = f"move {board.fullmove_number} ({COLOR_NAMES[board.turn]})"
@@ -661,7 +690,7 @@ class Session:
 
     def play_move(self, text: str) -> None:
         if self.outcome_result() is not None:
-            self.say("The game is over: type new, undo, save or quit.", "yellow")
+            self.say(f"{self.result_line()}. The game is over: type new, undo, save or quit.", "yellow")
             return
         from .notation import parse_move
 
@@ -676,6 +705,8 @@ class Session:
             return
         self.last_message = ""
         board.push(move)
+        if self.clock is not None and self.clock.flagged() is None:
+            self.clock.moved(board.turn ^ 1)
         if self.model_to_move():
             self.model_move()
         self.after_moves()
@@ -711,6 +742,8 @@ class Session:
     def cmd_new(self, _: str) -> None:
         self.board = Board(self.start_fen)
         self.resigned = None
+        if self.clock is not None:
+            self.clock.reset()
         self.view.candidates = []
         self.view.search = None
         self.last_message = ""
@@ -938,8 +971,8 @@ class _WatchedSearchPlayer(SearchPlayer):
 
     on_info: Callable[[Any], None] | None = None
 
-    def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None) -> Any:
-        return super().search(board, limits, on_info or self.on_info, stop)
+    def search(self, board: Board, limits: Any = None, on_info: Any = None, stop: Any = None, **kwargs: Any) -> Any:
+        return super().search(board, limits, on_info or self.on_info, stop, **kwargs)
 
 
 #: the most lines ``hint N`` shows
@@ -948,33 +981,13 @@ MAX_HINT_LINES = 5
 
 def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
     """The ``n`` best lines of ``board`` (at most the number of legal moves) within ``limits`` each, best first, as
-    :class:`~xiangqi_gpt.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer` (its
-    ``on_info``, if any, sees every iteration). The lines come from a search without the style bonus, so that their
-    scores are plain evaluations that compare: its best move, then the search again without the moves already
-    found (``root_moves``). This is the one place that ``hint N`` gets its lines from: a multi-line search of the
-    Searcher can replace its body."""
-    from .review import mate_in
-    from .search import SearchInfo, SearchResult, Searcher
+    :class:`~xiangqi_gpt.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer`. The lines
+    come from a search without the style bonus, so that their
+    scores are plain evaluations that compare, found by one multi-line search (:meth:`Searcher.best_lines`)."""
+    from .search import SearchResult, Searcher
 
     searcher = Searcher(sp.player, style_cp=0)
-    on_info = getattr(sp, "on_info", None)
-    legal = board.legal_moves()
-    results: list[Any] = []
-    while len(results) < min(n, len(legal)):
-        rest = [m for m in legal if all(m != r.move for r in results)]
-        if len(rest) == 1 and results:   # one move left: the search would not search it; score it as deep
-            depth = max(1, results[0].info.depth)
-            score = searcher.move_score(board, rest[0], depth)
-            info = SearchInfo(depth=depth, seldepth=depth, score_cp=score, mate=mate_in(score), nodes=0,
-                              time_ms=0, nps=0, gpt_calls=0, pv=[rest[0]])
-            results.append(SearchResult(rest[0], info))
-            break
-        result = searcher.search(board, limits, on_info, root_moves=None if not results else rest)
-        if result.move is None:
-            break
-        results.append(result)
-    results.sort(key=lambda r: -r.info.score_cp)     # (stable) a later search may score a little higher
-    return results
+    return [SearchResult(info.pv[0], info) for info in searcher.best_lines(board, n, limits) if info.pv]
 
 
 def parse_level(text: str) -> int:
@@ -1020,6 +1033,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default=None, metavar="N",
                    help=f"search level from 0 to {max(LEVELS)}: 0 is the model alone (one forward pass), higher "
                         f"levels search more (default: {DEFAULT_LEVEL}); the level command changes it in a game")
+    p.add_argument("--clock", default=None, metavar="M+S",
+                   help="play on a clock: M minutes each, S seconds added per move (e.g. 10+5); a flag fall loses, "
+                        "and the model thinks within its own time")
     return p
 
 
@@ -1041,6 +1057,10 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
             level = None if args.level is None else parse_level(args.level)
         except XiangqiError as e:
             raise XiangqiError(f"--level: {one_line(e)}") from None
+        try:
+            clock = None if args.clock is None else GameClock(*parse_clock(args.clock))
+        except XiangqiError as e:
+            raise XiangqiError(f"--clock: {one_line(e)}") from None
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
@@ -1063,7 +1083,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         except ImportError:
             pass
     session = Session(console, loader, human=RED if args.side == "red" else BLACK, fen=fen,
-                      echo=not interactive, level=level)
+                      echo=not interactive, level=level, clock=clock)
     code = 0
     try:
         session.run()
