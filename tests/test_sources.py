@@ -128,3 +128,33 @@ def test_old_model_files_start_with_bos():
     assert player.history_ids(Board())[0] == loaded.model.start_id("engine")
     if not loaded.model.config.sources:
         assert player.history_ids(Board()) == [BOS]
+
+
+def test_engine_style_option_picks_the_condition():
+    import io
+
+    from xiangqi_gpt.engine import Engine
+
+    out = io.StringIO()
+    engine = Engine(out=out)
+    engine.handle("uci")
+    assert "option name Style type combo default human var human var strong" in out.getvalue()
+    assert engine.model.player().source == "master"
+    engine.handle("setoption name Style value strong")
+    assert engine.model.player().source == "engine"
+    engine.handle("setoption name Style value sneaky")
+    assert "Style must be one of human, strong" in out.getvalue() and engine.model.player().source == "engine"
+
+
+def test_play_style_flag(monkeypatch):
+    from xiangqi_gpt import terminal
+
+    made = {}
+
+    def factory(checkpoint, temperature, seed, threads=1, style=None):
+        made["style"] = style
+        raise ConfigError("stop here")   # main reports it in one line before any game starts
+
+    monkeypatch.setattr(terminal, "default_player_factory", factory)
+    assert terminal.main(["--style", "strong"]) == 2
+    assert made["style"] == "strong"

@@ -48,6 +48,10 @@ ENGINE_NAME = "xiangqi-gpt"
 ENGINE_AUTHOR = "the xiangqi-gpt authors"
 RANK_CONVENTIONS = ("0-9", "1-10")
 MAX_THREADS = 256
+#: the Style option: the condition the model is asked in (``tokenizer.STYLES``); a model without source tokens
+#: plays the same in both
+ENGINE_STYLES = ("human", "strong")
+ENGINE_STYLE = "human"
 UCCI_HOUSEKEEPING_OPTIONS = {"usemillisec", "batch", "debug", "ponder", "hashsize", "threads", "idle", "promotion",
                              "newgame", "bookfiles", "egtbpaths", "evalapi", "loadbook", "dualtime", "style",
                              "knowledge", "pruning", "randomness", "repetition", "drawmoves"}
@@ -109,8 +113,10 @@ class _ModelSource:
 
     def __init__(self, checkpoint: str | None, temperature: float, seed: int | None, threads: int = 1,
                  load: Callable[[str | None], Any] | None = None,
-                 make_player: Callable[[Any, float, int | None], Player] | None = None):
+                 make_player: Callable[[Any, float, int | None], Player] | None = None,
+                 style: str = ENGINE_STYLE):
         self.checkpoint = checkpoint
+        self.style = style
         self.threads = threads
         self.temperature = temperature
         self.seed = seed
@@ -138,6 +144,10 @@ class _ModelSource:
         self.temperature = value
         self._player = None
 
+    def set_style(self, style: str) -> None:
+        self.style = style
+        self._player = None
+
     def set_threads(self, n: int) -> None:
         self.threads = n
         if self._real and self._loaded is not None:   # torch is fully imported; else applied at load time
@@ -157,7 +167,8 @@ class _ModelSource:
             if self._make_player is None:
                 from .player import GPTPlayer
 
-                self._make_player = lambda loaded, t, seed: GPTPlayer(loaded, temperature=t, seed=seed)
+                self._make_player = lambda loaded, t, seed: GPTPlayer(loaded, temperature=t, seed=seed,
+                                                                      style=self.style)
             self._player = self._make_player(self._loaded, self.temperature, self.seed)
         return self._player
 
@@ -169,13 +180,16 @@ class Engine:
                  temperature: float = 0.0, seed: int | None = None, ranks_from_one: bool = False, threads: int = 1,
                  load: Callable[[str | None], Any] | None = None,
                  make_player: Callable[[Any, float, int | None], Player] | None = None,
-                 level: int | None = None, make_searcher: Callable[[Player], Any] | None = None):
+                 level: int | None = None, make_searcher: Callable[[Player], Any] | None = None,
+                 style: str = ENGINE_STYLE):
         from .search import level_limits
 
         self.out = out
         self.protocol = protocol
         self.ranks_from_one = ranks_from_one
-        self.model = _ModelSource(checkpoint, temperature, seed, threads, load, make_player)
+        if style not in ENGINE_STYLES:
+            raise XiangqiError(f"Style must be one of {', '.join(ENGINE_STYLES)}, got {style!r}")
+        self.model = _ModelSource(checkpoint, temperature, seed, threads, load, make_player, style)
         self.board = Board()
         self.banned: set[Move] = set()
         self.level = level                 # None: no limit (full strength); else every go is capped by its budget
@@ -232,6 +246,8 @@ class Engine:
         self.send(f"option name Threads type spin default {self.model.threads} min 1 max {MAX_THREADS}")
         self.send(f"option name Level type combo default {self._level_name()} "
                   + " ".join(f"var {v}" for v in _level_names()))
+        self.send(f"option name Style type combo default {self.model.style} "
+                  + " ".join(f"var {name}" for name in ENGINE_STYLES))
         self.send(f"option name MultiPV type spin default {self.multipv} min 1 max {MAX_MULTIPV}")
         self.send(f"option name Hash type spin default {self.hash_mb} min {MIN_HASH_MB} max {MAX_HASH_MB}")
         self.send("option name UCI_Variant type combo default xiangqi var xiangqi")
@@ -338,6 +354,12 @@ class Engine:
                 return
             level_limits(number)
             self.level = number
+        elif key == "style":
+            if value.lower() not in ENGINE_STYLES:
+                self.error(f"Style must be one of {', '.join(ENGINE_STYLES)}, got {value!r}")
+                return
+            self.model.set_style(value.lower())
+            self._searcher_for = None
         elif key == "multipv":
             number = _int_or_none(value)
             if number is None or not 1 <= number <= MAX_MULTIPV:
@@ -795,6 +817,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", choices=RANK_CONVENTIONS, default="0-9",
                    help="rank numbering of the coordinate moves (default 0-9; Fairy-Stockfish uses 1-10)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model (default: 1)")
+    p.add_argument("--style", choices=ENGINE_STYLES, default=ENGINE_STYLE,
+                   help=f"how the model plays (default {ENGINE_STYLE}): human (like the masters) or strong (like "
+                        "the engine games it learned from); the Style option changes it")
     p.add_argument("--level", type=int, default=None,
                    help="cap every search at this level's budget (0 = the model alone; default: no limit, full "
                         "strength); the Level option changes it")
@@ -817,7 +842,7 @@ def _runner(protocol: str):
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="replace")
         code = run(protocol=protocol, checkpoint=args.checkpoint, temperature=args.temperature, seed=args.seed,
-                   ranks_from_one=args.ranks == "1-10", threads=args.threads, level=args.level)
+                   ranks_from_one=args.ranks == "1-10", threads=args.threads, level=args.level, style=args.style)
         try:
             sys.stdout.flush()
         except BrokenPipeError:

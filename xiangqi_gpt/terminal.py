@@ -38,6 +38,7 @@ from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
 from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
 from .match import ModelPlayer as Player  # the player seen by this module
 from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
+from .tokenizer import STYLES as MODEL_STYLES
 from .timeman import Allotment, GameClock, Timer, format_clock, parse_clock
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -482,9 +483,10 @@ class PlayerLoader:
 
 
 def default_player_factory(checkpoint: str | None, temperature: float, seed: int | None,
-                           threads: int = 1) -> Callable[[], Player]:
+                           threads: int = 1, style: str | None = None) -> Callable[[], Player]:
     """The real player. ``threads``: torch CPU threads; one is fastest for a small model answering one position at a
-    time, and by far the fastest when other processes keep the cores busy (no OpenMP spin-waiting)."""
+    time, and by far the fastest when other processes keep the cores busy (no OpenMP spin-waiting). ``style``: the
+    condition the model is asked in (``human`` or ``strong``, see ``tokenizer.STYLES``)."""
     def make() -> Player:
         import torch
 
@@ -492,7 +494,7 @@ def default_player_factory(checkpoint: str | None, temperature: float, seed: int
         from .player import GPTPlayer
 
         torch.set_num_threads(threads)
-        return GPTPlayer(load_model(checkpoint), temperature=temperature, seed=seed)
+        return GPTPlayer(load_model(checkpoint), temperature=temperature, seed=seed, style=style)
 
     return make
 
@@ -1033,6 +1035,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default=None, metavar="N",
                    help=f"search level from 0 to {max(LEVELS)}: 0 is the model alone (one forward pass), higher "
                         f"levels search more (default: {DEFAULT_LEVEL}); the level command changes it in a game")
+    p.add_argument("--style", default=None, choices=sorted(MODEL_STYLES),
+                   help="how the model plays: human (like the masters, the default) or strong (like the engine "
+                        "games it learned from); a model without source tokens ignores it")
     p.add_argument("--clock", default=None, metavar="M+S",
                    help="play on a clock: M minutes each, S seconds added per move (e.g. 10+5); a flag fall loses, "
                         "and the model thinks within its own time")
@@ -1069,7 +1074,8 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
             if not Path(args.checkpoint or DEFAULT_PATH).is_file():
                 raise CheckpointError(f"checkpoint not found: {args.checkpoint or DEFAULT_PATH}"
                                       + ("" if args.checkpoint else " (pass --checkpoint FILE.pt)"))
-            player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed, args.threads)
+            player_factory = default_player_factory(args.checkpoint, args.temperature, args.seed, args.threads,
+                                                    args.style)
     except XiangqiError as e:
         err.print(f"error: {one_line(e)}", markup=False, highlight=False, soft_wrap=True)
         return 2
