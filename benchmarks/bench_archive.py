@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from xiangqi_gpt.archive import read_game_file
+from xiangqi_gpt.pgn import Game, read_games, write_game
+from xiangqi_gpt.xqf import encode_xqf
 
-from xiangqi_gpt.archive import read_game_file  # noqa: E402
-from xiangqi_gpt.pgn import Game, read_games, write_game  # noqa: E402
-from xiangqi_gpt.xqf import encode_xqf  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT.parent / "shared" / "data" / "engine_fsf_selfplay.pgn.xz"
 

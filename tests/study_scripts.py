@@ -1,4 +1,4 @@
-"""Load a script of ``studies/`` as a module, for the tests of its pure parts (the scripts are not a package).
+"""Load a script of ``studies/`` (or ``benchmarks/``) as a module, for the tests of its pure parts (the scripts are not a package).
 
 ``studies/`` is on pytest's ``pythonpath`` (pyproject.toml), so a script's imports of its neighbours
 (``from teaforn_study import ...``) resolve."""
@@ -6,12 +6,13 @@
 import importlib.util
 from pathlib import Path
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
 
 
-def load_script(name: str):
-    """``studies/<name>.py`` as a fresh module."""
-    spec = importlib.util.spec_from_file_location(name, STUDIES / f"{name}.py")
+def load_script(name: str, folder: str = "studies"):
+    """``studies/<name>.py`` (or ``<folder>/<name>.py``, e.g. ``benchmarks``) as a fresh module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

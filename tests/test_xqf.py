@@ -276,12 +276,9 @@ def test_prepare_on_the_sample_folder(tmp_path):
 
 
 def test_benchmark_reads_a_folder(tmp_path):
-    import sys
+    from study_scripts import load_script
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from benchmark_scripts import load_benchmark
-
-    bench = load_benchmark("bench_archive")
+    bench = load_script("bench_archive", "benchmarks")
     games = [random_game(200 + i, 10) for i in range(3)]
     for i, game in enumerate(games):
         (tmp_path / f"{i}.xqf").write_bytes(encode_xqf(game, 18, seed=i))
