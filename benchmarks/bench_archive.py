@@ -15,7 +15,6 @@ import argparse
 import io
 import lzma
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
