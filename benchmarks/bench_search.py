@@ -148,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--positions", type=int, default=20)
     ap.add_argument("--games", type=int, default=4, help="games per variant against Fairy-Stockfish (0: none)")
     ap.add_argument("--depth", type=int, default=1, help="Fairy-Stockfish depth")
+    ap.add_argument("--style", default=None, help="the condition the GPT is asked in: human (default) or strong")
     ap.add_argument("--h2h", default=None, metavar="A:B")
     ap.add_argument("--h2h-games", type=int, default=10)
     ap.add_argument("--h2h-b-nodes", type=int, default=None,
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
     budget = f"{args.movetime} ms" if args.movetime else f"{args.nodes} nodes"
     if args.level is not None:
         limits, budget = level_limits(args.level), f"level {args.level}"
-    gpt = GPTPlayer.load(args.checkpoint, seed=0)
+    gpt = GPTPlayer.load(args.checkpoint, seed=0, style=args.style)
     report = {"budget": budget, "speed": [], "vs_fairy": [], "human": [], "h2h": None}
     boards = positions(args.positions)
     print(f"## Speed: {len(boards)} positions, {budget} per search\n")
@@ -212,7 +213,7 @@ def main(argv=None) -> int:
     if args.h2h:
         a, b = args.h2h.split(":")
         b_limits = Limits(nodes=args.h2h_b_nodes) if args.h2h_b_nodes else limits
-        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1), b, b_limits), b)
+        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1, style=args.style), b, b_limits), b)
         r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0)
         report["h2h"] = {"a": a, "b": b, "b_nodes": args.h2h_b_nodes, **r}
         b_budget = f"{args.h2h_b_nodes} nodes" if args.h2h_b_nodes else budget

@@ -83,11 +83,12 @@ class GPTPlayer:
         self._last_raw: tuple[tuple, str] | None = None
 
     @classmethod
-    def load(cls, checkpoint: str | None = None, temperature: float = 0.0, seed: int | None = None) -> "GPTPlayer":
-        """A player for the model file ``checkpoint`` (``None``: the shipped default)."""
+    def load(cls, checkpoint: str | None = None, temperature: float = 0.0, seed: int | None = None,
+             style: str | None = None) -> "GPTPlayer":
+        """A player for the model file ``checkpoint`` (``None``: the shipped default), asking in ``style``."""
         from .checkpoint import load_model
 
-        return cls(load_model(checkpoint), temperature=temperature, seed=seed)
+        return cls(load_model(checkpoint), temperature=temperature, seed=seed, style=style)
 
     def __repr__(self) -> str:
         return f"GPTPlayer(tokenizer={self.tokenizer.name!r}, temperature={self.temperature}, seed={self.seed})"
