@@ -31,7 +31,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from study_runs import ROOT, read_metrics, run_steps, show
+from study_runs import ROOT, read_metrics, run_grid, run_steps, show
 from teaforn_study import EVAL_METRICS, FREE_RUN_KS
 
 MIRRORS = ("0", "0.5")
@@ -278,19 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     (ROOT / args.out).mkdir(parents=True, exist_ok=True)
     if args.mirrored_test and not args.dry_run and not (ROOT / mirrored_pgn_path(args)).is_file():
         write_mirrored_pgn(ROOT / args.data / "test.pgn", ROOT / mirrored_pgn_path(args), args.eval_games)
-    runs = {}
     # seed-major within a regime: a complete first pair (mirror 0, 0.5), then the second; small, full, then long
     order = [(row, s) for regime in ("small", "full", "long") for s in sorted({s for r in rows for s in r["seeds"]})
              for row in rows if row["regime"] == regime and s in row["seeds"]
              and (regime in regimes or args.report_only)]
-    for row, s in order:
-        runs[(row["name"], s)] = run_one(args, row, s)
-    if args.dry_run:
-        return 0
-    runs = {k: v for k, v in runs.items() if v}
+    runs = run_grid(args, order, run_one)
     if not runs:
-        print("no finished runs")
-        return 1
+        return 0 if args.dry_run else 1
     info = next(iter(runs.values()))["eval_info"]
     reproduce = shlex.join(["python", "studies/mirror_ablation.py",
                             *[a for a in argv if a not in ("--report-only", "--dry-run")]])

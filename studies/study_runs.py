@@ -78,3 +78,16 @@ def run_steps(args, run_dir: str, log_path: Path, train: list[str], commands: di
             record[f"{step}_seconds"] = round(execute(commands[step], log_path), 1)
             record_path.write_text(json.dumps(record, indent=indent))
     return record
+
+
+def run_grid(args, order: list[tuple[dict, int]], run_one: Callable[..., dict]) -> dict[tuple[str, int], dict]:
+    """``run_one(args, row, seed)`` for each (row, seed) of ``order``, in turn; returns the finished runs' records
+    (those not empty) by (row name, seed). With ``args.dry_run`` it returns none; otherwise, when none has finished,
+    it says so."""
+    records = {(row["name"], seed): run_one(args, row, seed) for row, seed in order}
+    if args.dry_run:
+        return {}
+    records = {k: v for k, v in records.items() if v}
+    if not records:
+        print("no finished runs")
+    return records

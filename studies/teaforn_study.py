@@ -40,7 +40,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from study_runs import ROOT, read_metrics, run_steps, show
+from study_runs import ROOT, read_metrics, run_grid, run_steps, show
 
 FREE_RUN_KS = ("1", "2", "4", "8", "16")
 EVAL_METRICS = ("top1", "top5", "top1_raw", "legal_rate", "nll")
@@ -378,23 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_rows = rows
     (ROOT / args.out).mkdir(parents=True, exist_ok=True)
-    records = {}
     # seed-major order: a complete first seed of every multi-seed row, then the second seed, then one-seed rows
     order = [(row, seed) for seed in seeds for row in run_rows if len(row["seeds"]) > 1 and seed in row["seeds"]]
     order += [(row, seed) for row in run_rows if len(row["seeds"]) == 1 for seed in row["seeds"]]
-    for row, seed in order:
-        records[(row["name"], seed)] = run_one(args, row, seed)
     if args.report_only:  # summarise every row that has finished runs
-        for row in rows:
-            for seed in row["seeds"]:
-                if (row["name"], seed) not in records:
-                    records[(row["name"], seed)] = run_one(args, row, seed)
-    if args.dry_run:
-        return 0
-    records = {k: v for k, v in records.items() if v}
+        listed = {(row["name"], seed) for row, seed in order}
+        order += [(row, seed) for row in rows for seed in row["seeds"] if (row["name"], seed) not in listed]
+    records = run_grid(args, order, run_one)
     if not records:
-        print("no finished runs")
-        return 1
+        return 0 if args.dry_run else 1
     agg = aggregate(rows, records)
     ratios = step_time_ratios(agg)
     first = next(iter(records.values()))["eval"]

@@ -83,3 +83,20 @@ def test_read_metrics(tmp_path):
     csv = tmp_path / "metrics.csv"
     csv.write_text("epoch,step,train/loss,val/acc\n0,10,2.5,\n0,20,,0.3\n0,,1.0,\n0,30.0,2.0,0.4\n")
     assert sr.read_metrics(csv) == {"train/loss": [(10, 2.5), (30, 2.0)], "val/acc": [(20, 0.3), (30, 0.4)]}
+
+
+def test_run_grid_keeps_the_finished_runs_in_order(capsys):
+    sr = load_script("study_runs")
+    rows = [{"name": "a"}, {"name": "b"}]
+    calls = []
+
+    def run_one(a, row, seed):
+        calls.append((row["name"], seed))
+        return {"seed": seed} if row["name"] == "a" else {}       # b has not finished
+
+    order = [(rows[0], 1), (rows[1], 1), (rows[0], 2)]
+    assert sr.run_grid(args(), order, run_one) == {("a", 1): {"seed": 1}, ("a", 2): {"seed": 2}}
+    assert calls == [("a", 1), ("b", 1), ("a", 2)]
+    assert sr.run_grid(args(dry_run=True), order, run_one) == {}
+    assert sr.run_grid(args(), [(rows[1], 1)], run_one) == {}
+    assert capsys.readouterr().out == "no finished runs\n"
