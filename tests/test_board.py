@@ -6,25 +6,15 @@ import random
 
 import pytest
 
+from xiangqi_gpt.archive import placement_fen
 from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move, parse_square, square_name
 from xiangqi_gpt.errors import FenError, IllegalMoveError, InvalidMoveError
 
 
 def position(pieces: str, turn: str = "w", halfmove: int = 0, fullmove: int = 1) -> Board:
     """A board from a list like ``"Kd0 kf9 Ne4"`` (FEN letter + ICCS square)."""
-    grid = {parse_square(tok[1:]): tok[0] for tok in pieces.split()}
-    rows = []
-    for rank in range(9, -1, -1):
-        row, empty = "", 0
-        for file in range(9):
-            letter = grid.get(rank * 9 + file)
-            if letter:
-                row += (str(empty) if empty else "") + letter
-                empty = 0
-            else:
-                empty += 1
-        rows.append(row + (str(empty) if empty else ""))
-    return Board(f"{'/'.join(rows)} {turn} - - {halfmove} {fullmove}", strict=False)   # rule tests place anything
+    placement = placement_fen({parse_square(tok[1:]): tok[0] for tok in pieces.split()}, True).split()[0]
+    return Board(f"{placement} {turn} - - {halfmove} {fullmove}", strict=False)   # rule tests place anything
 
 
 def targets(board: Board, square: str) -> set[str]:
