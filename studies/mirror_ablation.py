@@ -29,10 +29,10 @@ import json
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from teaforn_study import EVAL_METRICS, FREE_RUN_KS, ROOT, execute, read_metrics, show  # noqa: E402
+from study_runs import ROOT, read_metrics, run_grid, run_steps, show
+from teaforn_study import EVAL_METRICS, FREE_RUN_KS
 
 MIRRORS = ("0", "0.5")
 
@@ -109,31 +109,13 @@ def run_one(args, row: dict, seed: int) -> dict:
     run_dir = f"{args.out}/{row['name']}-s{seed}"
     path, log_path = ROOT / run_dir, ROOT / args.out / f"{row['name']}-s{seed}.log"
     cmd, evals = train_command(args, row, seed, run_dir), eval_commands(args, run_dir)
-    if args.dry_run:
-        print("\n".join(show(c) for c in [cmd, *evals.values()]))
-        return {}
-    record_path = path / "train.json"
-    if not record_path.is_file():
-        if args.report_only:
-            return {}
-        if path.exists():  # an interrupted run: start it again
-            import shutil
-
-            shutil.rmtree(path)
-        print(f"[{time.strftime('%H:%M:%S')}] train {run_dir}", flush=True)
-        seconds = execute(cmd, log_path)
-        record_path.write_text(json.dumps({"row": row["name"], "seed": seed, "train_seconds": round(seconds, 1)}))
-    record = json.loads(record_path.read_text())
-    steps = [("export", f"{run_dir}/model.pt"), ("evaluate", f"{run_dir}/eval.json")]
+    steps = {"export": f"{run_dir}/model.pt", "evaluate": f"{run_dir}/eval.json"}
     if args.mirrored_test:
-        steps.append(("evaluate_mirrored", f"{run_dir}/eval-mirrored.json"))
-    for step, out in steps:
-        if not (ROOT / out).is_file():
-            if args.report_only:
-                return {}
-            print(f"[{time.strftime('%H:%M:%S')}] {step} {run_dir}", flush=True)
-            record[f"{step}_seconds"] = round(execute(evals[step], log_path), 1)
-            record_path.write_text(json.dumps(record))
+        steps["evaluate_mirrored"] = f"{run_dir}/eval-mirrored.json"
+    record = run_steps(args, run_dir, log_path, cmd, evals, steps,
+                       lambda seconds: {"row": row["name"], "seed": seed, "train_seconds": round(seconds, 1)})
+    if record is None:
+        return {}
     ev = json.loads((path / "eval.json").read_text())
     series = read_metrics(path / "metrics.csv")
     metrics = {k: ev[k] for k in EVAL_METRICS}
@@ -296,19 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     (ROOT / args.out).mkdir(parents=True, exist_ok=True)
     if args.mirrored_test and not args.dry_run and not (ROOT / mirrored_pgn_path(args)).is_file():
         write_mirrored_pgn(ROOT / args.data / "test.pgn", ROOT / mirrored_pgn_path(args), args.eval_games)
-    runs = {}
     # seed-major within a regime: a complete first pair (mirror 0, 0.5), then the second; small, full, then long
     order = [(row, s) for regime in ("small", "full", "long") for s in sorted({s for r in rows for s in r["seeds"]})
              for row in rows if row["regime"] == regime and s in row["seeds"]
              and (regime in regimes or args.report_only)]
-    for row, s in order:
-        runs[(row["name"], s)] = run_one(args, row, s)
-    if args.dry_run:
-        return 0
-    runs = {k: v for k, v in runs.items() if v}
+    runs = run_grid(args, order, run_one)
     if not runs:
-        print("no finished runs")
-        return 1
+        return 0 if args.dry_run else 1
     info = next(iter(runs.values()))["eval_info"]
     reproduce = shlex.join(["python", "studies/mirror_ablation.py",
                             *[a for a in argv if a not in ("--report-only", "--dry-run")]])

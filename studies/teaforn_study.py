@@ -34,16 +34,13 @@ exact commands) and DIR/study.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from study_runs import ROOT, read_metrics, run_grid, run_steps, show
 
 FREE_RUN_KS = ("1", "2", "4", "8", "16")
 EVAL_METRICS = ("top1", "top5", "top1_raw", "legal_rate", "nll")
@@ -120,77 +117,30 @@ def outputs(args, run_dir: str) -> dict[str, str]:
             "arena_random": f"{run_dir}/arena-random.json", "arena_fsf": f"{run_dir}/arena-fsf-d{args.depth}.json"}
 
 
-def show(cmd: list[str]) -> str:
-    return shlex.join(cmd)
-
-
-def execute(cmd: list[str], log_path: Path) -> float:
-    """Run ``cmd`` (``python`` = this interpreter) from the repository root; returns wall seconds."""
-    real = [sys.executable if c == "python" and i == 0 else c for i, c in enumerate(cmd)]
-    t0 = time.perf_counter()
-    with open(log_path, "a") as log:
-        log.write(f"$ {show(cmd)}\n")
-        log.flush()
-        rc = subprocess.call(real, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - t0
-    if rc != 0:
-        raise SystemExit(f"error: command failed (exit {rc}), see {log_path}: {show(cmd)}")
-    return seconds
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Running one (row, seed)
-
-
-def read_metrics(csv_path: Path) -> dict[str, list[tuple[int, float]]]:
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            if not row.get("step"):
-                continue
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
-                    continue
-                series.setdefault(key, []).append((int(float(row["step"])), float(value)))
-    return series
 
 
 def run_one(args, row: dict, seed: int) -> dict:
     run_dir = f"{args.out}/{row['name']}-s{seed}"
     path = ROOT / run_dir
-    record_path = path / "train.json"
     log_path = ROOT / args.out / f"{row['name']}-s{seed}.log"
     cmd = train_command(args, row, seed, run_dir)
     evals = eval_commands(args, run_dir)
-    if args.dry_run:
-        print("\n".join(show(c) for c in [cmd, *evals.values()]))
-        return {}
-    if not record_path.is_file():
-        if args.report_only:
-            return {}
-        if path.exists():  # an interrupted run: start it again
-            import shutil
 
-            shutil.rmtree(path)
-        print(f"[{time.strftime('%H:%M:%S')}] train {run_dir}", flush=True)
-        seconds = execute(cmd, log_path)
+    def train_record(seconds: float) -> dict:
         series = read_metrics(path / "metrics.csv")
         tps = [v for _, v in series.get("train/tokens_per_sec", [])]
         tokens_per_step = args.batch * args.block * (4 if row["flags"].get("char") else 1)
-        record = {"row": row["name"], "seed": seed, "steps": row["steps"], "train_seconds": round(seconds, 1),
-                  "tokens_per_step": tokens_per_step,
-                  "ms_per_step": round(1000 * tokens_per_step / statistics.median(tps), 1) if tps else None,
-                  "tokens_per_sec_median": round(statistics.median(tps), 1) if tps else None,
-                  "command": show(cmd)}
-        record_path.write_text(json.dumps(record, indent=2))
-    record = json.loads(record_path.read_text())
-    for step, out in outputs(args, run_dir).items():
-        if not (ROOT / out).is_file():
-            if args.report_only:
-                return {}
-            print(f"[{time.strftime('%H:%M:%S')}] {step} {run_dir}", flush=True)
-            record[f"{step}_seconds"] = round(execute(evals[step], log_path), 1)
-            record_path.write_text(json.dumps(record, indent=2))
+        return {"row": row["name"], "seed": seed, "steps": row["steps"], "train_seconds": round(seconds, 1),
+                "tokens_per_step": tokens_per_step,
+                "ms_per_step": round(1000 * tokens_per_step / statistics.median(tps), 1) if tps else None,
+                "tokens_per_sec_median": round(statistics.median(tps), 1) if tps else None,
+                "command": show(cmd)}
+
+    record = run_steps(args, run_dir, log_path, cmd, evals, outputs(args, run_dir), train_record, indent=2)
+    if record is None:
+        return {}
     series = read_metrics(path / "metrics.csv")
     record["commands"] = {"train": show(cmd), **{k: show(v) for k, v in evals.items()}}
     record["val_curve"] = {k: series[k] for k in series if k.startswith("val/")}
@@ -428,23 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_rows = rows
     (ROOT / args.out).mkdir(parents=True, exist_ok=True)
-    records = {}
     # seed-major order: a complete first seed of every multi-seed row, then the second seed, then one-seed rows
     order = [(row, seed) for seed in seeds for row in run_rows if len(row["seeds"]) > 1 and seed in row["seeds"]]
     order += [(row, seed) for row in run_rows if len(row["seeds"]) == 1 for seed in row["seeds"]]
-    for row, seed in order:
-        records[(row["name"], seed)] = run_one(args, row, seed)
     if args.report_only:  # summarise every row that has finished runs
-        for row in rows:
-            for seed in row["seeds"]:
-                if (row["name"], seed) not in records:
-                    records[(row["name"], seed)] = run_one(args, row, seed)
-    if args.dry_run:
-        return 0
-    records = {k: v for k, v in records.items() if v}
+        listed = {(row["name"], seed) for row, seed in order}
+        order += [(row, seed) for row in rows for seed in row["seeds"] if (row["name"], seed) not in listed]
+    records = run_grid(args, order, run_one)
     if not records:
-        print("no finished runs")
-        return 1
+        return 0 if args.dry_run else 1
     agg = aggregate(rows, records)
     ratios = step_time_ratios(agg)
     first = next(iter(records.values()))["eval"]

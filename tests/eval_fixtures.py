@@ -1,5 +1,5 @@
-"""Tiny randomly initialised models saved in the exported ``.pt`` format, and small game records, for the player,
-evaluation and arena tests."""
+"""Tiny randomly initialised models saved in the exported ``.pt`` format, small game records and the shipped model
+(a fixture), for the player, evaluation, arena and search tests."""
 
 from __future__ import annotations
 
@@ -83,4 +83,15 @@ def one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    """The shipped model as a ``GPTPlayer``, with torch on one thread while the module's tests run (restored after)."""
+    from xiangqi_gpt.player import GPTPlayer
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield GPTPlayer.load()
     torch.set_num_threads(before)

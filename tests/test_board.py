@@ -6,25 +6,15 @@ import random
 
 import pytest
 
+from xiangqi_gpt.archive import placement_fen
 from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move, parse_square, square_name
 from xiangqi_gpt.errors import FenError, IllegalMoveError, InvalidMoveError
 
 
 def position(pieces: str, turn: str = "w", halfmove: int = 0, fullmove: int = 1) -> Board:
     """A board from a list like ``"Kd0 kf9 Ne4"`` (FEN letter + ICCS square)."""
-    grid = {parse_square(tok[1:]): tok[0] for tok in pieces.split()}
-    rows = []
-    for rank in range(9, -1, -1):
-        row, empty = "", 0
-        for file in range(9):
-            letter = grid.get(rank * 9 + file)
-            if letter:
-                row += (str(empty) if empty else "") + letter
-                empty = 0
-            else:
-                empty += 1
-        rows.append(row + (str(empty) if empty else ""))
-    return Board(f"{'/'.join(rows)} {turn} - - {halfmove} {fullmove}", strict=False)   # rule tests place anything
+    placement = placement_fen({parse_square(tok[1:]): tok[0] for tok in pieces.split()}, True).split()[0]
+    return Board(f"{placement} {turn} - - {halfmove} {fullmove}", strict=False)   # rule tests place anything
 
 
 def targets(board: Board, square: str) -> set[str]:
@@ -37,10 +27,12 @@ def targets(board: Board, square: str) -> set[str]:
 # FEN
 # ---------------------------------------------------------------------------------------------------------------
 
-ROUND_TRIP_FENS = [
+SAMPLE_FENS = [     # the start and two middlegames, for the FEN and the mirror tests
     STARTING_FEN,
     "r1ba1a3/4kn3/2n1b4/pNp1p1p1p/4c4/6P2/P1P2R2P/1CcC5/9/2BAKAB2 w - - 0 1",
     "1cbak4/9/n2a5/2p1p3p/5cp2/2n2N3/6PCP/3AB4/2C6/3A1K1N1 w - - 0 1",
+]
+ROUND_TRIP_FENS = SAMPLE_FENS + [
     "CRN1k1b2/3ca4/4ba3/9/2nr5/9/9/4B4/4A4/4KA3 w - - 0 1",
     "rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C2C4/9/RNBAKABNR b - - 1 1",
     "3k5/9/9/9/9/9/9/9/9/4K4 b - - 117 59",
@@ -459,10 +451,7 @@ def test_copy_is_independent():
     assert other.fen() == board.fen() and other.key == board.key
 
 
-MIRROR_FENS = [
-    STARTING_FEN,
-    "r1ba1a3/4kn3/2n1b4/pNp1p1p1p/4c4/6P2/P1P2R2P/1CcC5/9/2BAKAB2 w - - 0 1",
-    "1cbak4/9/n2a5/2p1p3p/5cp2/2n2N3/6PCP/3AB4/2C6/3A1K1N1 w - - 0 1",
+MIRROR_FENS = SAMPLE_FENS + [
     "C1nNk4/9/9/9/9/9/n1pp5/B3C4/9/3A1K3 w - - 0 1",
     "4ka3/4a4/9/9/4N4/p8/9/4C3c/7n1/2BK5 w - - 0 1",
 ]

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import io
 
-import pytest
-
+from eval_fixtures import gpt  # noqa: F401  (the shipped model, a fixture)
 from xiangqi_gpt.board import Board
 from xiangqi_gpt.search import Limits, Searcher
 
 MIDDLEGAME = "r1bakab1r/9/1cn3nc1/p1p1p1p1p/9/2P6/P3P1P1P/1CN3NC1/9/R1BAKAB1R w - - 4 5"
 FREE_PIECE = "3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1"      # a0a5 wins a chariot
-
-
-@pytest.fixture(scope="module")
-def gpt():
-    import torch
-
-    from xiangqi_gpt.player import GPTPlayer
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield GPTPlayer.load()          # the shipped model
-    torch.set_num_threads(before)
 
 
 def test_three_distinct_lines_at_every_depth(gpt):

@@ -4,22 +4,13 @@ import threading
 
 import pytest
 
+from eval_fixtures import gpt  # noqa: F401  (the shipped model, a fixture)
 from eval_fixtures import load, tiny_checkpoint
 from xiangqi_gpt.board import Board, Move
 from xiangqi_gpt.errors import ConfigError
 from xiangqi_gpt.player import GPTPlayer
 from xiangqi_gpt.search import (DEFAULT_LEVEL, LEVELS, MATE_BOUND, Limits, Searcher, SearchPlayer, evaluate,
                                 level_limits, material)
-
-
-@pytest.fixture(scope="module")
-def gpt():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield GPTPlayer.load()          # the shipped model
-    torch.set_num_threads(before)
 
 
 def board_after(fen: str, moves: str = "") -> Board:

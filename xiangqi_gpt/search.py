@@ -371,24 +371,11 @@ class Searcher:
         if isinstance(multipv, bool) or not isinstance(multipv, int) or multipv < 1:
             raise ConfigError(f"multipv must be an integer >= 1, got {multipv!r}")
         min_depth = limits.min_depth or 1
-        self.timer = timer
         self.multipv = multipv
-        self.t0 = time.perf_counter()
-        self.board = b = board.copy()
+        b = self._start(board, timer, stop)
         node_limit = limits.nodes if limits.nodes is not None else 1 << 62
-        self.node_limit = 1 << 62     # min_depth (at least the first iteration) completes unless stopped / out of time
+        # (self.node_limit stays unlimited until min_depth, at least the first iteration, completes)
         self.deadline = self.t0 + limits.movetime_ms / 1000 if limits.movetime_ms is not None else None
-        self.stop_event = stop
-        self.nodes = 0
-        self.seldepth = 0
-        self.gpt_calls0 = self.policy.calls if self.policy else 0
-        self.aborted = False
-        self.root_len = b.ply
-        self.sq = b.squares                 # the board's live lists, read at every node
-        self.checks = b.check_history
-        self.keys = b.key_history
-        self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
-        self.ev_stack: list[int] = []
         if len(self.tt) > self.tt_size:
             self.tt.clear()
         for i in range(len(self.history)):
@@ -410,16 +397,7 @@ class Searcher:
             return self._finish(SearchResult(Move(m >> 7, m & 127), self._info(1, self._eval(), [m])), on_info)
 
         # the root moves: exact results by the rules, GPT log-probabilities, style bonus
-        me = b.turn
-        root = []
-        for m in moves:
-            b.make_int(m)
-            outcome = b.outcome()
-            b.unmake_int()
-            exact = None
-            if outcome is not None:
-                exact = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == me else -MATE + 1)
-            root.append([m, exact, 0.0, 0])     # move, exact score, log-probability, style bonus
+        root = [[m, self._exact(m), 0.0, 0] for m in moves]     # move, exact score, log-probability, style bonus
         if self.policy is not None:
             logps = self.policy.root(b, moves)
             top = max(logps)
@@ -498,26 +476,12 @@ class Searcher:
         """The best score (side to move's view) of playing one of ``moves`` on ``board``, each searched ``depth``
         plies deep in total, with the same rules and evaluation as :meth:`search`; reuses the transposition
         table."""
-        self.t0 = time.perf_counter()
-        self.board = b = board.copy()
-        self.node_limit, self.deadline, self.stop_event, self.aborted = 1 << 62, None, None, False
-        self.timer = None
-        self.nodes, self.seldepth = 0, 0
-        self.root_len = b.ply
-        self.sq = b.squares
-        self.checks = b.check_history
-        self.keys = b.key_history
-        self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
-        self.ev_stack = []
+        self._start(board, None, None)
         best = -INF
         for move in moves:
             m = move.to_int()
-            b.make_int(m)
-            outcome = b.outcome()
-            b.unmake_int()
-            if outcome is not None:
-                score = 0 if outcome.winner is None else (MATE - 1 if outcome.winner == b.turn else -MATE + 1)
-            else:
+            score = self._exact(m)
+            if score is None:
                 self._make(m)
                 score = -self._search(depth - 1, -INF, INF, 1, True)
                 self._unmake()
@@ -525,6 +489,39 @@ class Searcher:
         return best
 
     # ---- internals -----------------------------------------------------------------------------------------------
+
+    def _start(self, board: Board, timer: "Timer | None", stop: threading.Event | None) -> Board:
+        """Set up a search of ``board`` (of :meth:`search` and :meth:`search_subset`): a copy of it, whose live
+        lists the search reads at every node, its evaluation, and no node limit or deadline yet; returns the copy."""
+        self.timer = timer
+        self.stop_event = stop
+        self.t0 = time.perf_counter()
+        self.board = b = board.copy()
+        self.node_limit = 1 << 62
+        self.deadline = None
+        self.nodes = 0
+        self.seldepth = 0
+        self.gpt_calls0 = self.policy.calls if self.policy else 0
+        self.aborted = False
+        self.root_len = b.ply
+        self.sq = b.squares
+        self.checks = b.check_history
+        self.keys = b.key_history
+        self.ev = sum(self.tables[c][s] for s, c in enumerate(self.sq) if c)
+        self.ev_stack: list[int] = []
+        return b
+
+    def _exact(self, m: int) -> int | None:
+        """The score of the root move ``m`` by the rules alone (the game ends with it: won, lost or drawn), else
+        None."""
+        b = self.board
+        me = b.turn
+        b.make_int(m)
+        outcome = b.outcome()
+        b.unmake_int()
+        if outcome is None:
+            return None
+        return 0 if outcome.winner is None else (MATE - 1 if outcome.winner == me else -MATE + 1)
 
     def _finish(self, result: SearchResult, on_info) -> SearchResult:
         if on_info is not None:
