@@ -10,7 +10,8 @@ from xiangqi_gpt.arena import elo_interval, opening_schedule, play_game, run_mat
 from xiangqi_gpt.fairy import find_fairy_stockfish
 from xiangqi_gpt.match import OPENINGS, RandomPlayer
 from xiangqi_gpt.pgn import read_games
-from xiangqi_gpt.player import GPTPlayer, is_legal_text
+from xiangqi_gpt.notation import is_legal_text
+from xiangqi_gpt.player import GPTPlayer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,8 @@ from xiangqi_gpt.cli import main
 from xiangqi_gpt.evaluate import (ENDGAME_MAJOR_PIECES, FREE_RUN_COUNTING, FREE_RUN_KS, OPENING_PLIES, PHASES,
                                   GameScorer, PositionScore, build_report, evaluate_games, phase_of,
                                   read_eval_games, summarize_positions)
-from xiangqi_gpt.player import GPTPlayer, is_legal_text
+from xiangqi_gpt.notation import is_legal_text
+from xiangqi_gpt.player import GPTPlayer
 from xiangqi_gpt.tokenizer import DRAW, END, SPECIAL_TOKENS, TOKEN_RESULTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,8 @@ from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, random_game, save_pt, tiny_checkpoint
 from xiangqi_gpt.board import Board, Move
 from xiangqi_gpt.errors import ConfigError, IllegalMoveError
-from xiangqi_gpt.player import GPTPlayer, is_legal_text
+from xiangqi_gpt.notation import is_legal_text
+from xiangqi_gpt.player import GPTPlayer
 from xiangqi_gpt.tokenizer import BOS
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -41,7 +41,7 @@ from . import match
 from .board import BLACK, RED, STARTING_FEN, Board, Move
 from .errors import ConfigError, XiangqiError
 from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
-from .player import is_legal_text
+from .notation import is_legal_text
 from .tokenizer import DEFAULT_SOURCE, STYLES, resolve_style
 
 DEFAULT_SAMPLE_PLIES = 8

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from .board import STARTING_FEN, Board
 from .checkpoint import add_mirror_option
 from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
-from .player import is_legal_text
+from .notation import is_legal_text
 from .tokenizer import DEFAULT_SOURCE, SOURCES, TOKEN_RESULTS
 
 PHASES = ("opening", "middlegame", "endgame")

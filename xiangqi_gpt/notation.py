@@ -521,3 +521,17 @@ def format_move(board: Board, move: Move, notation: str) -> str:
     if notation == "chinese-traditional":
         return move_to_chinese(board, move, traditional=True)
     raise ConfigError(f"unknown notation {notation!r}; expected one of {', '.join(NOTATIONS)}")
+
+
+def parse_raw_move(text: str) -> Move | None:
+    """The :class:`Move` written by ``text`` (ICCS) or ``None`` if it does not name a move at all."""
+    try:
+        return Move.from_iccs(text)
+    except InvalidMoveError:
+        return None
+
+
+def is_legal_text(board: Board, text: str) -> bool:
+    """Does ``text`` (e.g. a raw model move) name a legal move on ``board``?"""
+    move = parse_raw_move(text)
+    return move is not None and board.is_legal(move)

@@ -29,25 +29,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .board import Board, Move
-from .errors import ConfigError, IllegalMoveError, InvalidMoveError
+from .errors import ConfigError, IllegalMoveError
+from .notation import is_legal_text
 from .tokenizer import DEFAULT_SOURCE, resolve_style
 
 if TYPE_CHECKING:  # torch is imported by whoever builds the LoadedModel
     from .checkpoint import LoadedModel
-
-
-def parse_raw_move(text: str) -> Move | None:
-    """The :class:`Move` written by ``text`` (ICCS) or ``None`` if it does not name a move at all."""
-    try:
-        return Move.from_iccs(text)
-    except InvalidMoveError:
-        return None
-
-
-def is_legal_text(board: Board, text: str) -> bool:
-    """Does ``text`` (e.g. a raw model move) name a legal move on ``board``?"""
-    move = parse_raw_move(text)
-    return move is not None and board.is_legal(move)
 
 
 @dataclass
