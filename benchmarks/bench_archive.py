@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_archive.py [--games 1000] [--version 18] [--prepare]
 
 Takes the first N games of ``../shared/data/engine_fsf_selfplay.pgn.xz``, writes each one as an XQF file
-(:func:`xiangqi_gpt.xqf.encode_xqf`, encrypted unless ``--version 10``) and as a one-game PGN file in ICCS and in
-Chinese notation, into a temporary folder. Then reads each folder with :func:`xiangqi_gpt.archive.read_game_file`
+(:func:`xiangqi_gpt.records.xqf.encode_xqf`, encrypted unless ``--version 10``) and as a one-game PGN file in ICCS and in
+Chinese notation, into a temporary folder. Then reads each folder with :func:`xiangqi_gpt.records.archive.read_game_file`
 (the reader ``prepare`` uses) and prints the times side by side, best of ``--repeat`` runs. ``--prepare`` also
 times ``prepare`` itself on the XQF and the Chinese PGN folder (one worker).
 """
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from xiangqi_gpt.archive import read_game_file
-from xiangqi_gpt.pgn import Game, read_games, write_game
-from xiangqi_gpt.xqf import encode_xqf
+from xiangqi_gpt.records.archive import read_game_file
+from xiangqi_gpt.records.pgn import Game, read_games, write_game
+from xiangqi_gpt.records.xqf import encode_xqf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def main() -> None:
             print(f"{kind:<14}{size[kind]:>10}{seconds:>9.2f}{len(games) / seconds:>10.0f}"
                   f"{seconds / times['pgn-chinese']:>17.2f}x{seconds / times['pgn-iccs']:>14.2f}x")
         if args.prepare:
-            from xiangqi_gpt.corpus import prepare
+            from xiangqi_gpt.data.corpus import prepare
 
             for kind in ("xqf", "pgn-chinese"):
                 start = time.perf_counter()

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_ccpd_read.py [ARCHIVE] [--workers 2] [--no-replay]
 
 Streams ``../shared/data/ccpd.tar.xz`` (Big5, traditional Chinese moves), reads each PGN file with
-:func:`xiangqi_gpt.pgn.read_games`, and replays every game it returns with the validating ``Board.push`` (unless
+:func:`xiangqi_gpt.records.pgn.read_games`, and replays every game it returns with the validating ``Board.push`` (unless
 ``--no-replay``), so each file ends up either as legal ICCS move sequences or as rejected games with a reason.
 Prints the counts (files with moves, files without moves, rejected files per reason, the share rejected), every
 rejected file with its message, and the time.
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from xiangqi_gpt.errors import PgnError  # noqa: E402
-from xiangqi_gpt.pgn import read_games  # noqa: E402
+from xiangqi_gpt.records.pgn import read_games  # noqa: E402
 
 CCPD = ROOT.parent / "shared" / "data" / "ccpd.tar.xz"
 REPLAY = True

@@ -20,8 +20,8 @@ import time
 
 import torch  # noqa: E402
 
-from xiangqi_gpt.model import GPT, GPTConfig, KVCache  # noqa: E402
-from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
+from xiangqi_gpt.model.gpt import GPT, GPTConfig, KVCache  # noqa: E402
+from xiangqi_gpt.data.tokenizer import get_tokenizer  # noqa: E402
 
 SIZES = "4x192,4x256,6x256,8x384"  # n_layer x n_embd, with heads of 64 dims
 

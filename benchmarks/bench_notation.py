@@ -21,9 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from xiangqi_gpt.board import Board  # noqa: E402
+from xiangqi_gpt.rules.board import Board  # noqa: E402
 from xiangqi_gpt.errors import XiangqiError  # noqa: E402
-from xiangqi_gpt.notation import format_move, move_to_chinese, move_to_wxf, parse_move  # noqa: E402
+from xiangqi_gpt.rules.notation import format_move, move_to_chinese, move_to_wxf, parse_move  # noqa: E402
 
 CCPD = ROOT.parent / "shared" / "data" / "ccpd.tar.xz"
 SKIP = re.compile(r"\d+\.|1-0|0-1|1/2-1/2|\*")

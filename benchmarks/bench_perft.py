@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from xiangqi_gpt.board import STARTING_FEN, Board  # noqa: E402
+from xiangqi_gpt.rules.board import STARTING_FEN, Board  # noqa: E402
 
 PUBLISHED = ROOT.parent / "shared" / "perft" / "published.json"
 FALLBACK = [  # used when the shared table is absent

@@ -43,8 +43,8 @@ def reply_times(checkpoint: str | None, replies: int, seed: int = 0) -> tuple[li
     """Milliseconds per model reply over games where the human side plays random legal moves."""
     from rich.console import Console
 
-    from xiangqi_gpt.board import Board
-    from xiangqi_gpt.terminal import PlayerLoader, Session, default_player_factory
+    from xiangqi_gpt.rules.board import Board
+    from xiangqi_gpt.play.terminal import PlayerLoader, Session, default_player_factory
 
     rng = random.Random(seed)
     t0 = time.perf_counter()

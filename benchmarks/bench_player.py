@@ -25,9 +25,9 @@ from types import SimpleNamespace
 
 import torch  # noqa: E402
 
-from xiangqi_gpt.board import Board  # noqa: E402
-from xiangqi_gpt.model import GPT, GPTConfig  # noqa: E402
-from xiangqi_gpt.player import GPTPlayer  # noqa: E402
+from xiangqi_gpt.rules.board import Board  # noqa: E402
+from xiangqi_gpt.model.gpt import GPT, GPTConfig  # noqa: E402
+from xiangqi_gpt.play.player import GPTPlayer  # noqa: E402
 
 
 def random_board(plies: int, seed: int = 0) -> Board:
@@ -88,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.checkpoint:
-        from xiangqi_gpt.checkpoint import load_model
+        from xiangqi_gpt.model.checkpoint import load_model
 
         models = [load_model(args.checkpoint)]
     else:

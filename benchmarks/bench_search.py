@@ -43,12 +43,12 @@ from pathlib import Path
 
 import torch  # noqa: E402
 
-from xiangqi_gpt.arena import run_match, summarize  # noqa: E402
-from xiangqi_gpt.board import Board  # noqa: E402
-from xiangqi_gpt.match import FairyPlayer  # noqa: E402
-from xiangqi_gpt.pgn import read_games  # noqa: E402
-from xiangqi_gpt.player import GPTPlayer  # noqa: E402
-from xiangqi_gpt.search import Limits, Searcher, SearchPlayer, level_limits  # noqa: E402
+from xiangqi_gpt.play.arena import run_match, summarize  # noqa: E402
+from xiangqi_gpt.rules.board import Board  # noqa: E402
+from xiangqi_gpt.play.match import FairyPlayer  # noqa: E402
+from xiangqi_gpt.records.pgn import read_games  # noqa: E402
+from xiangqi_gpt.play.player import GPTPlayer  # noqa: E402
+from xiangqi_gpt.play.search import Limits, Searcher, SearchPlayer, level_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

@@ -31,9 +31,9 @@ import warnings
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from xiangqi_gpt.model import GPT, GPTConfig  # noqa: E402
-from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
-from xiangqi_gpt.training import lr_factor  # noqa: E402
+from xiangqi_gpt.model.gpt import GPT, GPTConfig  # noqa: E402
+from xiangqi_gpt.data.tokenizer import get_tokenizer  # noqa: E402
+from xiangqi_gpt.model.training import lr_factor  # noqa: E402
 
 
 def parse_pair(text: str) -> tuple[int, int]:
@@ -50,7 +50,7 @@ def model_config(size: str, block_size: int, tokenizer: str = "move", dropout: f
 
 def fixed_batch(batch: int, block: int, vocab: int, data: str | None, seed: int = 0) -> torch.Tensor:
     if data:
-        from xiangqi_gpt.data import TrainWindows
+        from xiangqi_gpt.model.datamodule import TrainWindows
 
         return TrainWindows(data, get_tokenizer("move"), block, batch, mirror_p=0.5, seed=seed).batch(0)
     g = torch.Generator().manual_seed(seed)
@@ -107,7 +107,7 @@ def lightning_seconds_per_step(module, loader, steps: int, warmup: int, log_dir:
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from xiangqi_gpt.training import RunLogger
+    from xiangqi_gpt.model.training import RunLogger
 
     class Clock(Callback):
         t0 = t1 = None
@@ -139,7 +139,7 @@ class RepeatBatch(torch.utils.data.IterableDataset):
 
 
 def bench_lightning(args) -> None:
-    from xiangqi_gpt.training import GPTModule
+    from xiangqi_gpt.model.training import GPTModule
 
     torch.set_num_threads(args.threads)
     batch_size, block = parse_pair(args.batch)
@@ -153,7 +153,7 @@ def bench_lightning(args) -> None:
     loader = torch.utils.data.DataLoader(RepeatBatch(batch), batch_size=None)
     dm_loader = None
     if args.data:
-        from xiangqi_gpt.data import XiangqiDataModule
+        from xiangqi_gpt.model.datamodule import XiangqiDataModule
 
         dm_loader = XiangqiDataModule(args.data, "move", block_size=block, batch_size=batch_size,
                                       mirror_p=0.5, val_windows=1).train_dataloader()

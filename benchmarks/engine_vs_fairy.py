@@ -1,5 +1,5 @@
 """A match between our UCI engine (``python -m xiangqi_gpt uci``, a subprocess) and Fairy-Stockfish (another),
-both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.board).
+both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.rules.board).
 
     python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--pgn out.pgn]
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move  # noqa: E402
+from xiangqi_gpt.rules.board import BLACK, RED, STARTING_FEN, Board, Move  # noqa: E402
 from xiangqi_gpt.errors import XiangqiError  # noqa: E402
-from xiangqi_gpt.fairy import FairyStockfish  # noqa: E402
+from xiangqi_gpt.play.fairy import FairyStockfish  # noqa: E402
 
 
 class UciProcess:
@@ -103,7 +103,7 @@ def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> 
     fairy.new_game()
     clock = None
     if args.clock:
-        from xiangqi_gpt.timeman import parse_clock
+        from xiangqi_gpt.play.timeman import parse_clock
 
         clock = parse_clock(args.clock)
         ours.left_ms = clock[0]
@@ -191,7 +191,7 @@ def main() -> None:
               f"{100 * statistics.median(ours.shares):.1f}% of the remaining time (max "
               f"{100 * max(ours.shares):.1f}%)")
     if args.pgn:
-        from xiangqi_gpt.pgn import Game, write_game
+        from xiangqi_gpt.records.pgn import Game, write_game
 
         with open(args.pgn, "w", encoding="utf-8") as f:
             for i, (our_color, result, reason, board) in enumerate(records, 1):

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from xiangqi_gpt.board import BLACK, RED  # noqa: E402
-from xiangqi_gpt.terminal import PlayerLoader, Session, chinese, default_player_factory  # noqa: E402
+from xiangqi_gpt.rules.board import BLACK, RED  # noqa: E402
+from xiangqi_gpt.play.terminal import PlayerLoader, Session, chinese, default_player_factory  # noqa: E402
 
 
 def recording_console(width: int) -> Console:
@@ -74,13 +74,13 @@ def hint_screenshot(loader: PlayerLoader, path: Path, width: int, plies: int, li
 
 def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
     """A short UCI conversation with the engine, GUI lines in cyan."""
-    from xiangqi_gpt.engine import Engine
+    from xiangqi_gpt.play.engine import Engine
 
     out = io.StringIO()
     if loader_checkpoint is None:
         engine = Engine(out=out)
     else:   # show the engine as shipped (Checkpoint <empty>), with the given model standing in for default.pt
-        from xiangqi_gpt.checkpoint import load_model
+        from xiangqi_gpt.model.checkpoint import load_model
 
         engine = Engine(out=out, load=lambda _: load_model(loader_checkpoint))
     console = recording_console(92)

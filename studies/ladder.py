@@ -4,7 +4,7 @@
         [--opponents random,fsf-d1,fsf-d2,fsf-d3,fsf-skill0,fsf-skill5] [--games 20] [--jobs 1]
         [--human-games 100] [--human-stride 4] [--human-levels DEFAULT] [--report-only]
 
-Each pairing (level, opponent) is an arena match (``xiangqi_gpt.arena.run_match``): ``--games`` games, our side Red
+Each pairing (level, opponent) is an arena match (``xiangqi_gpt.play.arena.run_match``): ``--games`` games, our side Red
 in odd games, both colours from each book opening (``arena.opening_schedule``, seed 0: every pairing gets the same
 openings), the model sampling its first 8 plies at temperature 1 (a searching level keeps a sampled move only when
 its search scores it within ``search.SAMPLE_MARGIN_CP`` of its best), greedy after that; 300 plies is a draw.
@@ -58,8 +58,8 @@ def sha256(path: Path) -> str:
 def _player(checkpoint, level: int):
     import torch
 
-    from xiangqi_gpt.player import GPTPlayer
-    from xiangqi_gpt.search import SearchPlayer
+    from xiangqi_gpt.play.player import GPTPlayer
+    from xiangqi_gpt.play.search import SearchPlayer
 
     torch.set_num_threads(1)
     gpt = GPTPlayer.load(checkpoint, seed=0)
@@ -68,10 +68,10 @@ def _player(checkpoint, level: int):
 
 def play_pairing(checkpoint: str | None, level: int, opponent: str, games: int) -> dict:
     """One pairing; runs in a worker process."""
-    from xiangqi_gpt.arena import DEFAULT_SAMPLE_PLIES, opening_schedule, play_game, summarize
-    from xiangqi_gpt.board import BLACK, RED
-    from xiangqi_gpt.fairy import EngineError
-    from xiangqi_gpt.match import DEFAULT_MAX_PLIES, FairyPlayer, RandomPlayer
+    from xiangqi_gpt.play.arena import DEFAULT_SAMPLE_PLIES, opening_schedule, play_game, summarize
+    from xiangqi_gpt.rules.board import BLACK, RED
+    from xiangqi_gpt.play.fairy import EngineError
+    from xiangqi_gpt.play.match import DEFAULT_MAX_PLIES, FairyPlayer, RandomPlayer
 
     player = _player(checkpoint, level)
     gpt = player if level == 0 else player.player
@@ -126,9 +126,9 @@ def human_agreement(player, gpt, pgn: Path, n_games: int, stride: int) -> dict:
     of ``pgn``, against ``gpt``'s top-1 on the same positions; also on the positions where material is level.
     (The report uses the test split, as the issue asks; design choices are made with bench_search.py --human,
     which runs this on the val split.)"""
-    from xiangqi_gpt.board import Board
-    from xiangqi_gpt.pgn import read_games
-    from xiangqi_gpt.search import material
+    from xiangqi_gpt.rules.board import Board
+    from xiangqi_gpt.records.pgn import read_games
+    from xiangqi_gpt.play.search import material
 
     total = same = same_gpt = level_n = level_same = level_same_gpt = 0
     t0 = time.perf_counter()
@@ -177,7 +177,7 @@ def save_json(path: Path, data: dict) -> None:
 
 
 def write_report(data: dict, md: Path, png: Path) -> None:
-    from xiangqi_gpt.search import LEVELS, DEFAULT_LEVEL
+    from xiangqi_gpt.play.search import LEVELS, DEFAULT_LEVEL
 
     pairings = sorted(data.get("pairings", {}).values(),
                       key=lambda p: (p["level"], list(OPPONENTS).index(p["opponent"])))
@@ -280,7 +280,7 @@ def write_report(data: dict, md: Path, png: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from xiangqi_gpt.search import DEFAULT_LEVEL, LEVELS
+    from xiangqi_gpt.play.search import DEFAULT_LEVEL, LEVELS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", default=",".join(str(lv) for lv in LEVELS))
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
         if stored and stored.get("sha256") != model["sha256"]:
             what, suffix = "model", ""
         elif stored and stored.get("search_sha256") != model["search_sha256"]:
-            what, suffix = "search (xiangqi_gpt/search.py)", "-oldsearch"
+            what, suffix = "search (xiangqi_gpt/play/search.py)", "-oldsearch"
         else:
             what = None
         if what:

@@ -69,9 +69,9 @@ def mirrored_pgn_path(args) -> str:
 
 def write_mirrored_pgn(src: Path, dst: Path, limit: int) -> int:
     """The first ``limit`` games of ``src``, each mirrored left-right (moves and start position), as ICCS PGN."""
-    from xiangqi_gpt.board import Board
+    from xiangqi_gpt.rules.board import Board
     from xiangqi_gpt.errors import PgnError
-    from xiangqi_gpt.pgn import Game, read_games, write_games
+    from xiangqi_gpt.records.pgn import Game, read_games, write_games
 
     games = []
     for g in read_games(str(src)):
@@ -146,8 +146,8 @@ def start_probe(model: Path, threads: int) -> dict[str, float]:
     mirror image of each other, so a model that has learnt the symmetry puts the same weight on both."""
     import torch
 
-    from xiangqi_gpt.board import Board, Move
-    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.rules.board import Board, Move
+    from xiangqi_gpt.play.player import GPTPlayer
 
     torch.set_num_threads(threads)
     probs = {m.iccs(): p for m, p in GPTPlayer.load(str(model)).move_probs(Board())}
@@ -157,7 +157,7 @@ def start_probe(model: Path, threads: int) -> dict[str, float]:
 
 def first_move_shares(pgn: Path, limit: int) -> dict[str, float]:
     """Share of the first ``limit`` games of ``pgn`` (standard start) that open with each of START_MOVES."""
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     firsts = [g.iccs()[0] for _, g in zip(range(limit), read_games(str(pgn))) if g.standard_start and g.moves]
     return {m: firsts.count(m) / len(firsts) for m in START_MOVES}
@@ -178,7 +178,7 @@ def train_test_overlap(train_pgn: Path, test_pgn: Path, limit: int) -> dict:
     (same start position). ``prepare`` splits by a seeded hash of each game and keeps only the longest of games that
     are prefixes of one another, so a smaller read of the same source can keep in train a prefix of a game that the
     full dataset has in test. Returns the counts and the evaluated positions in the test games concerned."""
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     def load(path, n=None):
         games = ((g.root_fen, " ".join(g.iccs())) for g in read_games(str(path)))

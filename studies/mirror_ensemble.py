@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from xiangqi_gpt.model import mix_logprobs as mix  # noqa: E402  (log((1 - w) P + w P'), for any w in [0, 1])
+from xiangqi_gpt.model.gpt import mix_logprobs as mix  # noqa: E402  (log((1 - w) P + w P'), for any w in [0, 1])
 
 PHASES = ("opening", "middlegame", "endgame")
 
@@ -46,10 +46,10 @@ def game_logprobs(scorer, history: list[int], n_moves: int):
 def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float], progress: bool = True) -> dict:
     import torch
 
-    from xiangqi_gpt.board import Board
-    from xiangqi_gpt.checkpoint import load_model
-    from xiangqi_gpt.evaluate import GameScorer, phase_of, read_eval_games
-    from xiangqi_gpt.tokenizer import BOS
+    from xiangqi_gpt.rules.board import Board
+    from xiangqi_gpt.model.checkpoint import load_model
+    from xiangqi_gpt.model.evaluate import GameScorer, phase_of, read_eval_games
+    from xiangqi_gpt.data.tokenizer import BOS
 
     loaded = load_model(checkpoint)
     tok = loaded.tokenizer

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
-from xiangqi_gpt.training import main  # noqa: E402
+from xiangqi_gpt.model.training import main  # noqa: E402
 
 
 class DumpRank(Callback):

@@ -12,8 +12,8 @@ import torch
 
 from random_games import play_random
 
-from xiangqi_gpt.board import Board
-from xiangqi_gpt.model import GPT, GPTConfig
+from xiangqi_gpt.rules.board import Board
+from xiangqi_gpt.model.gpt import GPT, GPTConfig
 
 
 def tiny_model(tokenizer: str = "move", block_size: int = 64, seed: int = 0, n_embd: int = 32) -> GPT:
@@ -28,7 +28,7 @@ def save_pt(model: GPT, path) -> str:
 
 
 def load(path):
-    from xiangqi_gpt.checkpoint import load_model
+    from xiangqi_gpt.model.checkpoint import load_model
 
     return load_model(str(path))
 
@@ -57,7 +57,7 @@ def pgn_text(games: list[list[str]], results: list[str] | None = None) -> str:
 
 def forced_move_model(move: str = "h2e2", block_size: int = 64) -> GPT:
     """A move-tokenizer model whose output ignores its input: it always puts almost all probability on ``move``."""
-    from xiangqi_gpt.tokenizer import get_tokenizer
+    from xiangqi_gpt.data.tokenizer import get_tokenizer
 
     return forced_token_model(get_tokenizer("move").move_id(move), "move", block_size)
 
@@ -89,7 +89,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def gpt():
     """The shipped model as a ``GPTPlayer``, with torch on one thread while the module's tests run (restored after)."""
-    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.play.player import GPTPlayer
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from random_games import random_board
 
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.rules.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import FenError, MoveError, PgnError
-from xiangqi_gpt.notation import detect_notation, format_move, parse_move
-from xiangqi_gpt.pgn import Game, read_games, write_game
+from xiangqi_gpt.rules.notation import detect_notation, format_move, parse_move
+from xiangqi_gpt.records.pgn import Game, read_games, write_game
 
 NOTATIONS = ("iccs", "wxf", "chinese", "chinese-traditional")
 
@@ -522,7 +522,7 @@ class _InstantSearcher:
         pass
 
     def search(self, board, limits, on_info=None, stop=None):
-        from xiangqi_gpt.search import SearchInfo, SearchResult
+        from xiangqi_gpt.play.search import SearchInfo, SearchResult
 
         moves = sorted(board.legal_moves(), key=Move.iccs)
         move = moves[0] if moves else None
@@ -539,7 +539,7 @@ _PY_NAMES = re.compile(r"\b(Traceback|[A-Z][A-Za-z]*(?:Error|Exception)|Keyboard
 def make_engine(out) -> object:
     import inspect
 
-    from xiangqi_gpt.engine import Engine
+    from xiangqi_gpt.play.engine import Engine
 
     kwargs = dict(out=out, load=lambda path: None, make_player=lambda loaded, t, seed: _FirstMovePlayer())
     if "make_searcher" in inspect.signature(Engine).parameters:

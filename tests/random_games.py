@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.rules.board import STARTING_FEN, Board, Move
 
 
 def play_random(board: Board, plies: int, rng: random.Random) -> Board:

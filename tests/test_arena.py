@@ -4,14 +4,14 @@ import pytest
 
 from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, save_pt, tiny_checkpoint
-from xiangqi_gpt.board import Board
+from xiangqi_gpt.rules.board import Board
 from xiangqi_gpt.cli import main
-from xiangqi_gpt.arena import elo_interval, opening_schedule, play_game, run_match, summarize
-from xiangqi_gpt.fairy import find_fairy_stockfish
-from xiangqi_gpt.match import OPENINGS, RandomPlayer
-from xiangqi_gpt.pgn import read_games
-from xiangqi_gpt.notation import is_legal_text
-from xiangqi_gpt.player import GPTPlayer
+from xiangqi_gpt.play.arena import elo_interval, opening_schedule, play_game, run_match, summarize
+from xiangqi_gpt.play.fairy import find_fairy_stockfish
+from xiangqi_gpt.play.match import OPENINGS, RandomPlayer
+from xiangqi_gpt.records.pgn import read_games
+from xiangqi_gpt.rules.notation import is_legal_text
+from xiangqi_gpt.play.player import GPTPlayer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

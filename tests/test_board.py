@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from xiangqi_gpt.archive import placement_fen
-from xiangqi_gpt.board import BLACK, RED, STARTING_FEN, Board, Move, parse_square, square_name
+from xiangqi_gpt.records.archive import placement_fen
+from xiangqi_gpt.rules.board import BLACK, RED, STARTING_FEN, Board, Move, parse_square, square_name
 from xiangqi_gpt.errors import FenError, IllegalMoveError, InvalidMoveError
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fuzz_targets import random_board
 
-from xiangqi_gpt.board import (BLACK, KING, RED, ROOK, STARTING_FEN, Board, Move, decode_move, encode_move,
+from xiangqi_gpt.rules.board import (BLACK, KING, RED, ROOK, STARTING_FEN, Board, Move, decode_move, encode_move,
                                parse_square, square, square_file, square_name, square_rank)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,13 +1,13 @@
-"""CBR, CBL and CBF reading (xiangqi_gpt.cbr): tags, variations, and corrupt files rejected with a reason."""
+"""CBR, CBL and CBF reading (xiangqi_gpt.records.cbr): tags, variations, and corrupt files rejected with a reason."""
 
 from pathlib import Path
 
 import pytest
 
-from xiangqi_gpt.archive import VARIATIONS_TAG, read_game_file
-from xiangqi_gpt.cbr import CBL_BLOCK, CBR_HEADER, read_cbf, read_cbl, read_cbr
+from xiangqi_gpt.records.archive import VARIATIONS_TAG, read_game_file
+from xiangqi_gpt.records.cbr import CBL_BLOCK, CBR_HEADER, read_cbf, read_cbl, read_cbr
 from xiangqi_gpt.errors import PgnError
-from xiangqi_gpt.pgn import Game
+from xiangqi_gpt.records.pgn import Game
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "xqf"
 CBL = SAMPLES / "1989年龙化杯象棋名师邀请赛35局.CBL"

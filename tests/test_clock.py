@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from xiangqi_gpt.board import BLACK, RED
+from xiangqi_gpt.rules.board import BLACK, RED
 from xiangqi_gpt.errors import ConfigError
-from xiangqi_gpt.terminal import PlayerLoader, Quit, Session, default_player_factory
-from xiangqi_gpt.timeman import GameClock, allot, format_clock, parse_clock
+from xiangqi_gpt.play.terminal import PlayerLoader, Quit, Session, default_player_factory
+from xiangqi_gpt.play.timeman import GameClock, allot, format_clock, parse_clock
 
 from test_play import MATE_IN_ONE, play, write_tiny_checkpoint
 

@@ -13,12 +13,13 @@ import pytest
 
 from random_games import random_board
 
-from xiangqi_gpt import cli, corpus
-from xiangqi_gpt.board import STARTING_FEN
-from xiangqi_gpt.corpus import load_meta, prepare, split_of
+from xiangqi_gpt import cli
+from xiangqi_gpt.data import corpus
+from xiangqi_gpt.rules.board import STARTING_FEN
+from xiangqi_gpt.data.corpus import load_meta, prepare, split_of
 from xiangqi_gpt.errors import DatasetError
-from xiangqi_gpt.pgn import Game, read_games, write_games
-from xiangqi_gpt.tokenizer import get_tokenizer
+from xiangqi_gpt.records.pgn import Game, read_games, write_games
+from xiangqi_gpt.data.tokenizer import get_tokenizer
 
 CCPD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccpd.tar.xz"
 PUZZLE_FEN = "2C1ka3/4a4/9/R8/9/3ppnP2/Pr7/9/4A4/3AK1B2 b - - 0 1"
@@ -580,10 +581,10 @@ def test_legal_sets_hook(fixture_dir, engine_pgn, tmp_path, monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("xiangqi_gpt.legal")
-    fake.__spec__ = importlib.machinery.ModuleSpec("xiangqi_gpt.legal", None)
+    fake = types.ModuleType("xiangqi_gpt.data.legal")
+    fake.__spec__ = importlib.machinery.ModuleSpec("xiangqi_gpt.data.legal", None)
     fake.write_legal_sets = lambda folder: calls.append(Path(folder))
-    monkeypatch.setitem(sys.modules, "xiangqi_gpt.legal", fake)
+    monkeypatch.setitem(sys.modules, "xiangqi_gpt.data.legal", fake)
     r = run([fixture_dir], tmp_path / "ds", engine_sources=[str(engine_pgn)], legal_sets=True)
     assert calls == [r.out, r.out / "engine"] and load_meta(r.out, subset="engine")
 

@@ -1,12 +1,12 @@
-"""DhtmlXQ/UBB text reading (xiangqi_gpt.dhtmlxq), cross-checked with cchess's reader of the same move digits."""
+"""DhtmlXQ/UBB text reading (xiangqi_gpt.records.dhtmlxq), cross-checked with cchess's reader of the same move digits."""
 
 import pytest
 
-from xiangqi_gpt.archive import VARIATIONS_TAG, read_game_file
-from xiangqi_gpt.board import STARTING_FEN
-from xiangqi_gpt.dhtmlxq import read_dhtmlxq
+from xiangqi_gpt.records.archive import VARIATIONS_TAG, read_game_file
+from xiangqi_gpt.rules.board import STARTING_FEN
+from xiangqi_gpt.records.dhtmlxq import read_dhtmlxq
 from xiangqi_gpt.errors import PgnError
-from xiangqi_gpt.pgn import Game
+from xiangqi_gpt.records.pgn import Game
 
 START = "8979695949392919097717866646260600102030405060708012720323436383"
 

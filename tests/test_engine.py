@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xiangqi_gpt.board import Board, Move
-from xiangqi_gpt.engine import Engine, format_engine_move, info_line, parse_engine_move
+from xiangqi_gpt.rules.board import Board, Move
+from xiangqi_gpt.play.engine import Engine, format_engine_move, info_line, parse_engine_move
 from xiangqi_gpt.errors import InvalidMoveError
 
 from test_play import write_tiny_checkpoint
@@ -226,7 +226,7 @@ class FakeSearcher:
         self.cleared += 1
 
     def search(self, board, limits, on_info=None, stop=None, multipv=1, timer=None):
-        from xiangqi_gpt.search import SearchInfo, SearchResult
+        from xiangqi_gpt.play.search import SearchInfo, SearchResult
 
         self.limits.append(limits)
         self.timers.append(timer)
@@ -335,8 +335,8 @@ def test_rank_conventions_round_trip():
 @pytest.mark.fairy
 def test_short_match_against_fairy_stockfish(checkpoint, tmp_path):
     """benchmarks/engine_vs_fairy.py: both engines through UCI subprocesses, refereed by our Board."""
-    from xiangqi_gpt.fairy import find_fairy_stockfish
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.play.fairy import find_fairy_stockfish
+    from xiangqi_gpt.records.pgn import read_games
 
     if find_fairy_stockfish() is None:
         pytest.skip("Fairy-Stockfish is not installed")
@@ -417,7 +417,7 @@ def test_go_depth_and_nodes_give_info_lines_then_bestmove_with_ponder():
 
 
 def test_info_line_formats():
-    from xiangqi_gpt.search import SearchInfo
+    from xiangqi_gpt.play.search import SearchInfo
 
     pv = [Move.from_iccs("h2e2"), Move.from_iccs("h9g7")]
     info = SearchInfo(depth=4, seldepth=7, score_cp=-35, mate=None, nodes=1234, time_ms=56, nps=22035, gpt_calls=9,
@@ -465,8 +465,8 @@ def test_infinite_search_that_ends_still_waits_for_stop():
 
 
 def test_level_option_caps_the_budget_and_its_default_is_no_limit():
-    from xiangqi_gpt.engine import PLAIN_GO_LEVEL
-    from xiangqi_gpt.search import LEVELS, level_limits
+    from xiangqi_gpt.play.engine import PLAIN_GO_LEVEL
+    from xiangqi_gpt.play.search import LEVELS, level_limits
 
     searchers: list = []
     top = max(LEVELS)
@@ -487,7 +487,7 @@ def test_level_option_caps_the_budget_and_its_default_is_no_limit():
 
 @pytest.mark.parametrize("level", [1, 2, 3, 4])
 def test_level_caps_every_kind_of_go(level):
-    from xiangqi_gpt.search import LEVELS
+    from xiangqi_gpt.play.search import LEVELS
 
     budget = LEVELS[level]
     searchers: list = []
@@ -523,7 +523,7 @@ def test_level_1_answers_every_go_from_a_depth_1_search():
 
 
 def test_clock_go_gets_the_timeman_allotment():
-    from xiangqi_gpt.timeman import allot
+    from xiangqi_gpt.play.timeman import allot
 
     searchers: list = []
     talk("position startpos moves h2e2", "go wtime 600000 btime 3000 winc 0 binc 200 movestogo 5",
@@ -536,7 +536,7 @@ def test_clock_go_gets_the_timeman_allotment():
 
 
 def test_ucci_clock_in_seconds_or_milliseconds():
-    from xiangqi_gpt.timeman import allot
+    from xiangqi_gpt.play.timeman import allot
 
     searchers: list = []
     talk("ucci", "position startpos", "go time 60 increment 1", "setoption usemillisec true",
@@ -560,8 +560,8 @@ def test_ponderhit_starts_the_clock_of_a_ponder_search():
 
 
 def test_multipv_and_hash_options():
-    from xiangqi_gpt.engine import MAX_HASH_MB, MAX_MULTIPV
-    from xiangqi_gpt.search import tt_entries_for_mb
+    from xiangqi_gpt.play.engine import MAX_HASH_MB, MAX_MULTIPV
+    from xiangqi_gpt.play.search import tt_entries_for_mb
 
     searchers: list = []
     out = talk("uci", "setoption name MultiPV value 3", "setoption name Hash value 16", "position startpos",
@@ -577,7 +577,7 @@ def test_multipv_and_hash_options():
 
 
 def test_multipv_info_lines():
-    from xiangqi_gpt.search import SearchInfo
+    from xiangqi_gpt.play.search import SearchInfo
 
     pv = [Move.from_iccs("h2e2")]
     info = SearchInfo(depth=2, seldepth=3, score_cp=5, mate=None, nodes=9, time_ms=1, nps=9, gpt_calls=1, pv=pv,

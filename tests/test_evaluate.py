@@ -6,14 +6,14 @@ import pytest
 from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import (forced_move_model, forced_token_model, load, pgn_text, random_game, save_pt,
                            tiny_checkpoint)
-from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.rules.board import Board, Move
 from xiangqi_gpt.cli import main
-from xiangqi_gpt.evaluate import (ENDGAME_MAJOR_PIECES, FREE_RUN_COUNTING, FREE_RUN_KS, OPENING_PLIES, PHASES,
+from xiangqi_gpt.model.evaluate import (ENDGAME_MAJOR_PIECES, FREE_RUN_COUNTING, FREE_RUN_KS, OPENING_PLIES, PHASES,
                                   GameScorer, PositionScore, build_report, evaluate_games, phase_of,
                                   read_eval_games, summarize_positions)
-from xiangqi_gpt.notation import is_legal_text
-from xiangqi_gpt.player import GPTPlayer
-from xiangqi_gpt.tokenizer import DRAW, END, SPECIAL_TOKENS, TOKEN_RESULTS
+from xiangqi_gpt.rules.notation import is_legal_text
+from xiangqi_gpt.play.player import GPTPlayer
+from xiangqi_gpt.data.tokenizer import DRAW, END, SPECIAL_TOKENS, TOKEN_RESULTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

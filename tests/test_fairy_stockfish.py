@@ -1,4 +1,4 @@
-"""Differential test of the rule engine against Fairy-Stockfish, and tests of the UCI client (xiangqi_gpt.fairy).
+"""Differential test of the rule engine against Fairy-Stockfish, and tests of the UCI client (xiangqi_gpt.play.fairy).
 
 Positions come from seeded random games of varied length. Captures are preferred part of the time so that long
 games reach sparse endgames, and every position on the way is a candidate, so checks, pins and game ends appear.
@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.rules.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import ConfigError, InvalidMoveError
-from xiangqi_gpt.fairy import EngineError, FairyStockfish, find_fairy_stockfish, iccs_to_uci, uci_to_iccs
+from xiangqi_gpt.play.fairy import EngineError, FairyStockfish, find_fairy_stockfish, iccs_to_uci, uci_to_iccs
 
 ENGINE_PATH = find_fairy_stockfish()
 

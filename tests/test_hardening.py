@@ -11,10 +11,10 @@ import random
 import pytest
 
 from xiangqi_gpt import cli
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.rules.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import FenError, InvalidMoveError, MoveError, PgnError, XiangqiError
-from xiangqi_gpt.notation import detect_notation, format_move, move_to_chinese, parse_move
-from xiangqi_gpt.pgn import Game, detect_encoding, read_games, write_game
+from xiangqi_gpt.rules.notation import detect_notation, format_move, move_to_chinese, parse_move
+from xiangqi_gpt.records.pgn import Game, detect_encoding, read_games, write_game
 
 from fuzz_targets import check_engine, key, make_engine, random_game
 
@@ -69,7 +69,7 @@ def test_case_folded_letter_in_a_record_rejects_the_game_only(movetext):
 
 
 def test_prepare_survives_a_case_folded_letter(tmp_path):
-    from xiangqi_gpt.corpus import prepare
+    from xiangqi_gpt.data.corpus import prepare
 
     source = tmp_path / "x.pgn"
     source.write_text('[Game "x"]\n\n1. h2e2 ı9g7 *\n\n[Game "y"]\n\n1. h2e2 h9g7 2. h0g2 i9h9 *\n', encoding="utf-8")

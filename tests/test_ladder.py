@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from study_scripts import load_script  # noqa: E402
 
-from xiangqi_gpt.board import Board  # noqa: E402
-from xiangqi_gpt.pgn import read_games  # noqa: E402
+from xiangqi_gpt.rules.board import Board  # noqa: E402
+from xiangqi_gpt.records.pgn import read_games  # noqa: E402
 
 PGN = """[Event "a"]
 [Result "*"]

@@ -13,13 +13,13 @@ import torch
 from training_fixtures import write_dataset  # noqa: E402
 from random_games import random_board  # noqa: E402
 
-from xiangqi_gpt.board import Board  # noqa: E402
-from xiangqi_gpt.data import TrainWindows, XiangqiDataModule  # noqa: E402
+from xiangqi_gpt.rules.board import Board  # noqa: E402
+from xiangqi_gpt.model.datamodule import TrainWindows, XiangqiDataModule  # noqa: E402
 from xiangqi_gpt.errors import ConfigError, DatasetError  # noqa: E402
-from xiangqi_gpt.legal import legal_sets, load_legal_sets, window_mask, write_legal_sets  # noqa: E402
-from xiangqi_gpt.model import GPTConfig  # noqa: E402
-from xiangqi_gpt.tokenizer import N_SPECIAL, get_tokenizer  # noqa: E402
-from xiangqi_gpt.training import GPTModule, legality_loss, main  # noqa: E402
+from xiangqi_gpt.data.legal import legal_sets, load_legal_sets, window_mask, write_legal_sets  # noqa: E402
+from xiangqi_gpt.model.gpt import GPTConfig  # noqa: E402
+from xiangqi_gpt.data.tokenizer import N_SPECIAL, get_tokenizer  # noqa: E402
+from xiangqi_gpt.model.training import GPTModule, legality_loss, main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -157,7 +157,7 @@ def test_single_source_stream_is_unchanged(legal_dataset):
 
 
 def test_attention_dropout_option():
-    from xiangqi_gpt.model import GPT
+    from xiangqi_gpt.model.gpt import GPT
 
     assert GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, dropout=0.1)).blocks[0].attn.dropout == 0.1
     assert GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, dropout=0.1, attn_dropout=0.0)).blocks[0].attn.dropout == 0
@@ -190,18 +190,18 @@ def test_train_with_legality_ema_and_warm_start(legal_dataset, tmp_path):
     assert main(common + ["--trainer.default_root_dir", str(tmp_path / "a"), "--ema", "0.9",
                           "--data.mix", "{engine: 0.5}", "--model.lr_schedule", "time",
                           "--trainer.max_time", "00:00:10:00"]) == 0
-    from xiangqi_gpt.training import read_metrics
+    from xiangqi_gpt.model.training import read_metrics
 
     metrics = read_metrics(tmp_path / "a" / "metrics.csv")
     assert "val/legal_rate" in metrics and "train/legal_loss" in metrics
     ck = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert "current_model_state" in ck  # EMAWeightAveraging: state_dict holds the average
-    from xiangqi_gpt.checkpoint import export_model
+    from xiangqi_gpt.model.checkpoint import export_model
 
     export_model(tmp_path / "a" / "checkpoints" / "last.ckpt", tmp_path / "a.pt")
     warm = GPTModule(tokenizer="move", block_size=64, n_layer=2, n_head=2, n_embd=32, dropout=0.0,
                      init_from=str(tmp_path / "a.pt"))
-    from xiangqi_gpt.checkpoint import load_model
+    from xiangqi_gpt.model.checkpoint import load_model
 
     ref = load_model(tmp_path / "a.pt").model.state_dict()
     for k, v in warm.model.state_dict().items():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from xiangqi_gpt.board import BLACK, RED, Board, Move
-from xiangqi_gpt.fairy import EngineError, FairyStockfish, find_fairy_stockfish
-from xiangqi_gpt.match import (DEFAULT_FAIRY_DEPTH, OPENINGS, PLY_CAP, FairyPlayer, GameError, RandomPlayer,
+from xiangqi_gpt.rules.board import BLACK, RED, Board, Move
+from xiangqi_gpt.play.fairy import EngineError, FairyStockfish, find_fairy_stockfish
+from xiangqi_gpt.play.match import (DEFAULT_FAIRY_DEPTH, OPENINGS, PLY_CAP, FairyPlayer, GameError, RandomPlayer,
                                play_game)
 
 

@@ -7,8 +7,8 @@ import torch
 from study_scripts import load_script  # noqa: E402
 from training_fixtures import make_dataset  # noqa: E402
 
-from xiangqi_gpt.data import TrainWindows  # noqa: E402
-from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
+from xiangqi_gpt.model.datamodule import TrainWindows  # noqa: E402
+from xiangqi_gpt.data.tokenizer import get_tokenizer  # noqa: E402
 
 
 def load_ablation():
@@ -42,7 +42,7 @@ def test_pair_commands_differ_only_in_mirror_and_out():
 
 
 def test_mirrored_test_pgn(tmp_path):
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     src = tmp_path / "test.pgn"
     src.write_text('[Event "a"]\n\n1. h2e2 h9g7 2. h0g2 i9h9 1-0\n\n[Event "b"]\n\n1. c3c4 0-1\n\n'

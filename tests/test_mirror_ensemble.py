@@ -9,8 +9,8 @@ import torch
 from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import load, pgn_text, random_game, tiny_checkpoint
 from study_scripts import load_script
-from xiangqi_gpt.evaluate import evaluate_games, read_eval_games
-from xiangqi_gpt.tokenizer import BOS, mirror_iccs
+from xiangqi_gpt.model.evaluate import evaluate_games, read_eval_games
+from xiangqi_gpt.data.tokenizer import BOS, mirror_iccs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 GAMES = [random_game(11, 70), random_game(12, 30)]
@@ -76,7 +76,7 @@ def _manual_mix(model, history, weight):
 
 
 def test_next_logprobs_generate_and_cache(tmp_path):
-    from xiangqi_gpt.model import KVCache
+    from xiangqi_gpt.model.gpt import KVCache
 
     model = load(tiny_checkpoint(tmp_path, "move", 32)).model
     tok = model.tokenizer
@@ -95,8 +95,8 @@ def test_next_logprobs_generate_and_cache(tmp_path):
 
 
 def test_player_uses_the_ensemble(tmp_path):
-    from xiangqi_gpt.board import Board
-    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.rules.board import Board
+    from xiangqi_gpt.play.player import GPTPlayer
 
     loaded = load(tiny_checkpoint(tmp_path, "move", 64))
     loaded.model.set_mirror_ensemble(0.45)
@@ -126,7 +126,7 @@ def test_bad_weights_and_the_char_tokenizer(tmp_path):
 
 
 def test_file_weight_export_and_override(tmp_path):
-    from xiangqi_gpt.checkpoint import export_model, load_model
+    from xiangqi_gpt.model.checkpoint import export_model, load_model
     from xiangqi_gpt.cli import main
     from xiangqi_gpt.errors import CheckpointError
 
@@ -170,8 +170,8 @@ def test_evaluate_with_the_ensemble(tmp_path, capsys):
     assert report["nll"] == pytest.approx(ref["nll"], rel=1e-5)
     loaded = load(ckpt)
     loaded.model.set_mirror_ensemble(0.3)
-    from xiangqi_gpt.board import Move
-    from xiangqi_gpt.evaluate import GameScorer
+    from xiangqi_gpt.rules.board import Move
+    from xiangqi_gpt.model.evaluate import GameScorer
 
     moves = [Move.from_iccs(m) for m in GAMES[0]]
     runs = GameScorer(loaded.model, loaded.tokenizer).free_runs(moves, 20)

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from xiangqi_gpt.errors import ConfigError
-from xiangqi_gpt.model import GPT, GPTConfig, KVCache, candidate_tree
-from xiangqi_gpt.tokenizer import get_tokenizer
+from xiangqi_gpt.model.gpt import GPT, GPTConfig, KVCache, candidate_tree
+from xiangqi_gpt.data.tokenizer import get_tokenizer
 
 BLOCK = 24
 ATOL = 1e-5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from eval_fixtures import gpt  # noqa: F401  (the shipped model, a fixture)
-from xiangqi_gpt.board import Board
-from xiangqi_gpt.search import Limits, Searcher
+from xiangqi_gpt.rules.board import Board
+from xiangqi_gpt.play.search import Limits, Searcher
 
 MIDDLEGAME = "r1bakab1r/9/1cn3nc1/p1p1p1p1p/9/2P6/P3P1P1P/1CN3NC1/9/R1BAKAB1R w - - 4 5"
 FREE_PIECE = "3k5/9/9/9/r8/9/9/9/4A4/R3K4 w - - 0 1"      # a0a5 wins a chariot
@@ -42,7 +42,7 @@ def test_the_best_line_is_the_single_line_search_s_move(gpt):
 
 
 def test_the_engine_prints_multipv_lines_and_answers_the_first(gpt):
-    from xiangqi_gpt.engine import Engine
+    from xiangqi_gpt.play.engine import Engine
 
     out = io.StringIO()
     engine = Engine(out=out, load=lambda path: None, make_player=lambda loaded, t, seed: gpt)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.rules.board import Board, Move
 from xiangqi_gpt.errors import AmbiguousMoveError, IllegalMoveError, InvalidMoveError, MoveError
-from xiangqi_gpt.notation import (detect_notation, format_move, move_to_chinese, move_to_wxf, parse_chinese,
+from xiangqi_gpt.rules.notation import (detect_notation, format_move, move_to_chinese, move_to_wxf, parse_chinese,
                                   parse_iccs, parse_move, parse_wxf)
 
 CCPD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccpd.tar.xz"

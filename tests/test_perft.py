@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from xiangqi_gpt.board import STARTING_FEN, Board
+from xiangqi_gpt.rules.board import STARTING_FEN, Board
 from xiangqi_gpt.cli import main
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "perft" / "published.json"

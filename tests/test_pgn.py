@@ -7,9 +7,9 @@ import pytest
 
 from random_games import random_board
 
-from xiangqi_gpt.board import STARTING_FEN, Board
+from xiangqi_gpt.rules.board import STARTING_FEN, Board
 from xiangqi_gpt.errors import PgnError, XiangqiError
-from xiangqi_gpt.pgn import (Game, decode_bytes, detect_encoding, normalize_result, pgn_text, read_games,
+from xiangqi_gpt.records.pgn import (Game, decode_bytes, detect_encoding, normalize_result, pgn_text, read_games,
                              write_game, write_games)
 
 CCPD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccpd.tar.xz"

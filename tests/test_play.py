@@ -1,4 +1,4 @@
-"""play.py / xiangqi_gpt.terminal: the board drawing, and whole sessions driven through piped stdin."""
+"""play.py / xiangqi_gpt.play.terminal: the board drawing, and whole sessions driven through piped stdin."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from xiangqi_gpt.board import Board, Move
-from xiangqi_gpt.terminal import (COMPACT_BOARD_WIDTH, FULL_BOARD_WIDTH, MIN_WIDTH, SearchLine, View, render_board,
+from xiangqi_gpt.rules.board import Board, Move
+from xiangqi_gpt.play.terminal import (COMPACT_BOARD_WIDTH, FULL_BOARD_WIDTH, MIN_WIDTH, SearchLine, View, render_board,
                                   render_panel, render_screen)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def write_tiny_checkpoint(path: Path) -> Path:
     """A randomly initialised one-layer GPT in the exported .pt format (legal moves come from the player)."""
     import torch
 
-    from xiangqi_gpt.model import GPT, GPTConfig
+    from xiangqi_gpt.model.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)
     config = GPTConfig(block_size=64, n_layer=1, n_head=2, n_embd=32)
@@ -142,7 +142,7 @@ def test_scripted_session(checkpoint, tmp_path):
     assert "undo" in out and "resign" in out                # help
     assert f"to {pgn_path}" in out
 
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     games = list(read_games(str(pgn_path)))
     assert len(games) == 1 and not isinstance(games[0], Exception)
@@ -174,7 +174,7 @@ def test_mate_ends_the_game_and_offers_to_save(tmp_path):
     assert "Game over: Black is checkmated (Red wins, 1-0)" in r.stdout
     assert "Save the game as PGN?" in r.stdout
     assert "The game is over" in r.stdout                           # moves after the end are refused
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     game = next(iter(read_games(str(pgn_path))))
     assert game.result == "1-0" and game.root_fen.split()[0] == MATE_IN_ONE.split()[0]
@@ -241,7 +241,7 @@ def test_commands_that_need_no_model(tmp_path):
     assert "Saved 0 plies" in out and "Saved 1 ply " in out
     assert out.count("Black is checkmated") >= 2                      # after a0a9 and after loading the record
     assert not (tmp_path / "quit").exists() and out.rstrip().endswith("bye")
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     resigned = next(iter(read_games(str(first))))
     assert resigned.result == "0-1" and resigned.moves == [] and resigned.headers["Termination"] == "Red resigns"
@@ -262,7 +262,7 @@ def test_broken_checkpoint_is_one_line_error(tmp_path):
 # The search: --level, the panel's evaluation and principal variation, hint, the level command
 
 def test_panel_shows_the_search_evaluation_and_line():
-    from xiangqi_gpt.search import SearchInfo
+    from xiangqi_gpt.play.search import SearchInfo
 
     board = Board()
     pv = [Move.from_iccs(t) for t in ("h2e2", "h9g7", "h0g2", "i9h9", "i0h0")]
@@ -298,8 +298,8 @@ def test_level_plays_with_search_and_shows_it(checkpoint):
     assert "Black (model)" in out                                                 # the evaluation, in words
     assert "The search (level 2) suggests" in out and "Red (you)" in out          # hint at the level
     assert "The model would consider" in out
-    from xiangqi_gpt.search import LEVELS
-    from xiangqi_gpt.terminal import describe_limits
+    from xiangqi_gpt.play.search import LEVELS
+    from xiangqi_gpt.play.terminal import describe_limits
 
     assert f"Levels 0: the model alone; 1: {describe_limits(LEVELS[1])}" in out
     assert "the level must be a whole number from 0 to" in out
@@ -338,7 +338,7 @@ def test_fen_setup_and_pgn_commands(tmp_path):
     assert "Black is checkmated" in out and "review to see where it went wrong" in out
     assert f'[FEN "{MATE_IN_ONE}"]' in out and "1. a0a9 1-0" in lines and '[Format "ICCS"]' in out
     chinese = out[out.rindex('[Event "'):]                                # the last pgn: Chinese notation
-    from xiangqi_gpt.pgn import read_games
+    from xiangqi_gpt.records.pgn import read_games
 
     record = chinese[:chinese.index("1-0", chinese.index("\n1. ")) + 3]
     game = next(iter(read_games(record.encode("utf-8"))))
@@ -347,8 +347,8 @@ def test_fen_setup_and_pgn_commands(tmp_path):
 
 
 def test_hint_n_shows_lines_in_the_panel():
-    from xiangqi_gpt.search import SearchInfo
-    from xiangqi_gpt.terminal import position_key
+    from xiangqi_gpt.play.search import SearchInfo
+    from xiangqi_gpt.play.terminal import position_key
 
     board = Board()
     view = View(human=0, flipped=False)
@@ -372,10 +372,10 @@ def test_hint_n_shows_lines_in_the_panel():
 def test_search_lines_gives_distinct_legal_lines(checkpoint):
     import torch
 
-    from xiangqi_gpt.checkpoint import load_model
-    from xiangqi_gpt.player import GPTPlayer
-    from xiangqi_gpt.search import LEVELS, SearchPlayer
-    from xiangqi_gpt.terminal import search_lines
+    from xiangqi_gpt.model.checkpoint import load_model
+    from xiangqi_gpt.play.player import GPTPlayer
+    from xiangqi_gpt.play.search import LEVELS, SearchPlayer
+    from xiangqi_gpt.play.terminal import search_lines
 
     torch.set_num_threads(1)
     sp = SearchPlayer(GPTPlayer(load_model(str(checkpoint))), 2)

@@ -5,11 +5,11 @@ import torch
 
 from eval_fixtures import one_thread  # noqa: F401  (the fixture of pytestmark)
 from eval_fixtures import forced_move_model, load, random_game, save_pt, tiny_checkpoint
-from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.rules.board import Board, Move
 from xiangqi_gpt.errors import ConfigError, IllegalMoveError
-from xiangqi_gpt.notation import is_legal_text
-from xiangqi_gpt.player import GPTPlayer
-from xiangqi_gpt.tokenizer import BOS
+from xiangqi_gpt.rules.notation import is_legal_text
+from xiangqi_gpt.play.player import GPTPlayer
+from xiangqi_gpt.data.tokenizer import BOS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -124,7 +124,7 @@ def test_errors(tmp_path):
 
 # ---- the rules' one-move safety net (GPTPlayer(safety=True)) --------------------------------------------------
 
-from xiangqi_gpt.player import _allows_immediate_loss, _safety_scores  # noqa: E402
+from xiangqi_gpt.play.player import _allows_immediate_loss, _safety_scores  # noqa: E402
 
 MATE_IN_ONE = "4k4/R8/9/9/9/9/9/9/9/1R1K5 w - - 0 1"     # b0b9 mates
 

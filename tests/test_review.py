@@ -1,4 +1,4 @@
-"""xiangqi_gpt.review: labels, accuracy, the review of a game with a hung chariot, and the review command's outputs."""
+"""xiangqi_gpt.play.review: labels, accuracy, the review of a game with a hung chariot, and the review command's outputs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from test_play import write_tiny_checkpoint
-from xiangqi_gpt.board import BLACK, RED, Move
-from xiangqi_gpt.pgn import Game, read_games, write_game
-from xiangqi_gpt.review import (EVAL_CAP, THRESHOLDS, annotated_pgn, format_score, label_for, move_accuracy,
+from xiangqi_gpt.rules.board import BLACK, RED, Move
+from xiangqi_gpt.records.pgn import Game, read_games, write_game
+from xiangqi_gpt.play.review import (EVAL_CAP, THRESHOLDS, annotated_pgn, format_score, label_for, move_accuracy,
                                 review_game, review_limits, review_tables, win_percent)
-from xiangqi_gpt.search import MATE
+from xiangqi_gpt.play.search import MATE
 
 ROOT = Path(__file__).resolve().parents[1]
 # Red's chariot h4 stands on the h-file facing Black's chariot; 5. a3a4?? leaves it to h9h4 for nothing.
@@ -32,8 +32,8 @@ def checkpoint(tmp_path_factory) -> Path:
 def player(checkpoint):
     import torch
 
-    from xiangqi_gpt.checkpoint import load_model
-    from xiangqi_gpt.player import GPTPlayer
+    from xiangqi_gpt.model.checkpoint import load_model
+    from xiangqi_gpt.play.player import GPTPlayer
 
     torch.set_num_threads(1)
     return GPTPlayer(load_model(str(checkpoint)))

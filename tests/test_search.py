@@ -6,10 +6,10 @@ import pytest
 
 from eval_fixtures import gpt  # noqa: F401  (the shipped model, a fixture)
 from eval_fixtures import load, tiny_checkpoint
-from xiangqi_gpt.board import Board, Move
+from xiangqi_gpt.rules.board import Board, Move
 from xiangqi_gpt.errors import ConfigError
-from xiangqi_gpt.player import GPTPlayer
-from xiangqi_gpt.search import (DEFAULT_LEVEL, LEVELS, MATE_BOUND, Limits, Searcher, SearchPlayer, evaluate,
+from xiangqi_gpt.play.player import GPTPlayer
+from xiangqi_gpt.play.search import (DEFAULT_LEVEL, LEVELS, MATE_BOUND, Limits, Searcher, SearchPlayer, evaluate,
                                 level_limits, material)
 
 
@@ -174,7 +174,7 @@ def test_batched_child_policies_equal_single_calls(tmp_path, mirror):
     the root and every child mix in the mirrored game exactly as ``next_logprobs`` does."""
     import torch
 
-    from xiangqi_gpt.search import _Policy
+    from xiangqi_gpt.play.search import _Policy
 
     gpt = GPTPlayer(load(tiny_checkpoint(tmp_path, "move", 64)))
     gpt.model.set_mirror_ensemble(mirror)

@@ -17,12 +17,12 @@ import pytest
 from random_games import random_board
 
 from xiangqi_gpt import cli
-from xiangqi_gpt.board import STARTING_FEN, Move
+from xiangqi_gpt.rules.board import STARTING_FEN, Move
 from xiangqi_gpt.errors import ConfigError, XiangqiError
-from xiangqi_gpt.fairy import find_fairy_stockfish
-from xiangqi_gpt.match import GameError
-from xiangqi_gpt.pgn import Game, read_games, write_games
-from xiangqi_gpt.selfplay import (OpeningBook, SelfPlayError, Source, _game_texts, game_spec, parse_range,
+from xiangqi_gpt.play.fairy import find_fairy_stockfish
+from xiangqi_gpt.play.match import GameError
+from xiangqi_gpt.records.pgn import Game, read_games, write_games
+from xiangqi_gpt.play.selfplay import (OpeningBook, SelfPlayError, Source, _game_texts, game_spec, parse_range,
                                   play_game, selfplay)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from test_selfplay import RandomSource
-from xiangqi_gpt.selfplay import SelfPlayInterrupted, selfplay
+from xiangqi_gpt.play.selfplay import SelfPlayInterrupted, selfplay
 from xiangqi_gpt.console import restore_ctrl_c
 restore_ctrl_c()
 try:
@@ -278,7 +278,7 @@ def test_fairy_stockfish_ctrl_c(openings, tmp_path):
 
 
 def test_fairy_source_checks_its_ranges():
-    from xiangqi_gpt.selfplay import FairySelfPlay
+    from xiangqi_gpt.play.selfplay import FairySelfPlay
 
     if find_fairy_stockfish() is None:
         with pytest.raises(ConfigError, match="not found"):

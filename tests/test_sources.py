@@ -11,13 +11,13 @@ import torch
 from training_fixtures import make_games, write_dataset  # noqa: E402
 
 from xiangqi_gpt import Board  # noqa: E402
-from xiangqi_gpt.checkpoint import export_model, load_model, model_payload  # noqa: E402
-from xiangqi_gpt.data import TrainWindows, XiangqiDataModule  # noqa: E402
+from xiangqi_gpt.model.checkpoint import export_model, load_model, model_payload  # noqa: E402
+from xiangqi_gpt.model.datamodule import TrainWindows, XiangqiDataModule  # noqa: E402
 from xiangqi_gpt.errors import ConfigError  # noqa: E402
-from xiangqi_gpt.model import GPT, GPTConfig  # noqa: E402
-from xiangqi_gpt.player import GPTPlayer  # noqa: E402
-from xiangqi_gpt.tokenizer import BOS, SOURCES, get_tokenizer, resolve_style  # noqa: E402
-from xiangqi_gpt.training import GPTModule, load_init_weights, main  # noqa: E402
+from xiangqi_gpt.model.gpt import GPT, GPTConfig  # noqa: E402
+from xiangqi_gpt.play.player import GPTPlayer  # noqa: E402
+from xiangqi_gpt.data.tokenizer import BOS, SOURCES, get_tokenizer, resolve_style  # noqa: E402
+from xiangqi_gpt.model.training import GPTModule, load_init_weights, main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOK = get_tokenizer("move")
@@ -133,7 +133,7 @@ def test_old_model_files_start_with_bos():
 def test_engine_style_option_picks_the_condition():
     import io
 
-    from xiangqi_gpt.engine import Engine
+    from xiangqi_gpt.play.engine import Engine
 
     out = io.StringIO()
     engine = Engine(out=out)
@@ -147,7 +147,7 @@ def test_engine_style_option_picks_the_condition():
 
 
 def test_play_style_flag(monkeypatch):
-    from xiangqi_gpt import terminal
+    from xiangqi_gpt.play import terminal
 
     made = {}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xiangqi_gpt.board import Board
-from xiangqi_gpt.search import Limits, Searcher
-from xiangqi_gpt.timeman import GROWTH, MOVE_OVERHEAD_MS, Allotment, Timer, allot
+from xiangqi_gpt.rules.board import Board
+from xiangqi_gpt.play.search import Limits, Searcher
+from xiangqi_gpt.play.timeman import GROWTH, MOVE_OVERHEAD_MS, Allotment, Timer, allot
 
 
 class FakeClock:
@@ -124,8 +124,8 @@ def test_the_hard_limit_stops_inside_an_iteration_with_a_move():
 
 
 def test_a_tiny_clock_searches_without_the_model_s_policy():
-    from xiangqi_gpt.player import GPTPlayer
-    from xiangqi_gpt.timeman import LEAN_BELOW_MS
+    from xiangqi_gpt.play.player import GPTPlayer
+    from xiangqi_gpt.play.timeman import LEAN_BELOW_MS
 
     import torch
 

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from xiangqi_gpt.errors import ConfigError, InvalidMoveError, XiangqiError
-from xiangqi_gpt.tokenizer import (BOS, N_SPECIAL, RESULT_TOKENS, SPECIAL_TOKENS, get_tokenizer, geometric_moves,
+from xiangqi_gpt.data.tokenizer import (BOS, N_SPECIAL, RESULT_TOKENS, SPECIAL_TOKENS, get_tokenizer, geometric_moves,
                                    mirror_iccs, mirror_square)
 
 OPENING = ["h2e2", "h9g7", "h0g2", "i9h9", "i0h0", "b9c7", "b2b6", "c6c5", "b6c6", "a9b9"]
@@ -46,7 +46,7 @@ def test_move_order_is_sorted_by_squares():
 
 
 def test_stable_across_instances():
-    from xiangqi_gpt.tokenizer import MoveTokenizer
+    from xiangqi_gpt.data.tokenizer import MoveTokenizer
     assert MoveTokenizer().tokens == get_tokenizer("move").tokens
     assert get_tokenizer("move") is get_tokenizer("move")
 
@@ -131,7 +131,7 @@ def test_mirror_maps_geometry_onto_itself():
 
 
 def test_every_legal_move_in_random_games_is_in_the_vocabulary():
-    board_mod = pytest.importorskip("xiangqi_gpt.board")
+    board_mod = pytest.importorskip("xiangqi_gpt.rules.board")
     vocab = set(get_tokenizer("move").tokens)
     rng = random.Random(1)
     for _ in range(20):

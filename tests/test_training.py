@@ -16,10 +16,10 @@ import torch
 
 from training_fixtures import make_dataset  # noqa: E402
 
-from xiangqi_gpt.data import TrainWindows, XiangqiDataModule, move_phase  # noqa: E402
+from xiangqi_gpt.model.datamodule import TrainWindows, XiangqiDataModule, move_phase  # noqa: E402
 from xiangqi_gpt.errors import CheckpointError, ConfigError, DatasetError  # noqa: E402
-from xiangqi_gpt.tokenizer import get_tokenizer  # noqa: E402
-from xiangqi_gpt.training import (GPTModule, lr_factor, main, move_hits, read_metrics,  # noqa: E402
+from xiangqi_gpt.data.tokenizer import get_tokenizer  # noqa: E402
+from xiangqi_gpt.model.training import (GPTModule, lr_factor, main, move_hits, read_metrics,  # noqa: E402
                                   translate_shortcuts)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def test_dataset_errors(dataset, tmp_path):
 def test_module_hparams_cover_gpt_config():
     from dataclasses import fields
 
-    from xiangqi_gpt.model import GPTConfig
+    from xiangqi_gpt.model.gpt import GPTConfig
 
     m = GPTModule(n_layer=1, n_head=2, n_embd=16, block_size=16)
     assert {f.name for f in fields(GPTConfig)} <= set(m.hparams)
@@ -258,7 +258,7 @@ def test_resume_continues_exactly(dataset, tmp_path):
 
 
 def test_checkpoint_export_and_load(dataset, tmp_path):
-    from xiangqi_gpt.checkpoint import export_model, load_model
+    from xiangqi_gpt.model.checkpoint import export_model, load_model
 
     run = tmp_path / "run"
     assert train(dataset, run, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3") == 0

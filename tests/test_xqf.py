@@ -1,4 +1,4 @@
-"""XQF reading (xiangqi_gpt.xqf), the archive dispatch (xiangqi_gpt.archive), ``convert`` and ``prepare`` on
+"""XQF reading (xiangqi_gpt.records.xqf), the archive dispatch (xiangqi_gpt.records.archive), ``convert`` and ``prepare`` on
 archive files. Every sample of ../shared/data/xqf is cross-checked against the independent ``cchess`` reader."""
 
 import random
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from xiangqi_gpt import cli
-from xiangqi_gpt.archive import DROPPED_TAG, VARIATIONS_TAG, iter_game_file, read_game_file, sniff
-from xiangqi_gpt.board import STARTING_FEN, Board, Move
+from xiangqi_gpt.records.archive import DROPPED_TAG, VARIATIONS_TAG, iter_game_file, read_game_file, sniff
+from xiangqi_gpt.rules.board import STARTING_FEN, Board, Move
 from xiangqi_gpt.errors import PgnError
-from xiangqi_gpt.pgn import Game, read_games, write_game
-from xiangqi_gpt.xqf import HEADER_SIZE, encode_xqf, read_xqf
+from xiangqi_gpt.records.pgn import Game, read_games, write_game
+from xiangqi_gpt.records.xqf import HEADER_SIZE, encode_xqf, read_xqf
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "xqf"
 need_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/data/xqf not present")
@@ -240,7 +240,7 @@ def test_convert_single_file_and_bad_input(tmp_path, capsys):
 
 
 def test_prepare_takes_archive_files_next_to_pgn(tmp_path):
-    from xiangqi_gpt.corpus import prepare
+    from xiangqi_gpt.data.corpus import prepare
 
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -268,7 +268,7 @@ def test_prepare_takes_archive_files_next_to_pgn(tmp_path):
 @need_samples
 @pytest.mark.data
 def test_prepare_on_the_sample_folder(tmp_path):
-    from xiangqi_gpt.corpus import prepare
+    from xiangqi_gpt.data.corpus import prepare
 
     r = prepare([str(SAMPLES)], tmp_path / "out", workers=0, progress=False, warn=lambda _: None)
     assert r.summary["files"]["read"] == 16 and r.summary["files"]["skipped_not_pgn"] == 1     # README.md

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xiangqi_gpt.tokenizer import TOKENIZER_NAMES, get_tokenizer
+from xiangqi_gpt.data.tokenizer import TOKENIZER_NAMES, get_tokenizer
 
 RESULTS = ["1-0", "0-1", "1/2-1/2", "*"]
 

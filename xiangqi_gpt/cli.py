@@ -18,7 +18,7 @@ _LENIENT_HELP = "accept a FEN that no game can reach (e.g. 6 soldiers, an adviso
 
 def _board(args):
     """The --fen position (an empty --fen is an error, not the start position), strict unless --allow-impossible."""
-    from .board import STARTING_FEN, Board
+    from .rules.board import STARTING_FEN, Board
     from .errors import FenError
 
     try:

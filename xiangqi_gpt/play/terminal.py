@@ -7,7 +7,7 @@ columns line up in any terminal that follows the East-Asian width tables (xterm,
 Terminal). Three layouts: the full board beside a side panel, the full board above it, and a compact board for
 narrow terminals; below :data:`MIN_WIDTH` columns it says so instead of drawing a broken board.
 
-The model plays through the policy-guided search of :mod:`xiangqi_gpt.search` at ``--level N`` (0 = the model
+The model plays through the policy-guided search of :mod:`xiangqi_gpt.play.search` at ``--level N`` (0 = the model
 alone, one forward pass); the side panel shows the search's evaluation and principal variation next to the model's
 candidates, and a spinner with the depth and nodes so far while it thinks (on a terminal). ``hint`` searches for you
 at the same level; ``level N`` changes the level during a game.
@@ -34,11 +34,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
-from .errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
+from ..rules.board import BLACK, COLOR_NAMES, RED, STARTING_FEN, Board, Move, square
+from ..errors import CheckpointError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError, XiangqiError
 from .match import ModelPlayer as Player  # the player seen by this module
 from .search import DEFAULT_LEVEL, LEVELS, SearchPlayer, level_limits
-from .tokenizer import STYLES as MODEL_STYLES
+from ..data.tokenizer import STYLES as MODEL_STYLES
 from .timeman import Allotment, GameClock, Timer, format_clock, parse_clock
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def render_board(board: Board, *, flipped: bool = False, last_move: Move | None 
 def chinese(board: Board, move: Move) -> str:
     """A move in Chinese notation as shown on screen: traditional characters like the pieces, full-width digits
     for Black (``馬８進７``), so every move is four glyphs (eight cells) wide."""
-    from .notation import move_to_chinese
+    from ..rules.notation import move_to_chinese
 
     return move_to_chinese(board, move, traditional=True, fullwidth=True)
 
@@ -490,7 +490,7 @@ def default_player_factory(checkpoint: str | None, temperature: float, seed: int
     def make() -> Player:
         import torch
 
-        from .checkpoint import load_model
+        from ..model.checkpoint import load_model
         from .player import GPTPlayer
 
         torch.set_num_threads(threads)
@@ -597,7 +597,7 @@ class Session:
         return self.loader.get()
 
     def search_player(self) -> Any:
-        """The model as a :class:`~xiangqi_gpt.search.SearchPlayer` at the session's level (its tables are kept
+        """The model as a :class:`~xiangqi_gpt.play.search.SearchPlayer` at the session's level (its tables are kept
         while the level changes; it forgets them itself when a new game starts)."""
         player = self.player()
         sp = self._search_player
@@ -694,7 +694,7 @@ class Session:
         if self.outcome_result() is not None:
             self.say(f"{self.result_line()}. The game is over: type new, undo, save or quit.", "yellow")
             return
-        from .notation import parse_move
+        from ..rules.notation import parse_move
 
         board = self.board
         try:
@@ -844,7 +844,7 @@ class Session:
         self.cmd_load(arg)
 
     def cmd_pgn(self, arg: str) -> None:
-        from .pgn import write_game
+        from ..records.pgn import write_game
 
         notation = (arg or "chinese").lower()
         if notation not in ("chinese", "iccs", "wxf"):
@@ -893,8 +893,8 @@ class Session:
                                        else f"the search budget is {describe_limits(limits)}."))
 
     def game_record(self) -> Any:
-        """The game so far as a :class:`~xiangqi_gpt.pgn.Game` (tags, moves, result if over)."""
-        from .pgn import Game
+        """The game so far as a :class:`~xiangqi_gpt.records.pgn.Game` (tags, moves, result if over)."""
+        from ..records.pgn import Game
 
         over = self.outcome_result()
         model = "xiangqi-gpt"
@@ -911,7 +911,7 @@ class Session:
                     result=over[0] if over else "*")
 
     def cmd_save(self, arg: str) -> None:
-        from .pgn import write_game
+        from ..records.pgn import write_game
 
         path = Path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn")).expanduser()
         game = self.game_record()
@@ -943,7 +943,7 @@ class Session:
     def _load_board(self, arg: str) -> Board:
         path = Path(arg).expanduser()
         if path.is_file() or arg.lower().endswith(".pgn"):
-            from .pgn import read_games
+            from ..records.pgn import read_games
 
             if not path.is_file():
                 raise XiangqiError(f"no such file: {arg}")
@@ -983,7 +983,7 @@ MAX_HINT_LINES = 5
 
 def search_lines(sp: Any, board: Board, n: int, limits: Any) -> list[Any]:
     """The ``n`` best lines of ``board`` (at most the number of legal moves) within ``limits`` each, best first, as
-    :class:`~xiangqi_gpt.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.search.SearchPlayer`. The lines
+    :class:`~xiangqi_gpt.play.search.SearchResult`. ``sp`` is a :class:`~xiangqi_gpt.play.search.SearchPlayer`. The lines
     come from a search without the style bonus, so that their
     scores are plain evaluations that compare, found by one multi-line search (:meth:`Searcher.best_lines`)."""
     from .search import SearchResult, Searcher
@@ -1069,7 +1069,7 @@ def main(argv: Sequence[str] | None = None, player_factory: Callable[[], Player]
         fen = args.fen or STARTING_FEN
         Board(fen)   # a bad FEN fails before anything is drawn
         if player_factory is None:
-            from .checkpoint import DEFAULT_PATH   # light: torch is imported only when a model is loaded
+            from ..model.checkpoint import DEFAULT_PATH   # light: torch is imported only when a model is loaded
 
             if not Path(args.checkpoint or DEFAULT_PATH).is_file():
                 raise CheckpointError(f"checkpoint not found: {args.checkpoint or DEFAULT_PATH}"

@@ -45,9 +45,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
-from .board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
+from ..rules.board import (ADVISOR, BLACK, CANNON, ELEPHANT, HORSE, KING, MOVE_LIMIT_PLIES, PAWN, RED, ROOK, ZOBRIST,
                     ZOBRIST_BLACK_TO_MOVE, Board, Move, square_name)
-from .errors import ConfigError, IllegalMoveError
+from ..errors import ConfigError, IllegalMoveError
 
 if TYPE_CHECKING:
     from .player import GPTPlayer
@@ -217,7 +217,7 @@ class _Policy:
     vector (a tensor) of the position with Zobrist key ``key``."""
 
     def __init__(self, player: "GPTPlayer", gpt_plies: int, max_rows: int = 20000):
-        from .model import KVCache
+        from ..model.gpt import KVCache
 
         self.player = player
         self.model = player.model
@@ -348,9 +348,9 @@ class Searcher:
         ends the search promptly with the best move so far. ``root_moves`` (optional) restricts the moves considered
         at the root (UCI ``searchmoves``, the complement of UCCI ``banmoves``); legal moves outside it are never
         played. ``multipv``: the number of best lines to find (the result's ``lines``, distinct first moves, best
-        first; fewer where there are fewer moves). ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`): clock limits
+        first; fewer where there are fewer moves). ``timer`` (a :class:`~xiangqi_gpt.play.timeman.Timer`): clock limits
         on top of ``limits``, checked in the search (hard) and at each iteration's end (soft). ``board`` is not
-        changed. With a clock of less than :data:`~xiangqi_gpt.timeman.LEAN_BELOW_MS` (the hard limit), the search
+        changed. With a clock of less than :data:`~xiangqi_gpt.play.timeman.LEAN_BELOW_MS` (the hard limit), the search
         runs without the model's policy, whose calls would cost more than the time there is."""
         saved = self.policy
         if timer is not None and saved is not None:
@@ -973,7 +973,7 @@ class SearchPlayer:
         return self.last
 
     def choose(self, board: Board, temperature: float | None = None, *, timer: "Timer | None" = None) -> Move:
-        """The move to play; ``timer`` (a :class:`~xiangqi_gpt.timeman.Timer`) keeps the search within a clock."""
+        """The move to play; ``timer`` (a :class:`~xiangqi_gpt.play.timeman.Timer`) keeps the search within a clock."""
         if self.level == 0:
             return self.player.choose(board, temperature)
         t = self.player.temperature if temperature is None else temperature

@@ -1,6 +1,6 @@
 """Game review: ``python -m xiangqi_gpt review GAME.pgn`` (and ``review`` in ``play.py``).
 
-Every position of a game is searched (the policy-guided search of :mod:`xiangqi_gpt.search`, without its style
+Every position of a game is searched (the policy-guided search of :mod:`xiangqi_gpt.play.search`, without its style
 bonus, so its scores are plain evaluation) and the GPT's probability of the move played is read. Each move gets the
 evaluation before and after it (the mover's view), the search's best move and line, a label by evaluation loss
 (:data:`THRESHOLDS`) and an accuracy; each side gets its mean accuracy and label counts. Thresholds and formulas:
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .board import BLACK, COLOR_NAMES, RED, Board, Move
-from .errors import ConfigError, XiangqiError
+from ..rules.board import BLACK, COLOR_NAMES, RED, Board, Move
+from ..errors import ConfigError, XiangqiError
 
 #: (label, centipawns): a move that loses at least this much evaluation gets the label (first match). The search's
 #: scale: a soldier is 100, an advisor or elephant 200, a horse 400, a cannon 450, a chariot 900.
@@ -27,7 +27,7 @@ MARKS = {"blunder": "??", "mistake": "?", "inaccuracy": "?!"}
 NAGS = {"blunder": 4, "mistake": 2, "inaccuracy": 6}
 #: evaluations are capped at this many centipawns (a forced mate counts as the cap) before losses are taken
 EVAL_CAP = 1000
-#: the default budget of a review: a search level of :data:`xiangqi_gpt.search.LEVELS`
+#: the default budget of a review: a search level of :data:`xiangqi_gpt.play.search.LEVELS`
 DEFAULT_REVIEW_LEVEL = 3
 #: the win-probability scale of :func:`win_percent` (per centipawn)
 WIN_SCALE = 0.00368208
@@ -185,13 +185,13 @@ def review_game(player: Any, root_fen: str, moves: Sequence[Move], limits: Any, 
                 result: str = "*", searcher: Any = None,
                 progress: Callable[[int, int], None] | None = None) -> GameReview:
     """Review the game of ``moves`` from ``root_fen``: one search per position within ``limits`` (a
-    :class:`~xiangqi_gpt.search.Limits`) and one GPT call per move. The move played is then searched to the depth
+    :class:`~xiangqi_gpt.play.search.Limits`) and one GPT call per move. The move played is then searched to the depth
     that the best move reached (unless it is the best move), so that both scores share one horizon: ``after`` is
-    that score, at most ``before``. ``player`` is a :class:`~xiangqi_gpt.player.GPTPlayer`; ``progress(done,
+    that score, at most ``before``. ``player`` is a :class:`~xiangqi_gpt.play.player.GPTPlayer`; ``progress(done,
     total)`` is called after each move."""
     import time
 
-    from .notation import move_to_chinese
+    from ..rules.notation import move_to_chinese
 
     t0 = time.perf_counter()
     searcher = review_searcher(player) if searcher is None else searcher
@@ -260,7 +260,7 @@ def review_limits(level: int | None = None, movetime_ms: int | None = None):
 
 
 def _format_line(root: Board, moves: Sequence[Move], notation: str, limit: int = 6) -> str:
-    from .notation import format_move
+    from ..rules.notation import format_move
 
     board = root.copy()
     out = []
@@ -288,8 +288,8 @@ def _pgn_eval(m: MoveReview) -> str | None:
 def annotated_pgn(review: GameReview, notation: str = "iccs") -> str:
     """The game as PGN with a comment after every move (``[%eval]`` of the position after it, Red's view, and the
     GPT's probability) and, for a labelled move, its mark (``??``, ``?``, ``?!``), the loss and the best line."""
-    from .notation import format_move
-    from .pgn import pgn_text
+    from ..rules.notation import format_move
+    from ..records.pgn import pgn_text
 
     fmt = "chinese" if notation == "chinese" else notation
     board = Board(review.root_fen, strict=False)
@@ -463,7 +463,7 @@ def add_review_command(p: argparse.ArgumentParser):
                 raise XiangqiError(f"cannot write {path}: no such folder")
         import torch
 
-        from .checkpoint import load_model
+        from ..model.checkpoint import load_model
         from .player import GPTPlayer
 
         torch.set_num_threads(args.threads)
@@ -501,7 +501,7 @@ def _write(path: str | None, text: Callable[[], str], what: str, console: Any) -
 
 def read_game(path: str, index: int = 1):
     """Game ``index`` (1-based) of a record file; a one-line XiangqiError if the file or that game cannot be read."""
-    from .pgn import read_games
+    from ..records.pgn import read_games
 
     if not Path(path).is_file():
         raise XiangqiError(f"no such file: {path}")

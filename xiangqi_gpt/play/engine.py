@@ -1,9 +1,9 @@
 """``python -m xiangqi_gpt uci`` (or ``ucci``): the GPT as an engine for xiangqi GUIs, over UCI or UCCI.
 
-``go`` runs the policy-guided search of :mod:`xiangqi_gpt.search` in a background thread, and a reader thread
+``go`` runs the policy-guided search of :mod:`xiangqi_gpt.play.search` in a background thread, and a reader thread
 reads every command while it thinks (see :func:`run`). ``go depth N`` / ``nodes N`` / ``movetime MS`` / ``mate N``
 search to those limits; ``go infinite`` searches until ``stop``; a clock (``wtime/btime/winc/binc/movestogo``, UCCI
-``time/increment/movestogo``) gets the allotment of :mod:`xiangqi_gpt.timeman`; a plain ``go`` gets level
+``time/increment/movestogo``) gets the allotment of :mod:`xiangqi_gpt.play.timeman`; a plain ``go`` gets level
 :data:`PLAIN_GO_LEVEL`'s budget. By default nothing else limits the search (full strength); ``Level`` N caps every
 kind of ``go`` with that level's budget, and level 0 is the model's move without search (one forward pass). Each
 completed depth gives an ``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` line (with
@@ -41,8 +41,8 @@ import threading
 import time
 from typing import IO, Any, Callable, Protocol
 
-from .board import RED, STARTING_FEN, Board, Move, parse_square, square_name
-from .errors import InvalidMoveError, XiangqiError
+from ..rules.board import RED, STARTING_FEN, Board, Move, parse_square, square_name
+from ..errors import InvalidMoveError, XiangqiError
 
 ENGINE_NAME = "xiangqi-gpt"
 ENGINE_AUTHOR = "the xiangqi-gpt authors"
@@ -158,7 +158,7 @@ class _ModelSource:
             if self._real:
                 import torch
 
-                from .checkpoint import load_model
+                from ..model.checkpoint import load_model
 
                 torch.set_num_threads(self.threads)   # one thread: fastest for one position at a time
                 self._load = load_model
@@ -492,7 +492,7 @@ class Engine:
 
         ``depth`` / ``nodes`` / ``movetime`` / ``mate`` are used as given (``mate N``: a search of 2N-1 plies);
         ``infinite`` searches until ``stop``; a clock (UCI ``wtime/btime/winc/binc/movestogo``, UCCI
-        ``time/increment/movestogo``) adds the allotment of :mod:`xiangqi_gpt.timeman` (:meth:`_allotment`); a
+        ``time/increment/movestogo``) adds the allotment of :mod:`xiangqi_gpt.play.timeman` (:meth:`_allotment`); a
         ``go`` with none of these gets :data:`PLAIN_GO_LEVEL`'s budget. When ``Level`` is set, its budget caps every
         kind of ``go`` (depth and nodes at most the level's, its guaranteed depth kept); level 0 is the model alone."""
         from .search import MAX_DEPTH, Limits, level_limits
@@ -523,7 +523,7 @@ class Engine:
         return None
 
     def _allotment(self, go: "_Go"):
-        """The time for this move from the clock in ``go`` (:func:`xiangqi_gpt.timeman.allot`), or None."""
+        """The time for this move from the clock in ``go`` (:func:`xiangqi_gpt.play.timeman.allot`), or None."""
         from .timeman import allot
 
         clock = self._clock(go)
@@ -694,7 +694,7 @@ def _tt_entries(mb: int) -> int:
 
 
 def cap_limits(limits, cap):
-    """``limits`` within the budget ``cap`` (a level's :class:`~xiangqi_gpt.search.Limits`): the smaller depth,
+    """``limits`` within the budget ``cap`` (a level's :class:`~xiangqi_gpt.play.search.Limits`): the smaller depth,
     nodes and movetime of the two; ``cap``'s guaranteed depth (``min_depth``), kept within the depth."""
     from .search import Limits
 

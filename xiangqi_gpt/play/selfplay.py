@@ -6,11 +6,11 @@ Every game:
   random game from ``--openings`` (a PGN file, ``.pgn.xz``, folder or archive; default ``data/ccpd/train.pgn``, the
   human train split that ``prepare`` writes, so no test game lends its opening). Games from a custom FEN, games
   that cannot be read and games with no more than K plies are passed over. Without any openings file the games
-  start from the 12 two-ply lines of the arena's book (:data:`xiangqi_gpt.match.OPENINGS`);
+  start from the 12 two-ply lines of the arena's book (:data:`xiangqi_gpt.play.match.OPENINGS`);
 * is played by a **source** of players. The built-in one, :class:`FairySelfPlay`, draws one Skill Level
   (``--skill``, default 0..20) and one search depth (``--depth``, default 1..6) per game, and Fairy-Stockfish plays
   both sides with them;
-* is played by :func:`xiangqi_gpt.match.play_game` and **refereed** by our :class:`~xiangqi_gpt.board.Board`:
+* is played by :func:`xiangqi_gpt.play.match.play_game` and **refereed** by our :class:`~xiangqi_gpt.rules.board.Board`:
   every move is checked (an illegal one is an error, and the game is dropped with a warning), and the game ends by
   :meth:`Board.outcome` (checkmate, stalemate, repetition, perpetual check, the 60-move limit). A game still going
   after ``--max-plies`` plies (default 300, counted from the start, opening included) is scored a draw
@@ -28,7 +28,7 @@ from run to run, because Fairy-Stockfish's Skill Level below 20 picks among its 
 The end line gives games/hour, and games/hour per core from the CPU time of the referee and the engine per game.
 
 **Other players.** A source is any object with ``draw(rng) -> settings`` (in the main process, per game),
-``players(settings) -> (red, black)`` (in the worker; each a :class:`xiangqi_gpt.match.Player`: a ``name`` for
+``players(settings) -> (red, black)`` (in the worker; each a :class:`xiangqi_gpt.play.match.Player`: a ``name`` for
 its tag and ``choose(board) -> Move``), ``event``, ``cpu_seconds()`` and ``close()``; see :class:`Source`. Our
 own player (GPT plus search) becomes a second source by wrapping it in ``players``; mixed games (GPT against
 Fairy-Stockfish) are a source whose two players differ. Pass it as ``selfplay(..., source=...)``.
@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import match
-from .board import STARTING_FEN, Board
-from .console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
-from .errors import ConfigError, PgnError, XiangqiError
+from ..rules.board import STARTING_FEN, Board
+from ..console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
+from ..errors import ConfigError, PgnError, XiangqiError
 from .fairy import SKILL_RANGE, FairyStockfish, find_fairy_stockfish
 from .match import DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, Player
 
@@ -154,8 +154,8 @@ class OpeningBook:
     @classmethod
     def load(cls, source: str | os.PathLike, warn: Callable[[str], None] = lambda m: None) -> "OpeningBook":
         """The games of a PGN file (plain or compressed), a folder or an archive of them."""
-        from .corpus import SourceReader, check_source
-        from .pgn import decode_bytes
+        from ..data.corpus import SourceReader, check_source
+        from ..records.pgn import decode_bytes
 
         path = Path(source)
         if not path.exists():
@@ -186,7 +186,7 @@ class OpeningBook:
     def moves(self, i: int) -> list[str] | None:
         """The ICCS moves of game ``i`` from the standard start, or None when it cannot be used."""
         if i not in self._parsed:
-            from .pgn import is_standard_fen, read_games
+            from ..records.pgn import is_standard_fen, read_games
 
             label, text = self.games[i]
             moves = None
@@ -267,9 +267,9 @@ def game_spec(index: int, seed: int, book: OpeningBook, source: Source,
 
 
 def play_game(spec: GameSpec, source: Source, max_plies: int = DEFAULT_MAX_PLIES) -> PlayedGame:
-    """Play the game of ``spec`` with the players of ``source`` (by :func:`xiangqi_gpt.match.play_game`); raises
-    :class:`XiangqiError` (:class:`~xiangqi_gpt.match.GameError`, an engine error) if it fails."""
-    from .pgn import pgn_text
+    """Play the game of ``spec`` with the players of ``source`` (by :func:`xiangqi_gpt.play.match.play_game`); raises
+    :class:`XiangqiError` (:class:`~xiangqi_gpt.play.match.GameError`, an engine error) if it fails."""
+    from ..records.pgn import pgn_text
 
     cpu0, engine0 = time.process_time(), source.cpu_seconds()
     red, black = source.players(spec.settings)

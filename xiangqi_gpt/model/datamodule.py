@@ -32,8 +32,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from .errors import ConfigError, DatasetError
-from .tokenizer import BOS, N_SPECIAL, SOURCES, Tokenizer, get_tokenizer
+from ..errors import ConfigError, DatasetError
+from ..data.tokenizer import BOS, N_SPECIAL, SOURCES, Tokenizer, get_tokenizer
 
 SPLITS = ("train", "val", "test")
 
@@ -43,9 +43,9 @@ SPLITS = ("train", "val", "test")
 
 
 def read_meta(data_dir: str | os.PathLike, splits=("train", "val")) -> dict:
-    """``DIR/meta.json``, validated by :func:`xiangqi_gpt.corpus.load_meta` (format version, both vocabularies, token
+    """``DIR/meta.json``, validated by :func:`xiangqi_gpt.data.corpus.load_meta` (format version, both vocabularies, token
     and offset files of ``splits`` against the recorded counts). DatasetError when anything is off."""
-    from .corpus import load_meta
+    from ..data.corpus import load_meta
 
     return load_meta(Path(data_dir), splits=tuple(splits))
 
@@ -157,7 +157,7 @@ class _Source:
             self.game_starts = offsets[offsets <= self.max_start]
         self.legal = None
         if legal_sets:
-            from .legal import load_legal_sets
+            from ..data.legal import load_legal_sets
 
             self.legal = load_legal_sets(self.data_dir, split, self.n_tokens)
 
@@ -171,7 +171,7 @@ class TrainWindows(IterableDataset):
     ``mix`` = ``[(data_dir, probability), ...]`` adds further sources (e.g. engine games): each window comes from
     one of them with its probability, else from ``data_dir``. With ``legal_sets`` a batch is ``(windows, legal)``,
     ``legal`` (batch_size, block_size, vocab) booleans: the legal next tokens at every input position (see
-    :mod:`xiangqi_gpt.legal`), mirrored with the window."""
+    :mod:`xiangqi_gpt.data.legal`), mirrored with the window."""
 
     def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
                  game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
@@ -233,7 +233,7 @@ class TrainWindows(IterableDataset):
             x = np.where(x == BOS, starts_of[:, None], x)
         if not self.legal_sets:
             return torch.from_numpy(x)
-        from .legal import window_mask
+        from ..data.legal import window_mask
 
         legal = np.zeros((self.batch_size, self.block_size, self.tok.vocab_size), dtype=bool)
         for i in range(self.batch_size):
@@ -280,7 +280,7 @@ class ValWindows(Dataset):
             self.windows[self.windows == BOS] = start_id
         self.legal = None
         if legal_sets:
-            from .legal import load_legal_sets
+            from ..data.legal import load_legal_sets
 
             self.legal = load_legal_sets(data_dir, split, n)
         self.block_size, self.vocab_size = block_size, tokenizer.vocab_size
@@ -291,7 +291,7 @@ class ValWindows(Dataset):
     def __getitem__(self, i):
         if self.legal is None:
             return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i])
-        from .legal import window_mask
+        from ..data.legal import window_mask
 
         mask = window_mask(*self.legal, int(self.starts[i]), self.block_size, self.vocab_size)
         return torch.from_numpy(self.windows[i]), torch.from_numpy(self.phase[i]), torch.from_numpy(mask)

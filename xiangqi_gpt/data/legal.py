@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .board import Board, encode_move, parse_square
-from .errors import DatasetError
+from ..rules.board import Board, encode_move, parse_square
+from ..errors import DatasetError
 from .tokenizer import N_SPECIAL, get_tokenizer
 
 TOKENIZER = "move"
@@ -40,7 +40,7 @@ def _paths(data_dir, split: str) -> tuple[Path, Path]:
 
 
 def _int_to_id() -> np.ndarray:
-    """Board int move (:func:`~xiangqi_gpt.board.encode_move`) -> move token id (0 where the pair is not a move)."""
+    """Board int move (:func:`~xiangqi_gpt.rules.board.encode_move`) -> move token id (0 where the pair is not a move)."""
     tok = get_tokenizer(TOKENIZER)
     table = np.zeros(90 << 7, dtype=np.int64)
     for i in range(N_SPECIAL, tok.vocab_size):

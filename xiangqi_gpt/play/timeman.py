@@ -98,7 +98,7 @@ class Timer:
 def parse_clock(text: str) -> tuple[int, int]:
     """A time control ``MINUTES+SECONDS`` (``10+5``: 10 minutes each, 5 s added per move; ``1``: no increment) as
     (base, increment) in ms; a one-line ConfigError for anything else."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     base, _, inc = text.strip().partition("+")
     try:

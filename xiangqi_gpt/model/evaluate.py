@@ -4,7 +4,7 @@ For every position of every game (the model conditioned on the true history ``<b
 
 ``top1`` / ``top5``
     the game's move is the model's best / among its five best moves, ranking only the *legal* moves (what
-    :class:`~xiangqi_gpt.player.GPTPlayer` plays at temperature 0).
+    :class:`~xiangqi_gpt.play.player.GPTPlayer` plays at temperature 0).
 ``top1_raw``
     the model's unconstrained greedy move (its argmax token; for the char tokenizer the greedy four tokens) is the
     game's move.
@@ -60,11 +60,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .board import STARTING_FEN, Board
+from ..rules.board import STARTING_FEN, Board
 from .checkpoint import add_mirror_option
-from .errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
-from .notation import is_legal_text
-from .tokenizer import DEFAULT_SOURCE, SOURCES, TOKEN_RESULTS
+from ..errors import ConfigError, IllegalMoveError, PgnError, XiangqiError
+from ..rules.notation import is_legal_text
+from ..data.tokenizer import DEFAULT_SOURCE, SOURCES, TOKEN_RESULTS
 
 PHASES = ("opening", "middlegame", "endgame")
 OPENING_PLIES = 20
@@ -208,7 +208,7 @@ class GameScorer:
     def _score_char_tokens(self, history, iccs, legal, phases) -> list[PositionScore]:
         import torch
 
-        from .model import KVCache, candidate_tree
+        from .gpt import KVCache, candidate_tree
 
         model = self.model
         device = model.rope_cos.device
@@ -442,7 +442,7 @@ def build_report(scores: list[PositionScore], runs: list[FreeRun], every: int, g
 
 def read_eval_games(path: str, limit: int | None = None, warn=None) -> tuple[list, dict]:
     """Readable games from the standard start (up to ``limit``) and the counts of skipped ones."""
-    from .pgn import read_games
+    from ..records.pgn import read_games
 
     if not os.path.exists(path):
         raise PgnError("no such file", path=path)

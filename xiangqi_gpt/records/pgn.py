@@ -13,8 +13,8 @@ Reading::
   also decodes as GBK, a score by the share of common xiangqi and Chinese characters. UTF-16 with a byte-order
   mark is read too; other files holding NUL bytes are refused as binary.
 * Move notation: the ``Format`` tag (``ICCS``, ``WXF``, ``Chinese``) when present, else detected from the moves of
-  each game. Moves are resolved and validated with the rule engine (:mod:`xiangqi_gpt.notation`,
-  :mod:`xiangqi_gpt.board`).
+  each game. Moves are resolved and validated with the rule engine (:mod:`xiangqi_gpt.rules.notation`,
+  :mod:`xiangqi_gpt.rules.board`).
 * Lines may end in ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files). The encoding is chosen from every
   non-ASCII line of the file, tags included.
 * Skipped on reading: comments ``{...}`` (they do not nest: the first ``}`` ends one) and ``; ...``, variations
@@ -44,8 +44,8 @@ import re
 from dataclasses import dataclass, field
 from typing import IO, Iterable, Iterator
 
-from .board import STARTING_FEN, Board, Move
-from .errors import (AmbiguousMoveError, FenError, IllegalMoveError, InvalidMoveError, MoveError, PgnError,
+from ..rules.board import STARTING_FEN, Board, Move
+from ..errors import (AmbiguousMoveError, FenError, IllegalMoveError, InvalidMoveError, MoveError, PgnError,
                      XiangqiError)
 
 RESULTS = ("1-0", "0-1", "1/2-1/2", "*")
@@ -324,7 +324,7 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
     Each item is a :class:`Game` or, for a game that cannot be read, a :class:`PgnError` naming the file, the game
     (1-based) and the ply where known; reading goes on with the next game. ``notation`` forces the move notation
     (default: the ``Format`` tag, else detected per game). ``strict=False`` accepts a ``FEN`` tag with material or
-    squares that no game can reach (see :class:`~xiangqi_gpt.board.Board`). A file that cannot be opened raises
+    squares that no game can reach (see :class:`~xiangqi_gpt.rules.board.Board`). A file that cannot be opened raises
     :class:`PgnError`.
     """
     if notation is not None and notation not in NOTATIONS:
@@ -587,7 +587,7 @@ _CJK_MOVE_RUN_RE = re.compile(r"^[\u4e00-\u9fff０-９0-9]{8,}$")
 
 def _movetext_tokens(movetext: list[str], lines: list[int] | None = None) -> Iterator[str]:
     """Move and result tokens of a game's movetext (comments, variations, numbers, NAGs removed)."""
-    from .notation import detect_notation
+    from ..rules.notation import detect_notation
 
     text = _strip_comments("\n".join(movetext), lines)
     for token in text.split():
@@ -648,7 +648,7 @@ _MOVE_CACHE_SIZE = 1 << 20
 
 
 def _parse(board: Board, token: str, notation: str | None, retry: bool) -> Move:
-    from .notation import parse_move
+    from ..rules.notation import parse_move
 
     try:
         return parse_move(board, token, notation)
@@ -685,7 +685,7 @@ def _digit_style_error(styles: list[tuple[frozenset, int, str]]) -> tuple[str, i
 
 def _build_game(raw: _RawGame, label: str, index: int, notation: str | None,
                 strict: bool = True) -> Game | PgnError | None:
-    from .notation import chinese_digit_sides, detect_notation
+    from ..rules.notation import chinese_digit_sides, detect_notation
 
     if raw.undecodable is not None:
         return _error(f"line {raw.undecodable} cannot be decoded in the file's encoding", KIND_DECODE, label, index)
@@ -793,7 +793,7 @@ def pgn_text(headers: dict[str, str], move_texts: list[str], root_fen: str = STA
 def _move_texts(game: Game, notation: str, family: str) -> list[str]:
     if notation == "iccs":
         return [m.iccs() for m in game.moves]
-    from .notation import format_move
+    from ..rules.notation import format_move
 
     if notation == "chinese" and family == "big5":
         notation = "chinese-traditional"

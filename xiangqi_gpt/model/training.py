@@ -18,7 +18,7 @@ A run lives in one directory, ``trainer.default_root_dir`` (shortcut ``--out``, 
     RUN/loss.png, RUN/accuracy.png       curves, written at the end (one curve per TeaForN level)
 
 ``--ckpt-path last`` (``--ckpt_path last``) resumes ``RUN/checkpoints/last.ckpt``: same global step, optimizer state,
-LR schedule and data stream (batches are a function of the step, see :mod:`xiangqi_gpt.data`). On resume the
+LR schedule and data stream (batches are a function of the step, see :mod:`xiangqi_gpt.model.datamodule`). On resume the
 ``model`` section (architecture, objective, optimizer settings) is taken from the checkpoint, as LightningCLI does.
 
 Every user error (bad config value, missing or mismatched dataset, checkpoint from another tokenizer) is reported
@@ -45,10 +45,10 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from .data import XiangqiDataModule
-from .errors import CheckpointError, ConfigError, XiangqiError
-from .model import GPT, GPTConfig, IGNORE_INDEX
-from .tokenizer import BOS, N_SPECIAL, get_tokenizer
+from .datamodule import XiangqiDataModule
+from ..errors import CheckpointError, ConfigError, XiangqiError
+from .gpt import GPT, GPTConfig, IGNORE_INDEX
+from ..data.tokenizer import BOS, N_SPECIAL, get_tokenizer
 
 OBJECTIVES = ("tf", "teaforn")
 LR_SCHEDULES = ("steps", "time")
@@ -172,10 +172,10 @@ def move_hits(logits: torch.Tensor, targets: torch.Tensor, phase: torch.Tensor, 
 
 
 class GPTModule(LightningModule):
-    """A :class:`~xiangqi_gpt.model.GPT` trained by teacher forcing (``objective="tf"``) or TeaForN
+    """A :class:`~xiangqi_gpt.model.gpt.GPT` trained by teacher forcing (``objective="tf"``) or TeaForN
     (``objective="teaforn"``, Goodman et al. 2020) with AdamW and linear-warmup + cosine LR.
 
-    Model (the :class:`~xiangqi_gpt.model.GPTConfig` fields): tokenizer, block_size, n_layer, n_head, n_embd, dropout,
+    Model (the :class:`~xiangqi_gpt.model.gpt.GPTConfig` fields): tokenizer, block_size, n_layer, n_head, n_embd, dropout,
     bias, rope_base, vocab_size (None = the tokenizer's).
 
     Objective: ``teaforn_n`` levels, ``teaforn_weights`` (``uniform``, ``decay``, ``mean`` or N numbers),

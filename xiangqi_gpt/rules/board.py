@@ -28,7 +28,7 @@ import random
 import re
 from typing import NamedTuple
 
-from .errors import FenError, IllegalMoveError, InvalidMoveError
+from ..errors import FenError, IllegalMoveError, InvalidMoveError
 
 RED, BLACK = 0, 1
 COLOR_NAMES = ("Red", "Black")

@@ -13,8 +13,8 @@ from typing import Iterator
 from xml.etree import ElementTree
 
 from .archive import build_game, error, mover_color, placement_fen
-from .board import STARTING_FEN, square
-from .errors import PgnError
+from ..rules.board import STARTING_FEN, square
+from ..errors import PgnError
 from .pgn import Game
 
 CBR_MAGIC = b"CCBridge Record\x00"

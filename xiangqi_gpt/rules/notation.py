@@ -1,6 +1,6 @@
 """Move notation, both ways: ICCS (``h2e2``), WXF (``C2.5``) and Chinese (``炮二平五``, ``馬８進７``).
 
-Every function takes the board *before* the move. Parsing returns a :class:`~xiangqi_gpt.board.Move` that is legal
+Every function takes the board *before* the move. Parsing returns a :class:`~xiangqi_gpt.rules.board.Move` that is legal
 on that board, or raises :class:`InvalidMoveError` (the text does not read as a move), :class:`IllegalMoveError`
 (it reads, but no legal move matches) or :class:`AmbiguousMoveError` (several legal moves match).
 
@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from .board import (ADVISOR, BLACK, CANNON, COLOR_NAMES, ELEPHANT, FILES, HORSE, KING, PAWN, PIECE_NAMES, RED,
                     ROOK, Board, Move)
-from .errors import AmbiguousMoveError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError
+from ..errors import AmbiguousMoveError, ConfigError, IllegalMoveError, InvalidMoveError, MoveError
 
 __all__ = ["detect_notation", "parse_move", "parse_iccs", "parse_wxf", "parse_chinese", "move_to_wxf",
            "move_to_chinese", "format_move", "chinese_digit_sides", "NOTATIONS"]

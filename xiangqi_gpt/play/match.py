@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from .board import BLACK, RED, STARTING_FEN, Board, Move
-from .errors import InvalidMoveError, XiangqiError
+from ..rules.board import BLACK, RED, STARTING_FEN, Board, Move
+from ..errors import InvalidMoveError, XiangqiError
 from .fairy import EngineError, FairyStockfish
 
 DEFAULT_MAX_PLIES = 300
@@ -82,12 +82,12 @@ class RandomPlayer:
 
 
 class FairyPlayer:
-    """Fairy-Stockfish (UCI, variant xiangqi) as a player, through a :class:`~xiangqi_gpt.fairy.FairyStockfish`.
+    """Fairy-Stockfish (UCI, variant xiangqi) as a player, through a :class:`~xiangqi_gpt.play.fairy.FairyStockfish`.
 
     Each move is searched to ``depth`` plies and/or for ``movetime`` ms (neither: depth
     :data:`DEFAULT_FAIRY_DEPTH`), at Skill Level ``skill`` and ``UCI_Elo`` ``elo`` when given. Its answer is checked
     here: no move where our rules have one, text that is not a move, or an illegal move raises
-    :class:`~xiangqi_gpt.fairy.EngineError`. Several players may share one engine (both sides of a self-play
+    :class:`~xiangqi_gpt.play.fairy.EngineError`. Several players may share one engine (both sides of a self-play
     game); :meth:`start` makes a player with an engine of its own, which :meth:`close` ends."""
 
     def __init__(self, engine: FairyStockfish, depth: int | None = None, movetime: int | None = None,
@@ -142,7 +142,7 @@ class FairyPlayer:
 @dataclass
 class GameRecord:
     """A finished game: ``moves`` (ICCS, from the standard start, ``opening`` included), ``result`` (PGN, Red's
-    view), ``termination`` (an :class:`~xiangqi_gpt.board.Outcome` termination, or :data:`PLY_CAP`) and
+    view), ``termination`` (an :class:`~xiangqi_gpt.rules.board.Outcome` termination, or :data:`PLY_CAP`) and
     ``reason`` (the same in words)."""
 
     opening: list[str]

@@ -23,11 +23,11 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError
 
 FORMAT = "xiangqi-gpt-model"
 VERSION = 1
-DEFAULT_PATH = Path(__file__).resolve().parent / "checkpoints" / "default.pt"
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
 #: hyper-parameters of the training objective copied into an exported file's info
 OBJECTIVE_KEYS = ("objective", "teaforn_n", "teaforn_weights", "teaforn_feed", "teaforn_mask_warmup",
                   "teaforn_feedback_scale", "lr", "warmup_steps", "lr_decay_steps", "weight_decay")
@@ -35,8 +35,8 @@ OBJECTIVE_KEYS = ("objective", "teaforn_n", "teaforn_weights", "teaforn_feed", "
 
 @dataclass
 class LoadedModel:
-    model: object  # xiangqi_gpt.model.GPT, in eval mode
-    tokenizer: object  # xiangqi_gpt.tokenizer.Tokenizer
+    model: object  # xiangqi_gpt.model.gpt.GPT, in eval mode
+    tokenizer: object  # xiangqi_gpt.data.tokenizer.Tokenizer
     info: dict = field(default_factory=dict)
 
 
@@ -56,7 +56,7 @@ def _torch_load(path: Path) -> dict:
 
 
 def _config_from(path: Path, values: dict):
-    from .model import GPTConfig
+    from .gpt import GPTConfig
 
     known = {f.name for f in fields(GPTConfig)}
     try:
@@ -107,8 +107,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu",
     the file's own (``info["mirror_ensemble"]``, 0 when absent), 0 turns it off."""
     import torch
 
-    from .model import GPT
-    from .tokenizer import get_tokenizer
+    from .gpt import GPT
+    from ..data.tokenizer import get_tokenizer
 
     if path is None:
         if not DEFAULT_PATH.is_file():
@@ -177,7 +177,7 @@ def export_model(ckpt_path, out, fp16: bool = True, mirror_ensemble: float | Non
 
 def mirror_weight(text: str) -> float:
     """argparse type of ``--mirror-ensemble``: a number in [0, 1) (:func:`model.check_mirror_weight`)."""
-    from .model import check_mirror_weight
+    from .gpt import check_mirror_weight
 
     try:
         return check_mirror_weight(text)

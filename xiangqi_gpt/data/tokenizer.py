@@ -25,7 +25,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from .errors import ConfigError, InvalidMoveError, XiangqiError
+from ..errors import ConfigError, InvalidMoveError, XiangqiError
 
 BOS, RED_WIN, BLACK_WIN, DRAW, END = 0, 1, 2, 3, 4
 SPECIAL_TOKENS = ["<bos>", "<red_win>", "<black_win>", "<draw>", "<end>"]
@@ -42,7 +42,7 @@ TOKENIZER_NAMES = ("move", "char")
 #: Start tokens that name where a game comes from: master games, engine games, games of our own search, and the
 #: left-right mirrored view of a master game. They are not in a tokenizer's vocabulary: a model that has them
 #: (``GPTConfig.sources``) embeds source ``i`` of its list at id ``tokenizer.vocab_size + i``, in place of
-#: ``<bos>``. They are inputs only (a model never predicts them). See :meth:`xiangqi_gpt.model.GPT.start_id`.
+#: ``<bos>``. They are inputs only (a model never predicts them). See :meth:`xiangqi_gpt.model.gpt.GPT.start_id`.
 SOURCES = ("master", "engine", "search", "mirror")
 #: Play-time names for the conditions a player may ask the model in (``--style``): ``human`` plays like the
 #: masters, ``strong`` like the engine games.

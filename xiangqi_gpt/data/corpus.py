@@ -11,7 +11,7 @@ their own subset ``DIR/engine/`` (see step 2).
 
 Steps:
 
-1. Every game is read and validated with the rule engine (:func:`xiangqi_gpt.pgn.read_games`); a game with an
+1. Every game is read and validated with the rule engine (:func:`xiangqi_gpt.records.pgn.read_games`); a game with an
    illegal or unreadable move is rejected and counted per reason, with the first examples kept in the summary.
 2. Empty games (no moves) are dropped. Games under a computer-games folder (CCPD ``電腦對局``) form their own subset,
    written under ``DIR/computer/`` with the same layout and never mixed into the main splits. Engine games
@@ -34,7 +34,7 @@ Steps:
 6. ``DIR/summary.json`` (counts, rejection reasons and examples, duplicates, per-split games/plies/tokens; the engine
    subset's under ``"engine"``) and ``DIR/meta.json`` (format version, both vocabularies, counts, source sha256,
    attribution, the arguments).
-7. With ``--legal-sets``, ``xiangqi_gpt.legal.write_legal_sets`` then stores the legal move sets of ``DIR`` (and of
+7. With ``--legal-sets``, ``xiangqi_gpt.data.legal.write_legal_sets`` then stores the legal move sets of ``DIR`` (and of
    ``DIR/engine``) after the dataset is complete.
 
 Options and the output path are checked before anything is read (a bad ``--limit``, an ``--out`` under a file or
@@ -71,11 +71,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .board import STARTING_FEN
-from .console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
-from .errors import DatasetError, PgnError, XiangqiError
-from .archive import is_archive_name, iter_game_file
-from .pgn import is_standard_fen, pgn_text
+from ..rules.board import STARTING_FEN
+from ..console import CtrlCGuard, ProgressBar, ignore_sigint, pool_context, restore_ctrl_c, start_pool
+from ..errors import DatasetError, PgnError, XiangqiError
+from ..records.archive import is_archive_name, iter_game_file
+from ..records.pgn import is_standard_fen, pgn_text
 from .tokenizer import BOS, RESULT_TOKENS, TOKENIZER_NAMES, get_tokenizer
 
 FORMAT_VERSION = 1
@@ -202,7 +202,7 @@ def display_name(name: str) -> str:
     except UnicodeEncodeError:
         pass
     raw = name.encode("utf-8", "surrogateescape") if _only_escapes(name) else name.encode("utf-8", "replace")
-    from .pgn import decode_bytes
+    from ..records.pgn import decode_bytes
     try:
         text = decode_bytes(raw)
         text.encode("utf-8")
@@ -223,7 +223,7 @@ def _zip_member_name(info: zipfile.ZipInfo) -> str:
     """Zip names without the UTF-8 flag are cp437 to Python; Chinese tools write them in GBK or Big5."""
     if info.flag_bits & 0x800:
         return display_name(info.filename)
-    from .pgn import decode_bytes
+    from ..records.pgn import decode_bytes
     try:
         return display_name(decode_bytes(info.filename.encode("cp437")))
     except (UnicodeEncodeError, PgnError):
@@ -515,7 +515,7 @@ def _parse_file(label: str, data: bytes) -> tuple[str, list[GameTuple], list[Err
     games: list[GameTuple] = []
     errors: list[ErrorTuple] = []
     try:
-        for item in iter_game_file(data, name=label):      # PGN, or an archive format (xiangqi_gpt.archive)
+        for item in iter_game_file(data, name=label):      # PGN, or an archive format (xiangqi_gpt.records.archive)
             if isinstance(item, PgnError):
                 errors.append((item.game, item.ply, getattr(item, "kind", "other"), str(item)))
             else:
@@ -727,7 +727,7 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     ``sources`` are human games (the main subset, and ``computer/`` for CCPD's computer-games folder);
     ``engine_sources`` are engine self-play games, kept apart in ``out/engine/`` (deduplicated and split on their
     own). ``limit`` reads only the first ``limit`` PGN files of each kind (for quick trials; the source hashes are
-    then partial). ``legal_sets`` calls ``xiangqi_gpt.legal.write_legal_sets(out)`` after writing.
+    then partial). ``legal_sets`` calls ``xiangqi_gpt.data.legal.write_legal_sets(out)`` after writing.
     ``warn`` receives one-line warnings (default: printed on stderr).
 
     Every option and the output path are checked before anything is read."""
@@ -832,7 +832,7 @@ def _output_dir(out: Path, force: bool) -> Path:
 
 def _legal_sets(folders: list[Path]) -> None:
     """``--legal-sets``: the legal move sets of the main (and engine) token files, computed by
-    :func:`xiangqi_gpt.legal.write_legal_sets` (imported here: only this option needs it)."""
+    :func:`xiangqi_gpt.data.legal.write_legal_sets` (imported here: only this option needs it)."""
     from .legal import write_legal_sets
 
     for folder in folders:
@@ -1096,7 +1096,7 @@ def add_prepare_command(p: argparse.ArgumentParser):
     p.add_argument("--limit", type=int, default=None,
                    help="read only the first N PGN files of each kind, human and engine (quick trials)")
     p.add_argument("--legal-sets", action="store_true",
-                   help="also store the legal move set of every training position (xiangqi_gpt.legal)")
+                   help="also store the legal move set of every training position (xiangqi_gpt.data.legal)")
 
     def run(args):
         if not args.sources and not args.engine:

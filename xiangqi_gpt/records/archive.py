@@ -1,4 +1,4 @@
-"""Xiangqi archive files (XQF, CBF, CBR, CBL, DhtmlXQ/UBB and PGN) read into :class:`~xiangqi_gpt.pgn.Game` records.
+"""Xiangqi archive files (XQF, CBF, CBR, CBL, DhtmlXQ/UBB and PGN) read into :class:`~xiangqi_gpt.records.pgn.Game` records.
 
 :func:`read_game_file` picks the reader from the bytes (magic) and the file name. Each reader keeps the main line
 and the tags; variations are counted, not kept (the PGN writer has no variations), in the ``VariationsDropped``
@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .board import Board, Move, square, square_name
-from .errors import FenError, PgnError
+from ..rules.board import Board, Move, square, square_name
+from ..errors import FenError, PgnError
 from .pgn import KIND_FEN, KIND_ILLEGAL, KIND_READ, Game, read_games
 
 KIND_FORMAT = "bad_archive"        # a file or record whose bytes do not follow its format (PgnError.kind)

@@ -4,12 +4,12 @@ Rules of a match:
 
 * Colours alternate: the model plays Red in games 1, 3, 5, ... and Black in games 2, 4, 6, ...
 * Openings: each pair of games (one with each colour) starts with the same two plies from
-  :data:`xiangqi_gpt.match.OPENINGS`, a small book of common first moves and replies, in a seeded random order (a
+  :data:`xiangqi_gpt.play.match.OPENINGS`, a small book of common first moves and replies, in a seeded random order (a
   new shuffle after every 12 pairs). On top of that the model samples its own moves during the first
   ``--sample-plies`` plies (default 8) at ``--opening-temperature`` (default 1.0) with its seeded RNG; after that
   it plays at ``--temperature`` (default 0: greedy). ``--book-plies 0`` and ``--sample-plies 0`` give fully
   deterministic games from the start position.
-* Games are played by :func:`xiangqi_gpt.match.play_game`: our rule engine referees every move (the opponent's
+* Games are played by :func:`xiangqi_gpt.play.match.play_game`: our rule engine referees every move (the opponent's
   too: Fairy-Stockfish answers are validated, an illegal one is an error) and ends a game by
   :meth:`Board.outcome`: checkmate, stalemate (loses), threefold repetition (draw), perpetual check (the checking
   side loses) or the 60-move natural limit (draw). A game still running after ``--max-plies`` plies (default
@@ -38,11 +38,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import match
-from .board import BLACK, RED, STARTING_FEN, Board, Move
-from .errors import ConfigError, XiangqiError
+from ..rules.board import BLACK, RED, STARTING_FEN, Board, Move
+from ..errors import ConfigError, XiangqiError
 from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
-from .notation import is_legal_text
-from .tokenizer import DEFAULT_SOURCE, STYLES, resolve_style
+from ..rules.notation import is_legal_text
+from ..data.tokenizer import DEFAULT_SOURCE, STYLES, resolve_style
 
 DEFAULT_SAMPLE_PLIES = 8
 
@@ -52,7 +52,7 @@ DEFAULT_SAMPLE_PLIES = 8
 
 @dataclass
 class ArenaRecord(GameRecord):
-    """A game of the model against an opponent: the :class:`~xiangqi_gpt.match.GameRecord` and the model's side of
+    """A game of the model against an opponent: the :class:`~xiangqi_gpt.play.match.GameRecord` and the model's side of
     it (its colour and score, its illegal raw moves, the time and search nodes of each of its moves)."""
 
     round: int = 1
@@ -74,7 +74,7 @@ class ArenaRecord(GameRecord):
 
 
 class ModelSide:
-    """The model (a ``GPTPlayer`` or a ``search.SearchPlayer``) as a :class:`~xiangqi_gpt.match.Player`: it samples
+    """The model (a ``GPTPlayer`` or a ``search.SearchPlayer``) as a :class:`~xiangqi_gpt.play.match.Player`: it samples
     at ``opening_temperature`` during the first ``sample_plies`` plies, and records for each of its moves the wall
     and CPU time, the search nodes (a player with ``last``, a SearchResult) and whether its unconstrained greedy
     move (``raw_move``) would have been illegal."""
@@ -111,7 +111,7 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
               sample_plies: int = DEFAULT_SAMPLE_PLIES, opening_temperature: float = 1.0, round_: int = 1,
               on_move=None) -> ArenaRecord:
     """One game of ``player`` (a GPTPlayer or a search.SearchPlayer) against ``opponent`` (a
-    :class:`~xiangqi_gpt.match.Player` with ``new_game()``), played by :func:`xiangqi_gpt.match.play_game`."""
+    :class:`~xiangqi_gpt.play.match.Player` with ``new_game()``), played by :func:`xiangqi_gpt.play.match.play_game`."""
     side = ModelSide(player, sample_plies, opening_temperature)
     opponent.new_game()
     red, black = (side, opponent) if model_color == RED else (opponent, side)
@@ -205,7 +205,7 @@ def _median(values: list) -> float | None:
 
 
 def to_pgn_games(records: list[ArenaRecord], model_name: str, opponent_name: str, event: str):
-    from .pgn import Game
+    from ..records.pgn import Game
 
     today = datetime.date.today().strftime("%Y.%m.%d")
     games = []
@@ -264,7 +264,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                         "never lose by the rules at once, avoid moves that allow mate in one (see player.py)")
     p.add_argument("--level", type=int, default=0, metavar="N",
                    help="our side's strength level: 0 = the pure GPT (default), higher levels search more "
-                        "(see xiangqi_gpt/search.py LEVELS)")
+                        "(see xiangqi_gpt/play/search.py LEVELS)")
     p.add_argument("--style", default=None, choices=sorted(STYLES),
                    help="the condition the model is asked in: human (master games, the default) or strong "
                         "(engine games); a model without source tokens ignores it")
@@ -281,7 +281,7 @@ def add_arena_command(p: argparse.ArgumentParser):
         out, err = Console(), Console(stderr=True)
         import torch
 
-        from .checkpoint import load_model
+        from ..model.checkpoint import load_model
         from .player import GPTPlayer
 
         torch.set_num_threads(args.threads)
@@ -317,7 +317,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                   "per_game": [r.to_dict() for r in records]}
         print_summary(report, out)
         if args.pgn:
-            from .pgn import write_games
+            from ..records.pgn import write_games
 
             try:
                 write_games(to_pgn_games(records, model_name, opponent.name, "xiangqi-gpt arena"), args.pgn)

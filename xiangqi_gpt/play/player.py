@@ -28,13 +28,13 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from .board import Board, Move
-from .errors import ConfigError, IllegalMoveError
-from .notation import is_legal_text
-from .tokenizer import DEFAULT_SOURCE, resolve_style
+from ..rules.board import Board, Move
+from ..errors import ConfigError, IllegalMoveError
+from ..rules.notation import is_legal_text
+from ..data.tokenizer import DEFAULT_SOURCE, resolve_style
 
 if TYPE_CHECKING:  # torch is imported by whoever builds the LoadedModel
-    from .checkpoint import LoadedModel
+    from ..model.checkpoint import LoadedModel
 
 
 @dataclass
@@ -50,7 +50,7 @@ class GPTPlayer:
 
     def __init__(self, loaded: "LoadedModel", temperature: float = 0.0, seed: int | None = None,
                  safety: bool = False, style: str | None = None):
-        from .model import KVCache
+        from ..model.gpt import KVCache
 
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
             raise ConfigError(f"temperature must be a number >= 0, got {temperature!r}")
@@ -73,7 +73,7 @@ class GPTPlayer:
     def load(cls, checkpoint: str | None = None, temperature: float = 0.0, seed: int | None = None,
              style: str | None = None) -> "GPTPlayer":
         """A player for the model file ``checkpoint`` (``None``: the shipped default), asking in ``style``."""
-        from .checkpoint import load_model
+        from ..model.checkpoint import load_model
 
         return cls(load_model(checkpoint), temperature=temperature, seed=seed, style=style)
 

@@ -53,8 +53,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ConfigError
-from .tokenizer import BOS, SOURCES, TOKENIZER_NAMES, get_tokenizer
+from ..errors import ConfigError
+from ..data.tokenizer import BOS, SOURCES, TOKENIZER_NAMES, get_tokenizer
 
 IGNORE_INDEX = -100  # targets with this value are left out of the loss
 

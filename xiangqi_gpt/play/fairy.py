@@ -24,8 +24,8 @@ import threading
 import weakref
 from typing import Iterable
 
-from .board import STARTING_FEN
-from .errors import ConfigError, InvalidMoveError, XiangqiError
+from ..rules.board import STARTING_FEN
+from ..errors import ConfigError, InvalidMoveError, XiangqiError
 
 DEFAULT_PATH = "/usr/games/fairy-stockfish"
 ENV_VAR = "FAIRY_STOCKFISH"

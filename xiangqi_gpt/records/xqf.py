@@ -8,8 +8,8 @@ The main line is kept; variations are counted (``VariationsDropped`` tag); comme
 from __future__ import annotations
 
 from .archive import build_game, error, mover_color, pieces_from_men, placement_fen
-from .board import Board, square
-from .errors import PgnError
+from ..rules.board import Board, square
+from ..errors import PgnError
 from .pgn import Game
 
 HEADER_SIZE = 0x400

@@ -14,8 +14,8 @@ import re
 from typing import Iterator
 
 from .archive import build_game, error, mover_color, pieces_from_men, placement_fen
-from .board import STARTING_FEN, square
-from .errors import PgnError
+from ..rules.board import STARTING_FEN, square
+from ..errors import PgnError
 from .pgn import Game, decode_bytes, normalize_result
 
 _BLOCK_RE = re.compile(r"\[DhtmlXQ\](.*?)\[/DhtmlXQ\]", re.S | re.I)

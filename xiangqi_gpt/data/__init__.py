@@ -1,0 +1,1 @@
+"""Training data: tokenizers, the `prepare` dataset build, legal move sets. No torch."""

@@ -1,0 +1,1 @@
+"""The GPT: model, checkpoints, training (LightningModule, data module, CLI) and evaluation."""

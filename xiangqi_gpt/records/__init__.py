@@ -1,0 +1,1 @@
+"""Game records: PGN and the archive formats (XQF, CBF/CBR/CBL, DhtmlXQ). No torch."""
