@@ -56,6 +56,7 @@ import itertools
 import json
 import lzma
 import os
+import re
 import shutil
 import signal
 import stat
@@ -228,10 +229,16 @@ def _archive_kind(path: Path) -> str | None:
     return "tar" if block[257:262] == b"ustar" else "compressed"
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
+
+
 def display_name(name: str) -> str:
     """A file name as text that can be printed and written as UTF-8. Python keeps the bytes of a name that is not
     valid UTF-8 (a Big5 or GBK name, say) as lone surrogates, which cannot be encoded; such a name is decoded the way
-    record text is (GB18030 or Big5, detected), else its bad bytes are written as ``\\xNN``."""
+    record text is (GB18030 or Big5, detected), else its bad bytes are written as ``\\xNN``. Control characters (a
+    newline, a terminal escape) are written as ``\\xNN`` too, so a label is always one printable line."""
+    if _CONTROL_CHARS.search(name):
+        name = _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
     try:
         name.encode("utf-8")
         return name
@@ -569,7 +576,7 @@ def _overlapping_zip_entries(infos: list[zipfile.ZipInfo]) -> dict[int, str]:
     problems: dict[int, str] = {}
     end, owner = -1, None
     for info in sorted(infos, key=lambda i: (i.header_offset, i.filename)):
-        if info.header_offset < end:
+        if owner is not None and info.header_offset < end:
             what = "is the same member as" if info.header_offset == owner.header_offset else "overlaps"
             problems[id(info)] = f"{what} {display_name(owner.filename)!r} in the archive; read once only"
             continue
@@ -1230,11 +1237,14 @@ def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") 
         for name in TOKENIZER_NAMES:
             bin_path = base / name / f"{split}.bin"
             idx_path = base / name / f"{split}.idx.npy"
-            expected = entry.get("tokens", {}).get(name)
+            tokens = entry.get("tokens")
+            expected = tokens.get(name) if isinstance(tokens, dict) else None
+            if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+                raise DatasetError(f"{meta_path}: split {split!r} has no {name!r} token count")
             if not bin_path.is_file():
                 raise DatasetError(f"{bin_path}: missing; the dataset is incomplete")
             size = bin_path.stat().st_size
-            if size != 2 * (expected or 0):
+            if size != 2 * expected:
                 raise DatasetError(f"{bin_path}: {size} bytes, but meta.json records {expected} uint16 tokens")
             if not idx_path.is_file():
                 raise DatasetError(f"{idx_path}: missing; the dataset is incomplete")

@@ -832,8 +832,15 @@ def _encoding_family(encoding: str) -> str:
     return family
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """A tag value as PGN text: backslashes and quotes escaped, control characters (a newline in a file name would
+    end the tag line) written as ``\\xNN``."""
+    value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\x80" else f"\\u{ord(m.group()):04x}",
+                        value)
 
 
 def write_game(game: Game, notation: str = "iccs", encoding: str = "utf-8", width: int = 80) -> str:
