@@ -404,3 +404,39 @@ def test_one_byte_archive_corruptions_are_warnings(tmp_path):
         for label, text in SourceReader([str(tmp_path / name)], warnings.append, lambda n: None):
             for item in read_games(text, name=label):
                 assert isinstance(item, (Game, PgnError))
+
+
+# ---- 8. one GBK game in a Big5 file -------------------------------------------------------------------------
+
+def _tagged(gs: list[Game], event: str) -> list[Game]:
+    for i, g in enumerate(gs):
+        g.headers.update({"Event": f"{event}{i}", "Red": "許銀川" if "屆" in event else "许银川"})
+    return gs
+
+
+@pytest.mark.parametrize("notation", ["chinese", "iccs"])
+def test_one_gbk_game_in_a_big5_file_leaves_the_big5_games_intact(notation):
+    big5 = _tagged(games(seed=4, n=50), "第十屆全國賽")
+    (gbk,) = _tagged(games(seed=5, n=1), "第十届全国赛")
+    data = b"".join(write_game(g, notation, "big5").encode("cp950") for g in big5[:25])
+    data += write_game(gbk, notation, "gb18030").encode("gb18030")
+    data += b"".join(write_game(g, notation, "big5").encode("cp950") for g in big5[25:])
+    items = items_of(data)
+    assert len(items) == 51
+    good = [i for i in items if isinstance(i, Game)]
+    bad = [i for i in items if not isinstance(i, Game)]
+    assert len(bad) <= 1 and all(i.game == 26 for i in bad)          # at most the GBK game, with its reason
+    by_event = {g.headers["Event"]: g for g in good}
+    for g in big5:
+        assert by_event[g.headers["Event"]].iccs() == g.iccs() and by_event[g.headers["Event"]].headers["Red"] == \
+            "許銀川"
+    if not bad:
+        assert by_event["第十届全国赛0"].iccs() == gbk.iccs()
+
+
+def test_a_utf8_file_appended_to_a_gbk_file_reads_both():
+    a, b = _tagged(games(seed=6, n=3), "第十届全国赛"), _tagged(games(seed=7, n=3), "第十屆全國賽")
+    data = pgn_of(a, "chinese").encode("gb18030") + pgn_of(b, "chinese").encode("utf-8")
+    items = items_of(data)
+    assert read_back(items) == expected(a + b)
+    assert [i.headers["Event"] for i in items] == [g.headers["Event"] for g in a + b]

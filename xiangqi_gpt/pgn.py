@@ -399,11 +399,12 @@ def _read_stream(stream: IO[bytes], label: str, notation: str | None, strict: bo
                          KIND_DECODE, label)
         lines = _decoded_lines(_raw_lines(stream), family)
         index = 0
-        for raw in _split_games(lines):
-            item = _build_game(raw, label, index + 1, notation, strict)
-            if item is not None:
-                index += 1
-                yield item
+        for raw in _split_games(lines, keep=family != "utf-8"):
+            for game in _per_game_encoding(raw, family):
+                item = _build_game(game, label, index + 1, notation, strict)
+                if item is not None:
+                    index += 1
+                    yield item
     except OSError as e:
         raise _error(f"cannot read: {e.strerror or e}", KIND_READ, label) from None
 
@@ -438,7 +439,13 @@ def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
             yield raw
 
 
-class _Undecodable(str):
+class _Decoded(str):
+    """A non-ASCII line as decoded in the file's encoding, with its bytes (``raw``), for :func:`_per_game_encoding`."""
+
+    raw: bytes = b""
+
+
+class _Undecodable(_Decoded):
     """A line that could not be decoded (its text is the lenient reading); the game holding it is rejected."""
 
 
@@ -457,8 +464,9 @@ def _decoded_lines(raw_lines: Iterable[bytes], family: str) -> Iterator[str]:
                     continue
             if line is None:
                 line = _Undecodable(raw.decode(codecs[0], errors="replace"))
-            elif line.startswith("\ufeff"):
-                line = line.lstrip("\ufeff")   # the byte-order mark of a file, also of one concatenated after another
+            else:
+                line = _Decoded(line.lstrip("\ufeff"))   # a file's byte-order mark, also one concatenated after another
+            line.raw = raw
         yield line
 
 
@@ -471,6 +479,8 @@ class _RawGame:
     lines: list[int] = field(default_factory=list)   # the line number of each movetext line
     unclosed_comment: int | None = None              # line of a '{' that no '}' closes before the next game
     bad_tag: tuple[int, str] | None = None           # (line, text) of the first malformed tag
+    all_lines: list[str] | None = None              # every line of the game, when kept (non-UTF-8 files)
+    start: int = 1                                  # the number of its first line in all_lines
 
 
 _TAG_RE = re.compile(r'\[\s*([A-Za-z0-9_]+)\s*"((?:[^"\\]|\\.)*)"\s*\]')
@@ -509,30 +519,34 @@ def _parse_tags(text: str) -> tuple[list[tuple[str, str]], str, str | None]:
         i = m.end()
 
 
-def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
+def _split_games(lines: Iterable[str], keep: bool = False, first: int = 1) -> Iterator[_RawGame]:
     """Group lines into games: a tag line after movetext starts a new game. A ``{`` comment runs to the first
     ``}``, across lines, so a ``[`` inside one does not split a game. A comment still open at the end of the file,
     or at a line of nothing but tags (the next game's), has lost its ``}``: its game is marked as broken. Movetext
-    after the tags on a tag line is read as movetext; a malformed tag marks its game."""
-    game = _RawGame({}, [], 1)
+    after the tags on a tag line is read as movetext; a malformed tag marks its game. ``keep``: keep every line of
+    a game in ``all_lines``; ``first``: the number of the first line."""
+    game = _RawGame({}, [], first, all_lines=[] if keep else None, start=first)
     has_moves = False
     ended = False         # the last movetext line ended with a result: more movetext starts a game without tags
     comment_at = None     # line of the '{' of a comment still open
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first):
         stripped = line.strip()
         undecodable = isinstance(line, _Undecodable)
+        original = line
         if comment_at is not None and stripped.startswith("[") and _TAG_LINE_RE.fullmatch(stripped):
             game.unclosed_comment, comment_at = comment_at, None
         if comment_at is None and _is_tag_line(stripped):
             if has_moves or game.unclosed_comment is not None:
                 yield game
-                game = _RawGame({}, [], number)
+                game = _RawGame({}, [], number, all_lines=[] if keep else None, start=number)
                 has_moves = False
             elif not game.headers and not game.movetext:
                 game.line = number
             ended = False
             if undecodable and game.undecodable is None:
                 game.undecodable = number
+            if keep:
+                game.all_lines.append(original)
             tags, rest, bad = _parse_tags(stripped)
             for key, value in tags:
                 game.headers[key] = value
@@ -544,12 +558,16 @@ def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
         elif comment_at is None and (not stripped or stripped.startswith("%")):
             if undecodable and game.undecodable is None:
                 game.undecodable = number
+            if keep:
+                game.all_lines.append(original)
             continue
         elif ended and comment_at is None:
             yield game
-            game = _RawGame({}, [], number)
+            game = _RawGame({}, [], number, all_lines=[] if keep else None, start=number)
         if undecodable and game.undecodable is None:
             game.undecodable = number
+        if keep and line is original:
+            game.all_lines.append(original)
         game.movetext.append(line)
         game.lines.append(number)
         if comment_at is not None or "{" in line:
@@ -565,6 +583,39 @@ def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
         game.unclosed_comment = comment_at
     if game.headers or has_moves:
         yield game
+
+
+def _per_game_encoding(game: _RawGame, family: str) -> list[_RawGame]:
+    """A file that mixes encodings (one GBK game among Big5 ones, a UTF-8 file appended to a GBK one) is decoded
+    game by game: the game's non-ASCII lines decide among the encodings that decode them strictly (UTF-8 first,
+    else the better :func:`_score` of GB18030 and Big5; the file's own on a tie). A game that no encoding decodes
+    keeps the file's reading and is rejected for its undecodable line. Returns the game, re-read if need be."""
+    if game.all_lines is None:
+        return [game]
+    raws = [line.raw for line in game.all_lines if isinstance(line, _Decoded)]
+    if not raws:
+        return [game]
+    block = b"\n".join(raws)
+    readings = {f: text for f in ("utf-8", family, *(f for f in ("gb18030", "big5") if f != family))
+                if (text := _strict_decode(block, f)) is not None}
+    if not readings or family == "utf-8":
+        return [game]
+    if "utf-8" in readings:
+        best = "utf-8"
+    elif len(readings) == 1:
+        best = next(iter(readings))
+    else:
+        scores = {f: _score(text) for f, text in readings.items()}
+        best = max(readings, key=lambda f: (scores[f], f == family))
+    if best == family:
+        return [game]
+    lines = []
+    for line in game.all_lines:
+        if isinstance(line, _Decoded):
+            text = _strict_decode(line.raw, best)
+            line = _Undecodable(line) if text is None else text.lstrip("\ufeff")
+        lines.append(line)
+    return list(_split_games(lines, first=game.start))
 
 
 def _comment_open(line: str, open_: bool) -> bool:
