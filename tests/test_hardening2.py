@@ -440,3 +440,162 @@ def test_a_utf8_file_appended_to_a_gbk_file_reads_both():
     items = items_of(data)
     assert read_back(items) == expected(a + b)
     assert [i.headers["Event"] for i in items] == [g.headers["Event"] for g in a + b]
+
+
+# ---- 15, 16. model files: non-finite and malformed --------------------------------------------------------------
+
+def _tiny(vocab_size=None):
+    import torch
+
+    from xiangqi_gpt.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return GPT(GPTConfig(tokenizer="move", vocab_size=vocab_size, block_size=32, n_layer=1, n_head=2,
+                         n_embd=16)).eval()
+
+
+def _payload(model, **changes) -> dict:
+    from dataclasses import asdict
+
+    payload = {"format": "xiangqi-gpt-model", "version": 1, "config": asdict(model.config),
+               "state_dict": dict(model.state_dict()), "info": {}}
+    payload.update(changes)
+    return payload
+
+
+def _model_file(tmp_path, payload, name="m.pt"):
+    import torch
+
+    torch.save(payload, tmp_path / name)
+    return tmp_path / name
+
+
+def _one_line_checkpoint_error(path, match):
+    from xiangqi_gpt.checkpoint import load_model
+    from xiangqi_gpt.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=match) as e:
+        load_model(path)
+    assert "\n" not in str(e.value)
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    import torch
+
+    model = _tiny()
+    state = dict(model.state_dict())
+    state["tok_emb.weight"] = state["tok_emb.weight"].clone()
+    state["tok_emb.weight"][3, 2] = float("nan")
+    _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, state_dict=state)), "NaN or infinite")
+    state["tok_emb.weight"][3, 2] = float("inf")
+    _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, state_dict=state)), "NaN or infinite")
+    assert torch.isfinite(model.tok_emb.weight).all()
+
+
+def test_malformed_model_files_are_one_line_errors(tmp_path):
+    import torch
+
+    model = _tiny()
+    state = dict(model.state_dict())
+    huge = dict(_payload(model)["config"], n_embd=1 << 20, n_head=1 << 10)
+    cases = {
+        "info": (_payload(model, info="a string"), "info"),
+        "weights": (_payload(model, state_dict={**state, "tok_emb.weight": [1.0, 2.0]}), "not a tensor"),
+        "huge": (_payload(model, config=huge), "do not fit"),
+        "block": (_payload(model, config=dict(_payload(model)["config"], block_size=1 << 40)), "table elements"),
+        "config": (_payload(model, config={"n_layer": "two"}), "bad model config"),
+        "lightning": ({"state_dict": [1], "hyper_parameters": {"tokenizer": "move"}}, "not a table"),
+        "lightning2": ({"state_dict": {"model." + k: v for k, v in state.items()},
+                        "hyper_parameters": "x"}, "not a table"),
+    }
+    for name, (payload, match) in cases.items():
+        _one_line_checkpoint_error(_model_file(tmp_path, payload, f"{name}.pt"), match)
+    lightning = {"state_dict": {"model." + k: v for k, v in state.items()},
+                 "hyper_parameters": dict(_payload(model)["config"]), "global_step": "many",
+                 "callbacks": {"ModelCheckpoint{}": {"current_score": torch.tensor([1.0, 2.0])}}}
+    from xiangqi_gpt.checkpoint import load_model
+
+    loaded = load_model(_model_file(tmp_path, lightning, "ok.ckpt"))       # odd fields: ignored, still loads
+    assert loaded.info["global_step"] is None and "val_loss" not in loaded.info
+
+
+def test_a_padded_vocabulary_model_evaluates_and_plays(tmp_path):
+    from xiangqi_gpt.checkpoint import load_model
+    from xiangqi_gpt.evaluate import evaluate_games, read_eval_games
+    from xiangqi_gpt.player import GPTPlayer
+
+    model = _tiny(vocab_size=3000)
+    with __import__("torch").no_grad():
+        model.lm_head.weight[2999].fill_(5.0)            # the padded id wins every argmax
+    path = _model_file(tmp_path, _payload(model))
+    (tmp_path / "g.pgn").write_text(pgn_of(games(n=1)), encoding="utf-8")
+    loaded = load_model(path)
+    gs, skipped = read_eval_games(str(tmp_path / "g.pgn"), None, warn=lambda m: None)
+    report = evaluate_games(loaded.model, loaded.tokenizer, gs, free_run_every=4)
+    assert report["free_run"]["legal"]["1"] == 0.0
+    player = GPTPlayer(loaded)
+    assert player.raw_move(Board()) == "<pad>" and player.choose(Board()) in Board().legal_moves()
+
+
+def test_the_player_never_fails_on_non_finite_scores(monkeypatch):
+    from xiangqi_gpt import player as player_module
+    from xiangqi_gpt.checkpoint import LoadedModel
+    from xiangqi_gpt.tokenizer import get_tokenizer
+
+    p = player_module.GPTPlayer(LoadedModel(model=_tiny(), tokenizer=get_tokenizer("move")))
+    board = Board()
+    real = p._score(board)
+    monkeypatch.setattr(p, "_score", lambda b: type(real)(**{**real.__dict__,
+                                                            "scores": [float("nan")] * len(real.moves)}))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        assert p.choose(board) in board.legal_moves()
+    with pytest.warns(RuntimeWarning):
+        assert p.choose(board, temperature=1.0) in board.legal_moves()
+
+
+# ---- 17. output paths are checked before the work -----------------------------------------------------------
+
+def test_output_paths_fail_before_the_work(tmp_path, capsys):
+    from xiangqi_gpt.cli import main
+
+    model = _model_file(tmp_path, _payload(_tiny()))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    (tmp_path / "g.pgn").write_text(pgn_of(games(n=1)), encoding="utf-8")
+    runs = [(["evaluate", "--checkpoint", str(model), "--pgn", str(tmp_path / "g.pgn"), "--quiet", "--plots",
+              str(a_file)], "a file, not a folder"),
+            (["evaluate", "--checkpoint", str(model), "--pgn", str(tmp_path / "g.pgn"), "--quiet", "--plots",
+              str(a_file / "x")], "is a file, not a folder"),
+            (["evaluate", "--checkpoint", str(model), "--pgn", str(tmp_path / "g.pgn"), "--quiet", "--json",
+              str(tmp_path)], "a folder"),
+            (["export", str(model), "--out", str(tmp_path)], "a folder"),
+            (["export", str(model), "--out", str(a_file / "x.pt")], "is a file, not a folder")]
+    for argv, match in runs:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr()
+        assert e.value.code != 0 and match in err.err and "Traceback" not in err.err
+        assert "\n" not in err.err.strip() and "positions" not in err.out          # nothing was evaluated
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "g.pgn", "m.pt"]   # no .tmp left
+
+
+# ---- 18. play.py: save and load with hostile file names -----------------------------------------------------
+
+def test_play_save_and_load_with_hostile_names(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "m.pt").write_bytes(b"never loaded")
+    script = ["resign", "~nosuchuser_xq/x.pgn", "save ~nosuchuser_xq/x.pgn", "load ~nosuchuser_xq/x.pgn",
+              "save a\x00b.pgn", "load a\x00b.pgn", "save \x1b[31mred.pgn", "load \x1b[2Jgone.pgn", "quit"]
+    env = dict(os.environ, COLUMNS="100", LINES="50", PYTHONIOENCODING="utf-8")
+    r = subprocess.run([sys.executable, str(root / "play.py"), "--checkpoint", str(tmp_path / "m.pt")],
+                       input="\n".join(script) + "\n", capture_output=True, text=True, encoding="utf-8", env=env,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and "\x1b[31m" not in r.stdout and "\x1b[2J" not in r.stdout
+    assert r.stdout.count("no such user") >= 3 and r.stdout.count("NUL byte") == 2
+    assert "\\x1b[31mred.pgn" in r.stdout and (tmp_path / "\x1b[31mred.pgn").exists()
