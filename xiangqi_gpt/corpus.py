@@ -169,6 +169,49 @@ def _stream_decompressor(kind: str):
 _DECOMPRESSION_ERRORS = (lzma.LZMAError, zlib.error, gzip.BadGzipFile, EOFError, OSError, ValueError)
 
 
+class _Inflater(io.RawIOBase):
+    """The decompressed bytes of a compressed stream (gz, xz, bz2; concatenated streams too) as a file, made block
+    by block: a read never holds more than it asked for (tarfile's own stream mode inflates a whole input block at
+    once, which a bz2 bomb turns into gigabytes). A stream cut short raises EOFError; bytes after the last stream
+    that do not start another are ignored."""
+
+    def __init__(self, f, kind: str):
+        self.f, self.kind = f, kind
+        self.d = _stream_decompressor(kind)
+        self.input = b""            # compressed bytes not yet given to the decompressor
+        self.finished = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        want = len(b)
+        while not self.finished and want:
+            d = self.d
+            if d.eof:
+                rest = d.unused_data + self.input
+                if len(rest) < 6:
+                    rest += self.f.read(1 << 16)
+                if _compression(rest) != self.kind:
+                    self.finished = True        # the end, or junk after it
+                    break
+                self.d, self.input = _stream_decompressor(self.kind), rest
+                continue
+            if self.kind == "gz" and d.unconsumed_tail:
+                data = d.unconsumed_tail
+            elif self.kind != "gz" and not d.needs_input:
+                data = b""
+            else:
+                data, self.input = self.input or self.f.read(1 << 16), b""
+                if not data:
+                    raise EOFError("the compressed data ends before its end (truncated)")
+            out = d.decompress(data, want)
+            if out:
+                b[:len(out)] = out
+                return len(out)
+        return 0
+
+
 class _TooLarge(Exception):
     """A compressed file or archive member decompresses to more than the limit."""
 
@@ -496,6 +539,8 @@ class SourceReader:
             reader = _HashingReader(f, self.advance)
             buffered = io.BufferedReader(reader, 1 << 20)
             try:
+                if kind != "zip" and (compression := _compression(buffered.peek(6)[:6])) is not None:
+                    buffered = io.BufferedReader(_Inflater(buffered, compression), 1 << 16)
                 members = self._zip_members(f, info.path) if kind == "zip" else \
                     self._tar_members(buffered, info.path)
                 for name, data in members:
@@ -519,7 +564,7 @@ class SourceReader:
                 info.sha256 = reader.sha.hexdigest()
 
     def _tar_members(self, stream, label: str = "") -> Iterator[tuple[str, bytes]]:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:         # decompressed by _Inflater, bounded
             for member in tar:
                 if not member.isfile():
                     continue

@@ -355,8 +355,6 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
 def _detect_stream_encoding(stream: IO[bytes]) -> str:
     """The encoding family of a whole seekable stream (or ``"binary"`` if it holds NUL bytes); rewinds it."""
     start = stream.tell()
-    bom = stream.read(3) == b"\xef\xbb\xbf"      # UTF-8 for sure, but still checked for NUL bytes
-    stream.seek(start)
     guess = _EncodingGuess()
     family = "utf-8"
     carry: list[bytes] = []       # the pieces of an unfinished line (joined once it ends: linear in its length)
@@ -375,13 +373,13 @@ def _detect_stream_encoding(stream: IO[bytes]) -> str:
             continue
         data = b"".join(carry + [chunk[:cut]])
         carry = [chunk[cut:]] if cut < len(chunk) else []
-        if not data.isascii() and not bom:
+        if not data.isascii():      # (a UTF-8 byte-order mark proves nothing about files concatenated after it)
             guess.feed(_non_ascii_lines(data))
     if family != "binary":
         rest = b"".join(carry)
-        if rest and not rest.isascii() and not bom:
+        if rest and not rest.isascii():
             guess.feed(rest)
-        family = "utf-8" if bom else guess.result()
+        family = guess.result()
     stream.seek(start)
     return family
 
@@ -433,10 +431,9 @@ def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
             raw = raw[:-1]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        if b"\r" in raw:
-            yield from raw.split(b"\r")
-        else:
-            yield raw
+        for line in raw.split(b"\r") if b"\r" in raw else (raw,):
+            # a UTF-8 byte-order mark: a file's, or that of a file concatenated after another
+            yield line[3:] if line.startswith(b"\xef\xbb\xbf") else line
 
 
 class _Decoded(str):
