@@ -426,7 +426,7 @@ class SourceReader:
             self.unreadable += 1
             self.warn(f"{label}: cannot read ({e.strerror or e})")
             return None
-        sha, chunks, error = hashlib.sha256(), bytearray(), None
+        sha, chunks, error = hashlib.sha256(), io.BytesIO(), None    # (getvalue() hands its buffer over: no copy)
         limit = self.max_member_bytes
         with f:
             kind = _compression(f.read(6))
@@ -443,7 +443,7 @@ class SourceReader:
                     if not block:
                         break
                     if d is None:               # named like a compressed file, but plain text
-                        chunks += block
+                        chunks.write(block)
                         continue
                     if d.eof:                   # something follows the stream that ended
                         if len(block) < 6:
@@ -461,8 +461,8 @@ class SourceReader:
                                           "compressed data are ignored")
                             break
                         d = _stream_decompressor(kind)
-                    chunks += d.decompress(block, limit + 1 - len(chunks))   # never more than the limit + 1
-                    if len(chunks) > limit:
+                    chunks.write(d.decompress(block, limit + 1 - chunks.tell()))   # never more than limit + 1
+                    if chunks.tell() > limit:
                         raise _TooLarge(limit)
                     if d.eof:
                         pending = d.unused_data
@@ -476,7 +476,7 @@ class SourceReader:
                 return None
             except _DECOMPRESSION_ERRORS as e:
                 error = f"{type(e).__name__}: {e}"
-        data = bytes(chunks)
+        data = chunks.getvalue()
         del chunks
         if info is not None:
             info.sha256, info.bytes = sha.hexdigest(), len(data)

@@ -338,7 +338,8 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
     if notation is not None and notation not in NOTATIONS:
         raise XiangqiError(f"unknown notation {notation!r} (choose from {', '.join(NOTATIONS)})")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        yield from _read_stream(io.BytesIO(bytes(source)), name or "<bytes>", notation, strict)
+        data = source if type(source) is bytes else bytes(source)     # BytesIO shares a bytes object: no copy
+        yield from _read_stream(io.BytesIO(data), name or "<bytes>", notation, strict)
     elif hasattr(source, "read"):
         yield from _read_stream(source, name or getattr(source, "name", "<stream>"), notation, strict)
     else:
