@@ -398,7 +398,7 @@ def _read_stream(stream: IO[bytes], label: str, notation: str | None, strict: bo
                          KIND_DECODE, label)
         lines = _decoded_lines(_raw_lines(stream), family)
         index = 0
-        for raw in _split_games(lines, keep=family != "utf-8"):
+        for raw in _split_games(lines, keep=True):
             for game in _per_game_encoding(raw, family):
                 item = _build_game(game, label, index + 1, notation, strict)
                 if item is not None:
@@ -588,15 +588,15 @@ def _per_game_encoding(game: _RawGame, family: str) -> list[_RawGame]:
     game by game: the game's non-ASCII lines decide among the encodings that decode them strictly (UTF-8 first,
     else the better :func:`_score` of GB18030 and Big5; the file's own on a tie). A game that no encoding decodes
     keeps the file's reading and is rejected for its undecodable line. Returns the game, re-read if need be."""
-    if game.all_lines is None:
-        return [game]
+    if game.all_lines is None or (family == "utf-8" and game.undecodable is None):
+        return [game]                   # (strict UTF-8 is never a misreading)
     raws = [line.raw for line in game.all_lines if isinstance(line, _Decoded)]
     if not raws:
         return [game]
     block = b"\n".join(raws)
     readings = {f: text for f in ("utf-8", family, *(f for f in ("gb18030", "big5") if f != family))
                 if (text := _strict_decode(block, f)) is not None}
-    if not readings or family == "utf-8":
+    if not readings:
         return [game]
     if "utf-8" in readings:
         best = "utf-8"
