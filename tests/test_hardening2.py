@@ -599,3 +599,9 @@ def test_play_save_and_load_with_hostile_names(tmp_path):
     assert "Traceback" not in r.stdout + r.stderr and "\x1b[31m" not in r.stdout and "\x1b[2J" not in r.stdout
     assert r.stdout.count("no such user") >= 3 and r.stdout.count("NUL byte") == 2
     assert "\\x1b[31mred.pgn" in r.stdout and (tmp_path / "\x1b[31mred.pgn").exists()
+
+
+def test_a_config_too_large_for_an_int_is_one_line(tmp_path):
+    model = _tiny()
+    config = dict(_payload(model)["config"], n_embd=10**30, n_head=2)
+    _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, config=config)), "bad model config")

@@ -142,8 +142,9 @@ def _fit_weights(path: Path, config, state: dict) -> None:
     try:
         with torch.device("meta"):
             shell = GPT(config)
-    except (RuntimeError, ValueError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{path}: bad model config ({str(e).strip().splitlines()[0][:200]})") from None
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError, ConfigError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: bad model config ({first[:200]})") from None
     expected = shell.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
