@@ -604,4 +604,4 @@ def test_play_save_and_load_with_hostile_names(tmp_path):
 def test_a_config_too_large_for_an_int_is_one_line(tmp_path):
     model = _tiny()
     config = dict(_payload(model)["config"], n_embd=10**30, n_head=2)
-    _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, config=config)), "bad model config")
+    _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, config=config)), "table elements|do not fit")

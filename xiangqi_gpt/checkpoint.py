@@ -139,6 +139,14 @@ def _fit_weights(path: Path, config, state: dict) -> None:
 
     from .model import GPT
 
+    tables = config.block_size * (config.n_embd // config.n_head)     # rope cos and sin: block x head/2 each
+    if tables > MAX_TABLE_ELEMENTS:
+        raise CheckpointError(f"{path}: the model config asks for {tables:,} table elements (block_size "
+                              f"{config.block_size}); the limit is {MAX_TABLE_ELEMENTS:,}")
+    emb = state.get("tok_emb.weight")
+    if emb is not None and tuple(emb.shape) != (config.vocab_size, config.n_embd):
+        raise CheckpointError(f"{path}: weights do not fit the model config (tok_emb.weight is {tuple(emb.shape)}, "
+                              f"the config needs {(config.vocab_size, config.n_embd)})")
     try:
         with torch.device("meta"):
             shell = GPT(config)
