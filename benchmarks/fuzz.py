@@ -5,7 +5,9 @@
 
 Targets (strategies and properties in ``tests/fuzz_targets.py``): ``move`` (parse_move, detect_notation), ``fen``
 (Board(fen), strict and not, and the notation writers on any board), ``pgn`` (the PGN reader on generated and
-mutated records) and ``engine`` (the UCI/UCCI command loop). Hypothesis draws new random inputs in short rounds
+mutated records), ``engine`` (the UCI/UCCI command loop), ``archive`` (mutated zip/tar/gz/xz/bz2 archives and
+bombs, read under a member limit and a memory cap), ``model`` (crafted model files) and ``transform`` (line ends,
+byte-order marks, mixed encodings and concatenation must not change the games read). Hypothesis draws new random inputs in short rounds
 (no example database) until the time is up; an input that runs longer than ``--hang`` seconds counts as a failure.
 Prints one line per round with ``--verbose``, then a table: inputs tried and failures found per target (distinct
 failures by exception and first line), and the failing inputs as Hypothesis shrank them. Exits with status 1 if

@@ -18,6 +18,16 @@ property fails (any other exception escaping from the code under test is a failu
   three notations.
 * ``engine``: the UCI/UCCI command loop on command sequences with mutated tokens: it never raises, always answers
   ``isready``, and never shows a Python exception name that was not in its input.
+* ``archive``: zip, tar (plain, gz, xz, bz2) and compressed PGN files of random games, with bit flips, cuts,
+  inserted bytes, zip header fields, central directories that repeat one member, and members far past the size
+  limit: reading never raises, no member yields more than the limit, the Python memory held stays under a cap, and
+  an intact archive gives back exactly its games.
+* ``model``: a tiny exported model with NaN or infinite weights, wrong shapes, missing, extra or non-tensor weights,
+  bad info and config fields (types, huge sizes), Lightning fields, bit flips and cuts: a one-line CheckpointError,
+  or a model with finite weights whose player picks a legal move.
+* ``transform``: record transforms that must not change the games read: CRLF or CR line ends, byte-order marks,
+  files concatenated, each in its own encoding (UTF-8, GB18030, Big5), movetext on the tag line, ``[%clk]``
+  lines in the movetext.
 """
 
 from __future__ import annotations
@@ -564,10 +574,290 @@ def check_engine(lines: list[str]) -> None:
     assert not leaked, (leaked, said)
 
 
+
+# --------------------------------------------------------------------------------------------------------------
+# archive: mutated archives and compressed files, read under a memory cap
+# --------------------------------------------------------------------------------------------------------------
+
+ARCHIVE_KINDS = ("zip", "tar", "tar.gz", "tar.xz", "tar.bz2", "pgn.gz", "pgn.xz", "pgn.bz2")
+ARCHIVE_EDITS = ("none", "none", "flip", "truncate", "insert", "bomb", "zip_fields", "duplicate_entries")
+#: the member limit the archive target reads with, and the most Python memory one read may hold (tracemalloc; the
+#: 12 MB leave room for an xz decoder's dictionary, 8 MB at the default preset)
+ARCHIVE_LIMIT = 256 << 10
+ARCHIVE_MEMORY_CAP = 8 * ARCHIVE_LIMIT + (12 << 20)
+
+
+def _pack(kind: str, members: list[tuple[str, bytes]]) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+    import tarfile
+    import zipfile
+
+    if kind.startswith("pgn."):
+        data = b"".join(d for _, d in members)
+        return {"gz": gzip.compress, "xz": lzma.compress, "bz2": bz2.compress}[kind[4:]](data)
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in members:
+                z.writestr(name, data)
+    else:
+        mode = "w" if kind == "tar" else f"w:{kind[4:]}"
+        with tarfile.open(fileobj=buf, mode=mode) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@st.composite
+def archive_inputs(draw):
+    """(file name, bytes, expected games or None when edited): an archive or compressed PGN of random games."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    kind = draw(st.sampled_from(ARCHIVE_KINDS))
+    edit = draw(st.sampled_from(ARCHIVE_EDITS))
+    n_members = 1 if kind.startswith("pgn.") else rng.randrange(1, 4)
+    members, games = [], []
+    for m in range(n_members):
+        gs = [random_game(rng, rng.randrange(1, 30), False) for _ in range(rng.randrange(1, 3))]
+        games += gs
+        members.append((f"d/{m}.pgn", "".join(write_game(g) for g in gs).encode()))
+    if edit == "bomb":            # a member far past the limit that compresses to almost nothing
+        members.insert(rng.randrange(len(members) + 1), ("bomb.pgn", b"\n" * (ARCHIVE_LIMIT * rng.randrange(2, 60))))
+    data = _pack(kind, members)
+    if edit == "flip" and data:
+        data = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        data = bytes(data)
+    elif edit == "truncate":
+        data = data[:rng.randrange(len(data) + 1)]
+    elif edit == "insert":
+        at = rng.randrange(len(data) + 1)
+        data = data[:at] + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8))) + data[at:]
+    elif edit == "zip_fields" and kind == "zip":
+        data = bytearray(data)
+        cd = data.find(b"PK\x01\x02")
+        field_at = rng.choice([4, 6, 8, 10, 20, 24, 28, 42])     # versions, flags, method, sizes, name length, offset
+        target = cd + field_at if cd >= 0 and rng.random() < 0.7 else rng.choice([4, 6, 8, 18, 22, 26])
+        if target < len(data) - 1:
+            data[target] = rng.randrange(256)
+            data[target + 1] = rng.randrange(256)
+        data = bytes(data)
+    elif edit == "duplicate_entries" and kind == "zip":
+        cd, end = data.find(b"PK\x01\x02"), data.find(b"PK\x05\x06")
+        copies = rng.randrange(2, 60)
+        entries = data[cd:end] * copies
+        tail = bytearray(data[end:])
+        count = int.from_bytes(tail[10:12], "little") * copies
+        tail[8:10] = tail[10:12] = (count & 0xFFFF).to_bytes(2, "little")
+        tail[12:16] = len(entries).to_bytes(4, "little")
+        data = data[:cd] + entries + bytes(tail)
+    intact = edit in ("none", "bomb") or (edit in ("zip_fields", "duplicate_entries") and kind != "zip")
+    if edit == "bomb" and kind.startswith("pgn."):
+        games = []                     # the one file is past the limit: skipped with a warning
+    return f"fuzz.{kind}", data, [key(g) for g in games] if intact else None
+
+
+def check_archive(name: str, data: bytes, expected: list[tuple] | None) -> None:
+    """Reading never raises (every problem is a warning), no member yields more than the limit, the Python memory
+    held stays under the cap, and an intact archive gives back exactly its games."""
+    import tempfile
+    import tracemalloc
+    from pathlib import Path
+
+    from xiangqi_gpt.data.corpus import SourceReader
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        warnings: list[str] = []
+        got = []
+        tracing = tracemalloc.is_tracing()
+        if not tracing:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        try:
+            for label, text in SourceReader([str(path)], warnings.append, lambda n: None,
+                                            max_member_bytes=ARCHIVE_LIMIT):
+                assert len(text) <= ARCHIVE_LIMIT, (label, len(text))
+                try:
+                    for item in read_games(text, name=label):
+                        assert isinstance(item, (Game, PgnError)), item
+                        if isinstance(item, Game):
+                            got.append(key(item))
+                except PgnError as e:           # the whole member unreadable (binary): one line, as prepare warns
+                    assert "\n" not in str(e) and expected is None, str(e)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            if not tracing:
+                tracemalloc.stop()
+        assert peak <= ARCHIVE_MEMORY_CAP, f"{peak:,} bytes held while reading {len(data):,}"
+        assert all("\n" not in w for w in warnings), warnings
+        if expected is not None:
+            assert got == expected, (warnings, len(got), len(expected))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# model: crafted model files
+# --------------------------------------------------------------------------------------------------------------
+
+MODEL_EDITS = ("none", "nan", "inf", "shape", "drop", "extra", "not_tensor", "info", "config_type", "config_huge",
+               "config_block", "config_vocab", "flip", "truncate", "lightning")
+_TINY: list = []
+
+
+def _tiny_payload() -> dict:
+    import torch
+    from dataclasses import asdict
+
+    from xiangqi_gpt.model.gpt import GPT, GPTConfig
+
+    if not _TINY:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(tokenizer="move", block_size=16, n_layer=1, n_head=2, n_embd=16))
+        _TINY.append({"format": "xiangqi-gpt-model", "version": 1, "config": asdict(model.config),
+                      "state_dict": {k: v.clone() for k, v in model.state_dict().items()}, "info": {}})
+    p = _TINY[0]
+    return {**p, "config": dict(p["config"]), "state_dict": {k: v.clone() for k, v in p["state_dict"].items()},
+            "info": {}}
+
+
+@st.composite
+def model_inputs(draw):
+    """(file bytes, edit): a tiny exported model, crafted."""
+    import torch
+
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    edit = draw(st.sampled_from(MODEL_EDITS))
+    p = _tiny_payload()
+    state = p["state_dict"]
+    name = rng.choice(sorted(state))
+    if edit in ("nan", "inf") and state[name].numel():
+        flat = state[name].view(-1)
+        flat[rng.randrange(flat.numel())] = float("nan") if edit == "nan" else rng.choice([1, -1]) * float("inf")
+    elif edit == "shape":
+        state[name] = torch.zeros(*(d + rng.choice([-1, 1]) if d > 1 else d for d in state[name].shape))
+    elif edit == "drop":
+        del state[name]
+    elif edit == "extra":
+        state["x.weight"] = torch.zeros(2)
+    elif edit == "not_tensor":
+        state[name] = rng.choice([1.5, "w", [1.0, 2.0], None, {"a": 1}])
+    elif edit == "info":
+        p["info"] = rng.choice(["text", 3, [1], {"mirror_ensemble": rng.choice(["x", -1, 2.0, None, [0.5]])}])
+    elif edit == "config_type":
+        p["config"][rng.choice(sorted(p["config"]))] = rng.choice(["x", -1, 0, 1.5, None, [], True, 10**30])
+    elif edit == "config_huge":
+        p["config"].update(n_embd=1 << rng.randrange(12, 22), n_head=2)
+    elif edit == "config_block":
+        p["config"]["block_size"] = 1 << rng.randrange(20, 50)
+    elif edit == "config_vocab":
+        p["config"]["vocab_size"] = rng.choice([1, 10, 10**12])
+    elif edit == "lightning":
+        hp = dict(p["config"])
+        p = {"state_dict": rng.choice([{"model." + k: v for k, v in state.items()}, [1], "x"]),
+             "hyper_parameters": rng.choice([hp, "x", [1]]), "global_step": rng.choice([3, "x", None, [1]]),
+             "callbacks": rng.choice([{"ModelCheckpoint{}": {"current_score": rng.choice([1.0, "x", [1]])}}, 1])}
+    buf = io.BytesIO()
+    torch.save(p, buf)
+    data = buf.getvalue()
+    if edit == "flip":
+        data = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        data = bytes(data)
+    elif edit == "truncate":
+        data = data[:rng.randrange(len(data))]
+    return data, edit
+
+
+def check_model(data: bytes, edit: str) -> None:
+    """Loading gives a one-line CheckpointError, or a model with finite weights whose player picks a legal move."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from xiangqi_gpt.model.checkpoint import load_model
+    from xiangqi_gpt.errors import CheckpointError
+    from xiangqi_gpt.play.player import GPTPlayer
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.pt"
+        path.write_bytes(data)
+        try:
+            loaded = load_model(path)
+        except CheckpointError as e:
+            assert "\n" not in str(e) and str(e), str(e)
+            assert edit != "none", str(e)
+            return
+    assert edit not in ("nan", "inf"), "non-finite weights were accepted"
+    assert all(bool(torch.isfinite(t).all()) for t in loaded.model.parameters())
+    board = Board()
+    assert GPTPlayer(loaded).choose(board) in board.legal_moves()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# transform: record transforms that must not change the games read
+# --------------------------------------------------------------------------------------------------------------
+
+TRANSFORMS = ("crlf", "cr", "bom", "concat", "mixed_encodings", "tag_line_movetext", "clock_comments")
+
+
+@st.composite
+def transform_inputs(draw):
+    """(bytes, expected): one to three PGN files, each in its own encoding, line ends and byte-order mark,
+    concatenated; the games and their Event tags must read back exactly."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    chosen = draw(st.lists(st.sampled_from(TRANSFORMS), max_size=4, unique=True))
+    notation = draw(st.sampled_from(["iccs", "wxf", "chinese"]))
+    n_files = rng.randrange(2, 4) if "concat" in chosen or "mixed_encodings" in chosen else 1
+    base = draw(st.sampled_from(["utf-8", "gb18030", "big5"]))
+    data, expected = b"", []
+    for _ in range(n_files):
+        encoding = rng.choice(["utf-8", "gb18030", "big5"]) if "mixed_encodings" in chosen else base
+        games = [random_game(rng, rng.randrange(1, 40), rng.random() < 0.2) for _ in range(rng.randrange(1, 4))]
+        file_notation = "chinese-traditional" if notation == "chinese" and encoding == "big5" else notation
+        rendered = _render(rng, games, file_notation, encoding, [])
+        for lines in rendered:
+            if "tag_line_movetext" in chosen and rng.random() < 0.5:
+                at = lines.index("")                 # the blank line after the tags
+                if at + 1 < len(lines) and lines[at + 1]:
+                    lines[at - 1] += " " + lines.pop(at + 1)
+            if "clock_comments" in chosen and rng.random() < 0.5:
+                body = [i for i, line in enumerate(lines) if line and not line.startswith("[")]
+                if len(body) > 1:
+                    lines.insert(rng.choice(body[1:]), "[%clk 0:05:00]")
+        newline = "\n"
+        if "crlf" in chosen or "cr" in chosen:
+            newline = rng.choice([x for x, t in (("\r\n", "crlf"), ("\r", "cr")) if t in chosen])
+        text = newline.join(line for lines in rendered for line in lines) + newline
+        if "bom" in chosen and encoding == "utf-8":
+            text = "\ufeff" + text
+        data += _encode(text, encoding)
+        expected += [key(g) + (g.headers["Event"],) for g in games]
+    return data, expected
+
+
+def check_transform(data: bytes, expected: list[tuple]) -> None:
+    items = list(read_games(data, name="fuzz.pgn"))
+    got = [key(i) + (i.headers.get("Event"),) if isinstance(i, Game) else str(i) for i in items]
+    assert got == expected, (got, expected)
+
+
 TARGETS = {
     "move": (move_inputs(), lambda args: check_move(*args)),
     "fen": (fen_inputs(), lambda args: check_fen(*args)),
     "pgn": (pgn_inputs(), lambda args: check_pgn(*args)),
     "engine": (engine_inputs(), check_engine),
+    "archive": (archive_inputs(), lambda args: check_archive(*args)),
+    "model": (model_inputs(), lambda args: check_model(*args)),
+    "transform": (transform_inputs(), lambda args: check_transform(*args)),
 }
 

@@ -294,7 +294,8 @@ def test_ccpd_whole_archive(tmp_path):
     assert f["with_rejected_games"] < 0.001 * f["with_moves"]
     assert len(s["rejected"]["examples"]) == s["games_rejected"]
     for ex in s["rejected"]["examples"]:
-        assert ex["file"] and ex["game"] == 1 and ex["reason"] in ("bad_fen", "illegal_move")
+        # bad_result: a record whose result the final position contradicts (e.g. 1/2-1/2 with Black checkmated)
+        assert ex["file"] and ex["game"] == 1 and ex["reason"] in ("bad_fen", "illegal_move", "bad_result")
         assert (ex["ply"] is None) == (ex["reason"] == "bad_fen")
     assert s["unique_games"] + s["duplicates"] == s["games_accepted"]
     assert s["computer"]["games"] > 100

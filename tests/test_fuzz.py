@@ -15,8 +15,9 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gett
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from fuzz_targets import check_engine, check_fen, check_move, check_pgn, engine_inputs, fen_inputs, move_inputs, \
-    pgn_inputs  # noqa: E402
+from fuzz_targets import archive_inputs, check_archive, check_engine, check_fen, check_model, check_move, \
+    check_pgn, check_transform, engine_inputs, fen_inputs, model_inputs, move_inputs, pgn_inputs, \
+    transform_inputs  # noqa: E402
 
 SCALE = float(os.environ.get("XQ_FUZZ_EXAMPLES", "1"))
 
@@ -49,3 +50,21 @@ def test_fuzz_pgn_reader(args):
 @given(engine_inputs())
 def test_fuzz_engine_command_loop(lines):
     check_engine(lines)
+
+
+@bounded(40)
+@given(archive_inputs())
+def test_fuzz_archives_under_a_memory_cap(args):
+    check_archive(*args)
+
+
+@bounded(30)
+@given(model_inputs())
+def test_fuzz_crafted_model_files(args):
+    check_model(*args)
+
+
+@bounded(40)
+@given(transform_inputs())
+def test_fuzz_record_transforms_keep_the_games(args):
+    check_transform(*args)

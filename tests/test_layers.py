@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "xiangqi_gpt"
 LAYERS = ["rules", "records", "data", "model", "play"]
-BASE = {"errors", "console"}           # below every layer
+BASE = {"errors", "console", "outpaths"}   # below every layer
 TOP = {"__init__", "__main__", "cli"}  # may use every layer
 
 

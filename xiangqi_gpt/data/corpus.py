@@ -56,8 +56,10 @@ import itertools
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
+import struct
 import sys
 import tarfile
 import tempfile
@@ -87,6 +89,9 @@ CCPD_ATTRIBUTION = ("Chinese Chess Practical Dataset (CCPD), Yu-Han Tseng and Bo
 ARCHIVE_SUFFIXES = (".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar", ".zip")
 COMPRESSED_PGN_SUFFIXES = (".pgn.xz", ".pgn.gz", ".pgn.bz2")
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+#: the most bytes one compressed file or archive member may decompress to (``prepare --max-member-mb`` raises it);
+#: a member past it is skipped with a warning, never read whole into memory
+MAX_MEMBER_BYTES = 256 << 20
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -163,6 +168,80 @@ def _stream_decompressor(kind: str):
 _DECOMPRESSION_ERRORS = (lzma.LZMAError, zlib.error, gzip.BadGzipFile, EOFError, OSError, ValueError)
 
 
+class _Inflater(io.RawIOBase):
+    """The decompressed bytes of a compressed stream (gz, xz, bz2; concatenated streams too) as a file, made block
+    by block: a read never holds more than it asked for (tarfile's own stream mode inflates a whole input block at
+    once, which a bz2 bomb turns into gigabytes). A stream cut short raises EOFError; bytes after the last stream
+    that do not start another are ignored."""
+
+    def __init__(self, f, kind: str):
+        self.f, self.kind = f, kind
+        self.d = _stream_decompressor(kind)
+        self.input = b""            # compressed bytes not yet given to the decompressor
+        self.finished = False
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        want = len(b)
+        while not self.finished and want:
+            d = self.d
+            if d.eof:
+                rest = d.unused_data + self.input
+                if len(rest) < 6:
+                    rest += self.f.read(1 << 16)
+                if _compression(rest) != self.kind:
+                    self.finished = True        # the end, or junk after it
+                    break
+                self.d, self.input = _stream_decompressor(self.kind), rest
+                continue
+            if self.kind == "gz" and d.unconsumed_tail:
+                data = d.unconsumed_tail
+            elif self.kind != "gz" and not d.needs_input:
+                data = b""
+            else:
+                data, self.input = self.input or self.f.read(1 << 16), b""
+                if not data:
+                    raise EOFError("the compressed data ends before its end (truncated)")
+            out = d.decompress(data, want)
+            if out:
+                b[:len(out)] = out
+                return len(out)
+        return 0
+
+
+class _TooLarge(Exception):
+    """A compressed file or archive member decompresses to more than the limit."""
+
+    def __init__(self, limit: int):
+        size = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit} bytes"
+        super().__init__(f"decompresses to more than {size} (the limit per file; prepare --max-member-mb raises it)")
+
+
+def last_game_start(data: bytes) -> int:
+    """Where the last game of PGN bytes starts: the offset of the ``[`` of the last tag line that follows a blank
+    line (any line ends: ``\n``, ``\r\n``, ``\r``); 0 if there is none. What comes before it is whole games."""
+    best = 0
+    for sep in (b"\n\n[", b"\r\n\r\n[", b"\r\r["):
+        at = data.rfind(sep)
+        if at >= 0:
+            best = max(best, at + len(sep) - 1)
+    return best
+
+
+def _read_bounded(f, limit: int) -> bytes:
+    """All of a member's stream, read in blocks; raises :class:`_TooLarge` past ``limit`` bytes."""
+    out = bytearray()
+    while True:
+        block = f.read(min(1 << 20, limit + 1 - len(out)))
+        if not block:
+            return bytes(out)
+        out += block
+        if len(out) > limit:
+            raise _TooLarge(limit)
+
+
 def _archive_kind(path: Path) -> str | None:
     """``"zip"``, ``"tar"`` (also compressed), ``"compressed"`` (one compressed PGN file, e.g. ``games.pgn.xz``) or
     None (a plain file). By the name first, else by the first bytes; a compressed file without a telling name is a
@@ -192,10 +271,16 @@ def _archive_kind(path: Path) -> str | None:
     return "tar" if block[257:262] == b"ustar" else "compressed"
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
+
+
 def display_name(name: str) -> str:
     """A file name as text that can be printed and written as UTF-8. Python keeps the bytes of a name that is not
     valid UTF-8 (a Big5 or GBK name, say) as lone surrogates, which cannot be encoded; such a name is decoded the way
-    record text is (GB18030 or Big5, detected), else its bad bytes are written as ``\\xNN``."""
+    record text is (GB18030 or Big5, detected), else its bad bytes are written as ``\\xNN``. Control characters (a
+    newline, a terminal escape) are written as ``\\xNN`` too, so a label is always one printable line."""
+    if _CONTROL_CHARS.search(name):
+        name = _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
     try:
         name.encode("utf-8")
         return name
@@ -257,7 +342,9 @@ class SourceReader:
     compressed ``*.pgn.xz`` / ``.pgn.gz`` / ``.pgn.bz2`` files are read, and only regular files (a FIFO or device is
     skipped with a warning)."""
 
-    def __init__(self, sources: list[str], warn: Callable[[str], None], advance: Callable[[int], None]):
+    def __init__(self, sources: list[str], warn: Callable[[str], None], advance: Callable[[int], None],
+                 max_member_bytes: int = MAX_MEMBER_BYTES):
+        self.max_member_bytes = max_member_bytes
         self.paths = [Path(s) for s in sources]
         self.sources = [SourceInfo(display_name(str(s))) for s in sources]
         self.warn, self.advance = warn, advance
@@ -338,7 +425,8 @@ class SourceReader:
             self.unreadable += 1
             self.warn(f"{label}: cannot read ({e.strerror or e})")
             return None
-        sha, chunks, error = hashlib.sha256(), [], None
+        sha, chunks, error = hashlib.sha256(), io.BytesIO(), None    # (getvalue() hands its buffer over: no copy)
+        limit = self.max_member_bytes
         with f:
             kind = _compression(f.read(6))
             f.seek(0)
@@ -354,7 +442,7 @@ class SourceReader:
                     if not block:
                         break
                     if d is None:               # named like a compressed file, but plain text
-                        chunks.append(block)
+                        chunks.write(block)
                         continue
                     if d.eof:                   # something follows the stream that ended
                         if len(block) < 6:
@@ -372,19 +460,28 @@ class SourceReader:
                                           "compressed data are ignored")
                             break
                         d = _stream_decompressor(kind)
-                    chunks.append(d.decompress(block))
+                    chunks.write(d.decompress(block, limit + 1 - chunks.tell()))   # never more than limit + 1
+                    if chunks.tell() > limit:
+                        raise _TooLarge(limit)
                     if d.eof:
                         pending = d.unused_data
                 if d is not None and not d.eof and not trailing:
                     error = "it ends before the end of the compressed data (truncated)"
+            except _TooLarge as e:
+                self.unreadable += 1
+                if info is not None:
+                    info.error = str(e)
+                self.warn(f"{label}: {e}; skipped")
+                return None
             except _DECOMPRESSION_ERRORS as e:
                 error = f"{type(e).__name__}: {e}"
-        data = b"".join(chunks)
+        data = chunks.getvalue()
+        del chunks
         if info is not None:
             info.sha256, info.bytes = sha.hexdigest(), len(data)
         if error is not None:
-            cut = data.rfind(b"\n\n[")
-            data = data[:cut + 1] if cut >= 0 else b""
+            cut = last_game_start(data)
+            data = data[:cut] if cut > 0 else b""
             message = (f"corrupt compressed file ({error}); the "
                        f"{'games before the unfinished last one are kept' if data else 'file is skipped'}")
             if info is not None:
@@ -441,14 +538,17 @@ class SourceReader:
             reader = _HashingReader(f, self.advance)
             buffered = io.BufferedReader(reader, 1 << 20)
             try:
-                members = self._zip_members(f, info.path) if kind == "zip" else self._tar_members(buffered)
+                if kind != "zip" and (compression := _compression(buffered.peek(6)[:6])) is not None:
+                    buffered = io.BufferedReader(_Inflater(buffered, compression), 1 << 16)
+                members = self._zip_members(f, info.path) if kind == "zip" else \
+                    self._tar_members(buffered, info.path)
                 for name, data in members:
                     info.files += 1
                     info.bytes += len(data)
                     info.ccpd = info.ccpd or "對局/" in name
                     yield f"{info.path}:{name}", data
             except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError, OSError,
-                    ValueError) as e:
+                    ValueError, NotImplementedError, IndexError, TypeError, KeyError, struct.error) as e:
                 info.error = f"corrupt archive ({type(e).__name__}: {e}) after {info.files} PGN files"
                 self.warn(f"{info.path}: {info.error}; the files read before the error are kept")
             if kind == "zip":
@@ -462,36 +562,49 @@ class SourceReader:
                     pass
                 info.sha256 = reader.sha.hexdigest()
 
-    def _tar_members(self, stream) -> Iterator[tuple[str, bytes]]:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+    def _tar_members(self, stream, label: str = "") -> Iterator[tuple[str, bytes]]:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:         # decompressed by _Inflater, bounded
             for member in tar:
                 if not member.isfile():
                     continue
                 if not _is_pgn_name(member.name):
                     self.skipped += 1
                     continue
+                name = display_name(member.name)
+                if member.size > self.max_member_bytes:
+                    self.unreadable += 1
+                    self.warn(f"{label}:{name}: {_TooLarge(self.max_member_bytes)}; skipped")
+                    continue
                 fobj = tar.extractfile(member)
-                yield display_name(member.name), fobj.read() if fobj else b""
+                yield name, _read_bounded(fobj, self.max_member_bytes) if fobj else b""
 
     def _zip_members(self, f, label: str) -> Iterator[tuple[str, bytes]]:
         with zipfile.ZipFile(f) as z:
+            overlapping = _overlapping_zip_entries(z.infolist())
             for zinfo in sorted(z.infolist(), key=lambda i: i.filename):
-                if zinfo.is_dir():
+                if not zinfo.filename or zinfo.is_dir():
                     continue
                 name = _zip_member_name(zinfo)
                 if not _is_pgn_name(name):
                     self.skipped += 1
                     continue
                 problem = None
-                if zinfo.flag_bits & 0x1:
+                if id(zinfo) in overlapping:
+                    problem = overlapping[id(zinfo)]
+                elif zinfo.file_size > self.max_member_bytes:
+                    problem = str(_TooLarge(self.max_member_bytes))
+                elif zinfo.flag_bits & 0x1:
                     problem = "encrypted"
                 elif zinfo.compress_type not in ZIP_METHODS:
                     problem = f"unsupported compression method {zinfo.compress_type}"
                 else:
                     try:
-                        data = z.read(zinfo)
+                        with z.open(zinfo) as member:
+                            data = _read_bounded(member, self.max_member_bytes)
+                    except _TooLarge as e:
+                        problem = str(e)
                     except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-                            EOFError) as e:
+                            EOFError, OSError, ValueError, struct.error) as e:
                         problem = f"cannot unpack ({type(e).__name__}: {e})"
                 if problem is not None:
                     self.unreadable += 1
@@ -499,6 +612,20 @@ class SourceReader:
                     continue
                 self.advance(zinfo.compress_size)
                 yield name, data
+
+
+def _overlapping_zip_entries(infos: list[zipfile.ZipInfo]) -> dict[int, str]:
+    """Entries (by ``id``) whose data is that of an earlier entry or overlaps it, with the reason: a zip whose
+    central directory points many names at one member would otherwise be unpacked once per name."""
+    problems: dict[int, str] = {}
+    end, owner = -1, None
+    for info in sorted(infos, key=lambda i: (i.header_offset, i.filename)):
+        if owner is not None and info.header_offset < end:
+            what = "is the same member as" if info.header_offset == owner.header_offset else "overlaps"
+            problems[id(info)] = f"{what} {display_name(owner.filename)!r} in the archive; read once only"
+            continue
+        end, owner = info.header_offset + 30 + info.compress_size, info     # (a lower bound of its end)
+    return problems
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -721,14 +848,16 @@ def _is_computer(label: str) -> bool:
 def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, test_frac: float = 0.05,
             seed: int = 0, workers: int = 2, force: bool = False, progress: bool | None = None,
             examples: int = 20, warn: Callable[[str], None] | None = None, limit: int | None = None,
-            engine_sources: list[str] = (), legal_sets: bool = False) -> PrepareResult:
+            engine_sources: list[str] = (), legal_sets: bool = False,
+            max_member_bytes: int = MAX_MEMBER_BYTES) -> PrepareResult:
     """Build the dataset directory ``out`` from PGN sources. See the module docstring.
 
     ``sources`` are human games (the main subset, and ``computer/`` for CCPD's computer-games folder);
     ``engine_sources`` are engine self-play games, kept apart in ``out/engine/`` (deduplicated and split on their
     own). ``limit`` reads only the first ``limit`` PGN files of each kind (for quick trials; the source hashes are
     then partial). ``legal_sets`` calls ``xiangqi_gpt.data.legal.write_legal_sets(out)`` after writing.
-    ``warn`` receives one-line warnings (default: printed on stderr).
+    ``warn`` receives one-line warnings (default: printed on stderr). ``max_member_bytes``: the most a
+    compressed file or archive member may decompress to (:data:`MAX_MEMBER_BYTES`); one past it is skipped.
 
     Every option and the output path are checked before anything is read."""
     t0 = time.perf_counter()
@@ -742,6 +871,8 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
         raise DatasetError(f"--val-frac + --test-frac must be < 1, got {val_frac + test_frac}")
     if limit is not None and limit < 1:
         raise DatasetError(f"--limit must be a positive number of files, got {limit}")
+    if max_member_bytes < 1:
+        raise DatasetError(f"--max-member-mb must be positive, got {max_member_bytes / (1 << 20):g}")
     for source in sources + engine_sources:
         check_source(source)
     out = Path(out)
@@ -756,9 +887,9 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     tmp: Path | None = None
     try:
         with guard:
-            tmp = _output_dir(out, force)          # the output is checked (and its temporary folder made) first
-        readers = {"human": SourceReader(sources, _warn, bar.advance),
-                   "engine": SourceReader(engine_sources, _warn, bar.advance)}
+            tmp = _output_dir(out, force, sources + engine_sources)   # the output is checked (and its temporary folder made) first
+        readers = {"human": SourceReader(sources, _warn, bar.advance, max_member_bytes),
+                   "engine": SourceReader(engine_sources, _warn, bar.advance, max_member_bytes)}
         bar.start(sum(r.total_bytes() for r in readers.values()))
         read: dict[str, _Collected] = {}
         done = [0, 0]        # games and rejections of the passes before, for the progress bar
@@ -803,14 +934,67 @@ def prepare(sources: list[str], out: str | os.PathLike, val_frac: float = 0.05, 
     return PrepareResult(out, summary, meta, time.perf_counter() - t0, warnings)
 
 
-def _output_dir(out: Path, force: bool) -> Path:
+#: the top-level entries of a dataset folder that ``prepare`` (and ``legal-sets``) write; --force replaces a folder
+#: only if it holds nothing else
+DATASET_ENTRIES = frozenset({"meta.json", "summary.json", "train.pgn", "val.pgn", "test.pgn", "move", "char",
+                             "computer", "engine", "custom_fen"})
+
+
+def replaceable_dataset(out: Path) -> str | None:
+    """Why ``--force`` may not replace the existing ``out`` (None if it may): only a folder that ``prepare`` wrote,
+    with its meta.json (format version, vocabularies, prepare arguments) and nothing but dataset files in it."""
+    if out.is_symlink():
+        return "is a symbolic link, not a dataset folder written by prepare"
+    if not out.is_dir():
+        return "is a file, not a dataset folder"
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "is not a dataset written by prepare (no readable meta.json)"
+    if not (isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION
+            and isinstance(meta.get("tokenizers"), dict) and isinstance(meta.get("prepare_args"), dict)):
+        return "is not a dataset written by prepare (its meta.json is not one prepare writes)"
+    try:
+        others = sorted(name for name in os.listdir(out) if name not in DATASET_ENTRIES)
+    except OSError as e:
+        return f"cannot be listed ({e.strerror or e})"
+    if others:
+        shown = ", ".join(display_name(name) for name in others[:3]) + (", ..." if len(others) > 3 else "")
+        return f"holds files that prepare did not write ({shown})"
+    return None
+
+
+def _check_out_vs_sources(out: Path, sources: list[str]) -> None:
+    """Refuse an ``--out`` that is a source or holds one: replacing it would delete what is being read."""
+    try:
+        target = out.resolve()
+    except (OSError, RuntimeError):
+        return
+    for source in sources:
+        try:
+            src = Path(source).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if src == target or target in src.parents:
+            raise DatasetError(f"--out {out} {'is' if src == target else 'holds'} the source {display_name(source)}; "
+                               "choose an output folder apart from the sources")
+
+
+def _output_dir(out: Path, force: bool, sources: list[str] = ()) -> Path:
     """Check ``--out`` before any work and make the temporary folder beside it that the dataset is built in (its
-    parent folders are created). Raises :class:`DatasetError` with one line when the output cannot be written."""
+    parent folders are created). Raises :class:`DatasetError` with one line when the output cannot be written, is
+    (or holds) a source, or exists and is not a dataset that --force may replace (:func:`replaceable_dataset`)."""
+    _check_out_vs_sources(out, list(sources))
+    if not out.name or out.name in (".", ".."):
+        raise DatasetError(f"--out {out}: give a folder name (not . or ..)")
     if out.exists() or out.is_symlink():
         if not force:
             raise DatasetError(f"{out} already exists (use --force to replace it)")
         if not out.is_dir():
             raise DatasetError(f"--out {out} is a file, not a dataset folder")
+        why = replaceable_dataset(out)
+        if why is not None:
+            raise DatasetError(f"--out {out} {why}; --force replaces only a dataset folder that prepare wrote")
     for folder in (out.parent, *out.parent.parents):
         if folder.exists():
             if not folder.is_dir():
@@ -978,12 +1162,26 @@ def _write_json_synced(path: Path, obj) -> None:
 
 
 def _commit(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out`` (replacing an old ``out``, which --force allowed)."""
+    """Rename the finished ``tmp`` to ``out`` (replacing an old dataset at ``out``, which --force allowed and
+    :func:`_output_dir` checked). An OS error is a one-line :class:`DatasetError`; the finished dataset then stays
+    in ``tmp`` and an old ``out`` is put back."""
     old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
-        os.rename(out, old / out.name)
-    os.rename(tmp, out)
+    try:
+        if out.exists() or out.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+            os.rename(out, old / out.name)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if old is not None:
+                os.rename(old / out.name, out)
+                old.rmdir()
+                old = None
+            raise
+    except OSError as e:
+        if old is not None and not any(old.iterdir()):
+            old.rmdir()
+        raise DatasetError(f"--out {out}: cannot move the finished dataset into place ({e.strerror or e})") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -1046,11 +1244,14 @@ def load_meta(data_dir: str | os.PathLike, splits=SPLITS, subset: str = "main") 
         for name in TOKENIZER_NAMES:
             bin_path = base / name / f"{split}.bin"
             idx_path = base / name / f"{split}.idx.npy"
-            expected = entry.get("tokens", {}).get(name)
+            tokens = entry.get("tokens")
+            expected = tokens.get(name) if isinstance(tokens, dict) else None
+            if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+                raise DatasetError(f"{meta_path}: split {split!r} has no {name!r} token count")
             if not bin_path.is_file():
                 raise DatasetError(f"{bin_path}: missing; the dataset is incomplete")
             size = bin_path.stat().st_size
-            if size != 2 * (expected or 0):
+            if size != 2 * expected:
                 raise DatasetError(f"{bin_path}: {size} bytes, but meta.json records {expected} uint16 tokens")
             if not idx_path.is_file():
                 raise DatasetError(f"{idx_path}: missing; the dataset is incomplete")
@@ -1095,6 +1296,9 @@ def add_prepare_command(p: argparse.ArgumentParser):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--limit", type=int, default=None,
                    help="read only the first N PGN files of each kind, human and engine (quick trials)")
+    p.add_argument("--max-member-mb", type=float, default=MAX_MEMBER_BYTES >> 20, metavar="MB",
+                   help=f"the most one compressed file or archive member may decompress to; one past it is skipped "
+                        f"with a warning (default {MAX_MEMBER_BYTES >> 20})")
     p.add_argument("--legal-sets", action="store_true",
                    help="also store the legal move set of every training position (xiangqi_gpt.data.legal)")
 
@@ -1106,7 +1310,8 @@ def add_prepare_command(p: argparse.ArgumentParser):
             result = prepare(args.sources, args.out, val_frac=args.val_frac, test_frac=args.test_frac,
                              seed=args.seed, workers=args.workers, force=args.force,
                              progress=False if args.no_progress else None, examples=args.examples,
-                             limit=args.limit, engine_sources=args.engine)
+                             limit=args.limit, engine_sources=args.engine,
+                             max_member_bytes=int(args.max_member_mb * (1 << 20)))
         except PrepareInterrupted as e:
             if e.committed:
                 print(f"prepare interrupted after {args.out} was written (complete)", file=sys.stderr)

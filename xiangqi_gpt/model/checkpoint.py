@@ -60,9 +60,21 @@ def _config_from(path: Path, values: dict):
 
     known = {f.name for f in fields(GPTConfig)}
     try:
-        return GPTConfig.from_dict({k: v for k, v in values.items() if k in known})
-    except (ConfigError, TypeError) as e:
-        raise CheckpointError(f"{path}: bad model config ({e})") from None
+        return GPTConfig.from_dict({k: v for k, v in values.items() if isinstance(k, str) and k in known})
+    except (ConfigError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: bad model config ({str(e)[:200]})") from None
+
+
+def _checked_state(path: Path, state: dict) -> dict:
+    """The weights of a file, checked: names are text and values tensors."""
+    import torch
+
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: a weight name is not text ({type(key).__name__})")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: weight {key!r} is not a tensor (a {type(value).__name__})")
+    return state
 
 
 def read_checkpoint(path) -> tuple[object, dict, dict]:
@@ -74,29 +86,90 @@ def read_checkpoint(path) -> tuple[object, dict, dict]:
             raise CheckpointError(f"{path}: model file version {obj.get('version')!r}, this code reads {VERSION}")
         if not isinstance(obj.get("config"), dict) or not isinstance(obj.get("state_dict"), dict):
             raise CheckpointError(f"{path}: model file without config/state_dict")
-        info = dict(obj.get("info") or {})
-        return _config_from(path, obj["config"]), obj["state_dict"], info
+        info = obj.get("info") or {}
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path}: model file info is a {type(info).__name__}, not a table")
+        return _config_from(path, obj["config"]), _checked_state(path, obj["state_dict"]), dict(info)
     if "state_dict" in obj and "hyper_parameters" in obj:  # Lightning checkpoint from train.py
+        if not isinstance(obj["hyper_parameters"], dict) or not isinstance(obj["state_dict"], dict):
+            raise CheckpointError(f"{path}: Lightning checkpoint whose hyper_parameters or state_dict is not a table")
         hp = dict(obj["hyper_parameters"])
         if "tokenizer" not in hp:
             raise CheckpointError(f"{path}: Lightning checkpoint without a tokenizer in its hyper-parameters; "
                                   f"not written by train.py")
-        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        state = {k[len("model."):]: v for k, v in obj["state_dict"].items()
+                 if isinstance(k, str) and k.startswith("model.")}
         if not state:
             raise CheckpointError(f"{path}: Lightning checkpoint without model.* weights")
-        extra = obj.get("xiangqi_gpt") or {}
-        info = {"source": str(path), "source_format": "lightning", "global_step": obj.get("global_step"),
-                "epoch": obj.get("epoch"), **{k: hp[k] for k in OBJECTIVE_KEYS if k in hp}}
+        extra = obj.get("xiangqi_gpt") if isinstance(obj.get("xiangqi_gpt"), dict) else {}
+        info = {"source": str(path), "source_format": "lightning", "global_step": _plain(obj.get("global_step")),
+                "epoch": _plain(obj.get("epoch")), **{k: hp[k] for k in OBJECTIVE_KEYS if k in hp}}
         for key in ("num_params", "tokens_seen"):
             if key in extra:
                 info[key] = extra[key]
-        for name, cb_state in (obj.get("callbacks") or {}).items():
-            if name.startswith("RunCheckpoint") or name.startswith("ModelCheckpoint"):
+        callbacks = obj.get("callbacks") if isinstance(obj.get("callbacks"), dict) else {}
+        for name, cb_state in callbacks.items():
+            if isinstance(name, str) and (name.startswith("RunCheckpoint") or name.startswith("ModelCheckpoint")):
                 score = cb_state.get("current_score") if isinstance(cb_state, dict) else None
-                if score is not None:
+                try:
                     info["val_loss"] = float(score)
-        return _config_from(path, hp), state, info
+                except (TypeError, ValueError, RuntimeError):
+                    pass                    # no score, or not one number: not recorded
+        return _config_from(path, hp), _checked_state(path, state), info
     raise CheckpointError(f"{path}: neither an exported xiangqi-gpt model (.pt) nor a train.py checkpoint (.ckpt)")
+
+
+def _plain(value):
+    """A step or epoch count as a plain int (None if it is not one)."""
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        return None
+
+
+#: the most elements the position tables of a model (its non-weight buffers) may hold, about 1 GB in fp32: a config
+#: asking for more (a huge block_size) is refused before anything is allocated
+MAX_TABLE_ELEMENTS = 1 << 28
+
+
+def _fit_weights(path: Path, config, state: dict) -> None:
+    """Check that ``state`` has exactly the names and shapes of the model ``config`` describes, and finite values,
+    before the model is allocated (a config may ask for any size; the weights in the file are what is real)."""
+    import torch
+
+    from .gpt import GPT
+
+    tables = config.block_size * (config.n_embd // config.n_head)     # rope cos and sin: block x head/2 each
+    if tables > MAX_TABLE_ELEMENTS:
+        raise CheckpointError(f"{path}: the model config asks for {tables:,} table elements (block_size "
+                              f"{config.block_size}); the limit is {MAX_TABLE_ELEMENTS:,}")
+    emb = state.get("tok_emb.weight")
+    if emb is not None and tuple(emb.shape) != (config.vocab_size, config.n_embd):
+        raise CheckpointError(f"{path}: weights do not fit the model config (tok_emb.weight is {tuple(emb.shape)}, "
+                              f"the config needs {(config.vocab_size, config.n_embd)})")
+    try:
+        with torch.device("meta"):
+            shell = GPT(config)
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError, ConfigError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: bad model config ({first[:200]})") from None
+    expected = shell.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model config (missing {', '.join(missing[:3]) or '-'}; "
+                              f"unexpected {', '.join(unexpected[:3]) or '-'})")
+    for key, want in expected.items():
+        if tuple(state[key].shape) != tuple(want.shape):
+            raise CheckpointError(f"{path}: weights do not fit the model config ({key} is "
+                                  f"{tuple(state[key].shape)}, the config needs {tuple(want.shape)})")
+    tables = sum(b.numel() for b in shell.buffers())
+    if tables > MAX_TABLE_ELEMENTS:
+        raise CheckpointError(f"{path}: the model config asks for {tables:,} table elements (block_size "
+                              f"{config.block_size}); the limit is {MAX_TABLE_ELEMENTS:,}")
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values; the model cannot play")
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "cpu",
@@ -117,10 +190,11 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu",
         path = DEFAULT_PATH
     path = Path(path)
     config, state, info = read_checkpoint(path)
-    model = GPT(config)
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
     if "lm_head.weight" not in state and "tok_emb.weight" in state:  # tied: stored once
         state["lm_head.weight"] = state["tok_emb.weight"]
+    _fit_weights(path, config, state)
+    model = GPT(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -131,7 +205,7 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu",
     if mirror_ensemble is None:
         try:
             model.set_mirror_ensemble(info.get("mirror_ensemble", 0.0))
-        except ConfigError as e:
+        except (ConfigError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: info mirror_ensemble: {e}") from None
     else:
         model.set_mirror_ensemble(mirror_ensemble)
@@ -158,6 +232,16 @@ def export_model(ckpt_path, out, fp16: bool = True, mirror_ensemble: float | Non
     (None: keep the source's) is stored in the info, for every loader to apply (0 removes it)."""
     import torch
 
+    from ..errors import XiangqiError
+    from ..outpaths import check_output_file
+
+    out = Path(out)
+    try:
+        check_output_file(out, "--out")             # before the work
+    except XiangqiError as e:
+        raise CheckpointError(str(e)) from None
+    if out.parent and not out.parent.exists():
+        raise CheckpointError(f"{out.parent}: no such directory for the exported model")
     loaded = load_model(ckpt_path, mirror_ensemble=mirror_ensemble)
     info = dict(loaded.info)
     info.pop("path", None)
@@ -166,12 +250,15 @@ def export_model(ckpt_path, out, fp16: bool = True, mirror_ensemble: float | Non
         info["mirror_ensemble"] = loaded.model.mirror_weight
     info["num_params"] = loaded.model.num_params()
     payload = model_payload(loaded.model, info, fp16=fp16)
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise CheckpointError(f"{out.parent}: no such directory for the exported model")
     tmp = out.with_name(out.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, out)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise CheckpointError(f"--out {out}: cannot write the model file ({e.strerror or e})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return payload["info"]
 
 

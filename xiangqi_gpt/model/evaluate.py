@@ -308,7 +308,9 @@ class GameScorer:
     def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int,
                    prefix: str) -> FreeRun:
         tokens = self.tokenizer.tokens
-        texts = ["".join(tokens[i] for i in seq[j:j + self.tpm]) for j in range(0, len(seq), self.tpm)]
+        n = len(tokens)          # a padded vocabulary (config vocab_size > the tokenizer's) has ids past the tokens
+        texts = ["".join(tokens[i] if i < n else "<pad>" for i in seq[j:j + self.tpm])
+                 for j in range(0, len(seq), self.tpm)]
         phase = phase_of(board, ply)
         board = board.copy()
         legal, ok = [], True
@@ -489,7 +491,10 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except (OSError, ValueError) as e:
+        raise XiangqiError(f"--plots {out_dir}: cannot make the folder ({getattr(e, 'strerror', None) or e})") from None
     paths = []
     bp = report["by_ply"]
     x = [s + bp["bin_size"] / 2 for s in bp["ply_start"]]
@@ -588,6 +593,12 @@ def add_evaluate_command(p: argparse.ArgumentParser):
             raise ConfigError(f"--free-run-every must be >= 0, got {args.free_run_every}")
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        from ..outpaths import check_output_dir, check_output_file
+
+        if args.json:
+            check_output_file(args.json, "--json")      # before the work: a bad output path fails at once
+        if args.plots:
+            check_output_dir(args.plots, "--plots")
         from rich.console import Console
 
         err = Console(stderr=True)

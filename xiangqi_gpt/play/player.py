@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -132,6 +133,10 @@ class GPTPlayer:
         if not s.moves:
             raise IllegalMoveError(f"no legal move in {board.fen()}")
         scores = _safety_scores(board, s.moves, s.scores) if self.safety else s.scores
+        if not all(math.isfinite(x) for x in scores):
+            warnings.warn("the model gave non-finite scores; the move is chosen among the legal moves by the "
+                          "finite scores only", RuntimeWarning, stacklevel=2)
+            scores = [x if math.isfinite(x) else -1e30 for x in scores]
         if t <= 0:
             best = max(range(len(s.moves)), key=lambda i: scores[i])   # first of equals: deterministic
             return s.moves[best]
@@ -155,9 +160,9 @@ class GPTPlayer:
             s = self._last if self._last is not None and self._last.key == key else None
             logprobs = s.logprobs if s is not None and s.logprobs is not None else \
                 self.model.next_logprobs(history, self._cache)
-            text = self.tokenizer.tokens[int(logprobs.argmax())]
+            text = self._token_text(int(logprobs.argmax()))
         else:
-            text = "".join(self.tokenizer.tokens[i] for i in self._greedy(history, self.tokenizer.tokens_per_move))
+            text = "".join(self._token_text(i) for i in self._greedy(history, self.tokenizer.tokens_per_move))
         self._last_raw = (key, text)
         return text
 
@@ -166,6 +171,11 @@ class GPTPlayer:
         return is_legal_text(board, self.raw_move(board))
 
     # ---- helpers -----------------------------------------------------------------------------------------------
+
+    def _token_text(self, i: int) -> str:
+        """A token's text; ``"<pad>"`` for an id of a padded vocabulary (config vocab_size > the tokenizer's)."""
+        tokens = self.tokenizer.tokens
+        return tokens[i] if 0 <= i < len(tokens) else "<pad>"
 
     def _greedy(self, history: Sequence[int], n: int) -> list[int]:
         """``n`` greedy tokens after ``history``; the history's cache is kept, the continuation is forked off it.

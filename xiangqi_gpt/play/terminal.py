@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import os
+import re
 import sys
 import threading
 import time
@@ -540,7 +541,8 @@ class Session:
         self.console.print(render_screen(self.board, self.view, self.console.width))
 
     def say(self, message: str, style: str | None = None) -> None:
-        self.console.print(Text(message, style=style or ""))
+        """Print a message; control characters in it (a typed escape sequence, say) are shown as ``\\xNN``."""
+        self.console.print(Text(printable(message), style=style or ""))
 
     def read(self, prompt: str) -> str:
         """One line of input; :class:`Quit` at end of input."""
@@ -556,7 +558,7 @@ class Session:
             if timed:
                 self.clock.stop()
         if self.echo:
-            print(line, flush=True)
+            print(printable(line), flush=True)
         return line.strip()
 
     # ---- game state ------------------------------------------------------------------------------------------
@@ -913,11 +915,15 @@ class Session:
     def cmd_save(self, arg: str) -> None:
         from ..records.pgn import write_game
 
-        path = Path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn")).expanduser()
+        try:
+            path = user_path(arg or _dt.datetime.now().strftime("xiangqi-%Y%m%d-%H%M%S.pgn"))
+        except XiangqiError as e:
+            self.say(f"could not save: {e}", "bold red")
+            return
         game = self.game_record()
         try:
             path.write_text(write_game(game, notation="chinese"), encoding="utf-8")
-        except OSError as e:
+        except (OSError, ValueError) as e:
             self.say(f"could not save {path}: {e.strerror or e}", "bold red")
             return
         plies = len(game.moves)
@@ -941,7 +947,7 @@ class Session:
         self.after_moves(offer_save=False)   # a loaded record that is already over is not offered for saving
 
     def _load_board(self, arg: str) -> Board:
-        path = Path(arg).expanduser()
+        path = user_path(arg)
         if path.is_file() or arg.lower().endswith(".pgn"):
             from ..records.pgn import read_games
 
@@ -961,6 +967,25 @@ class Session:
         self.last_message = ""
         self.reply_if_model_to_move()
         self.after_moves()
+
+
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters but newlines written as ``\\xNN`` (nothing reaches the terminal raw)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def user_path(text: str) -> Path:
+    """A typed file name as a path (``~`` and ``~user`` expanded); :class:`XiangqiError` (one line) when it cannot be
+    one: an unknown ``~user``, a NUL byte."""
+    if "\x00" in text:
+        raise XiangqiError(f"{printable(text)}: a file name cannot hold a NUL byte")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise XiangqiError(f"{printable(text)}: cannot expand the home folder (no such user)") from None
 
 
 COMMANDS = {name: name for name in ("undo", "hint", "new", "flip", "save", "load", "resign", "help", "quit",

@@ -66,6 +66,13 @@ KIND_INVALID, KIND_ILLEGAL, KIND_AMBIGUOUS = "invalid_move", "illegal_move", "am
 KIND_FEN, KIND_DECODE, KIND_READ = "bad_fen", "decode", "read"
 KIND_MOVETEXT = "bad_movetext"    # comments or variations that do not close, moves after the result
 KIND_SIDE_DIGITS = "wrong_side_digits"   # a Chinese move written in the other side's digits (一二三 vs １２３)
+KIND_TAG = "bad_tag"              # a tag line that is not [Name "value"] (smart quotes, a missing quote or ']')
+KIND_RESULT = "bad_result"        # a result that the final position contradicts (the winner is checkmated)
+
+# Results that end a game when they end a line (more movetext then starts a game without tags). "1/2" and "和"
+# also occur inside records (a draw offer, a comment's word), so they end a game only at its true end: a move
+# after them rejects the game instead of splitting it.
+_AMBIGUOUS_ENDS = frozenset({"1/2", "和"})
 
 _START_KEY = " ".join(STARTING_FEN.split()[:2])
 
@@ -263,11 +270,12 @@ class _EncodingGuess:
         return max(families, key=lambda f: (share[f], f == "gb18030"))
 
 
-_NON_ASCII_LINE = re.compile(rb"[^\n\r]*[\x80-\xff][^\n\r]*")
+_LINE_END = re.compile(rb"[\n\r]")
 
 
 def _non_ascii_lines(data: bytes) -> bytes:
-    return b"\n".join(_NON_ASCII_LINE.findall(data))
+    """The lines of ``data`` that hold a non-ASCII byte, joined by ``\n`` (linear in the length of ``data``)."""
+    return b"\n".join(line for line in _LINE_END.split(data) if not line.isascii())
 
 
 def detect_encoding(data: bytes) -> str:
@@ -330,7 +338,8 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
     if notation is not None and notation not in NOTATIONS:
         raise XiangqiError(f"unknown notation {notation!r} (choose from {', '.join(NOTATIONS)})")
     if isinstance(source, (bytes, bytearray, memoryview)):
-        yield from _read_stream(io.BytesIO(bytes(source)), name or "<bytes>", notation, strict)
+        data = source if type(source) is bytes else bytes(source)     # BytesIO shares a bytes object: no copy
+        yield from _read_stream(io.BytesIO(data), name or "<bytes>", notation, strict)
     elif hasattr(source, "read"):
         yield from _read_stream(source, name or getattr(source, "name", "<stream>"), notation, strict)
     else:
@@ -347,11 +356,9 @@ def read_games(source: str | os.PathLike | bytes | IO[bytes], name: str | None =
 def _detect_stream_encoding(stream: IO[bytes]) -> str:
     """The encoding family of a whole seekable stream (or ``"binary"`` if it holds NUL bytes); rewinds it."""
     start = stream.tell()
-    bom = stream.read(3) == b"\xef\xbb\xbf"      # UTF-8 for sure, but still checked for NUL bytes
-    stream.seek(start)
     guess = _EncodingGuess()
     family = "utf-8"
-    carry = b""
+    carry: list[bytes] = []       # the pieces of an unfinished line (joined once it ends: linear in its length)
     while True:
         chunk = stream.read(_CHUNK)
         if not chunk:
@@ -361,15 +368,19 @@ def _detect_stream_encoding(stream: IO[bytes]) -> str:
             break
         if chunk.isascii() and not carry:
             continue
-        data = carry + chunk
-        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1    # whole lines only: no character is cut
-        data, carry = data[:cut], data[cut:]
-        if not data.isascii() and not bom:
+        cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1    # whole lines only: no character is cut
+        if not cut:
+            carry.append(chunk)
+            continue
+        data = b"".join(carry + [chunk[:cut]])
+        carry = [chunk[cut:]] if cut < len(chunk) else []
+        if not data.isascii():      # (a UTF-8 byte-order mark proves nothing about files concatenated after it)
             guess.feed(_non_ascii_lines(data))
     if family != "binary":
-        if carry and not carry.isascii() and not bom:
-            guess.feed(carry)
-        family = "utf-8" if bom else guess.result()
+        rest = b"".join(carry)
+        if rest and not rest.isascii():
+            guess.feed(rest)
+        family = guess.result()
     stream.seek(start)
     return family
 
@@ -387,11 +398,12 @@ def _read_stream(stream: IO[bytes], label: str, notation: str | None, strict: bo
                          KIND_DECODE, label)
         lines = _decoded_lines(_raw_lines(stream), family)
         index = 0
-        for raw in _split_games(lines):
-            item = _build_game(raw, label, index + 1, notation, strict)
-            if item is not None:
-                index += 1
-                yield item
+        for raw in _split_games(lines, keep=True):
+            for game in _per_game_encoding(raw, family):
+                item = _build_game(game, label, index + 1, notation, strict)
+                if item is not None:
+                    index += 1
+                    yield item
     except OSError as e:
         raise _error(f"cannot read: {e.strerror or e}", KIND_READ, label) from None
 
@@ -420,19 +432,23 @@ def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
             raw = raw[:-1]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        if b"\r" in raw:
-            yield from raw.split(b"\r")
-        else:
-            yield raw
+        for line in raw.split(b"\r") if b"\r" in raw else (raw,):
+            # a UTF-8 byte-order mark: a file's, or that of a file concatenated after another
+            yield line[3:] if line.startswith(b"\xef\xbb\xbf") else line
 
 
-class _Undecodable(str):
+class _Decoded(str):
+    """A non-ASCII line as decoded in the file's encoding, with its bytes (``raw``), for :func:`_per_game_encoding`."""
+
+    raw: bytes = b""
+
+
+class _Undecodable(_Decoded):
     """A line that could not be decoded (its text is the lenient reading); the game holding it is rejected."""
 
 
 def _decoded_lines(raw_lines: Iterable[bytes], family: str) -> Iterator[str]:
     codecs = _FAMILIES[family]
-    first = True
     for raw in raw_lines:
         if raw.isascii():
             line = raw.decode("ascii")
@@ -446,9 +462,9 @@ def _decoded_lines(raw_lines: Iterable[bytes], family: str) -> Iterator[str]:
                     continue
             if line is None:
                 line = _Undecodable(raw.decode(codecs[0], errors="replace"))
-            elif first and line.startswith("\ufeff"):
-                line = line[1:]
-        first = False
+            else:
+                line = _Decoded(line.lstrip("\ufeff"))   # a file's byte-order mark, also one concatenated after another
+            line.raw = raw
         yield line
 
 
@@ -460,45 +476,96 @@ class _RawGame:
     undecodable: int | None = None  # first undecodable line number
     lines: list[int] = field(default_factory=list)   # the line number of each movetext line
     unclosed_comment: int | None = None              # line of a '{' that no '}' closes before the next game
+    bad_tag: tuple[int, str] | None = None           # (line, text) of the first malformed tag
+    all_lines: list[str] | None = None              # every line of the game, when kept (non-UTF-8 files)
+    start: int = 1                                  # the number of its first line in all_lines
 
 
 _TAG_RE = re.compile(r'\[\s*([A-Za-z0-9_]+)\s*"((?:[^"\\]|\\.)*)"\s*\]')
+
+
+# The last tag of a line whose value holds unescaped quotes ([Event "the "X" cup"]): the value runs to the '"]' that
+# ends the line.
+_LAST_TAG_RE = re.compile(r'\[\s*([A-Za-z0-9_]+)\s*"(.*)"\s*\]\s*$')
 
 
 # A line that holds nothing but tags. Inside an open comment it means the comment lost its '}': a new game starts.
 _TAG_LINE_RE = re.compile(r'\s*(?:\[\s*[A-Za-z0-9_]+\s*"(?:[^"\\]|\\.)*"\s*\]\s*)+')
 
 
-def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
+def _is_tag_line(stripped: str) -> bool:
+    """Does a line (outside a comment) start with a tag? ``[%...]`` is a command comment of the movetext."""
+    return stripped.startswith("[") and not stripped.startswith("[%")
+
+
+def _parse_tags(text: str) -> tuple[list[tuple[str, str]], str, str | None]:
+    """(tags, the rest of the line, the malformed tag's text or None) of a line that starts with a tag. The rest,
+    after the last tag, is movetext on the same line. The last tag of a line may hold unescaped quotes. A tag that
+    is not ``[Name "value"]`` with straight quotes (a smart quote, a missing quote or ``]``) ends the parse as
+    malformed."""
+    tags: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n or text[i] != "[" or text.startswith("[%", i):
+            return tags, text[i:], None
+        m = _TAG_RE.match(text, i) or _LAST_TAG_RE.match(text, i)
+        if m is None:
+            return tags, "", text[i:i + 60]
+        tags.append((m.group(1), m.group(2).replace('\\"', '"').replace("\\\\", "\\")))
+        i = m.end()
+
+
+def _split_games(lines: Iterable[str], keep: bool = False, first: int = 1) -> Iterator[_RawGame]:
     """Group lines into games: a tag line after movetext starts a new game. A ``{`` comment runs to the first
     ``}``, across lines, so a ``[`` inside one does not split a game. A comment still open at the end of the file,
-    or at a line of nothing but tags (the next game's), has lost its ``}``: its game is marked as broken."""
-    game = _RawGame({}, [], 1)
+    or at a line of nothing but tags (the next game's), has lost its ``}``: its game is marked as broken. Movetext
+    after the tags on a tag line is read as movetext; a malformed tag marks its game. ``keep``: keep every line of
+    a game in ``all_lines``; ``first``: the number of the first line."""
+    game = _RawGame({}, [], first, all_lines=[] if keep else None, start=first)
     has_moves = False
     ended = False         # the last movetext line ended with a result: more movetext starts a game without tags
     comment_at = None     # line of the '{' of a comment still open
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=first):
         stripped = line.strip()
+        undecodable = isinstance(line, _Undecodable)
+        original = line
         if comment_at is not None and stripped.startswith("[") and _TAG_LINE_RE.fullmatch(stripped):
             game.unclosed_comment, comment_at = comment_at, None
-        if isinstance(line, _Undecodable) and game.undecodable is None:
-            game.undecodable = number
-        if comment_at is None and stripped.startswith("["):
+        if comment_at is None and _is_tag_line(stripped):
             if has_moves or game.unclosed_comment is not None:
                 yield game
-                game = _RawGame({}, [], number, number if isinstance(line, _Undecodable) else None)
+                game = _RawGame({}, [], number, all_lines=[] if keep else None, start=number)
                 has_moves = False
             elif not game.headers and not game.movetext:
                 game.line = number
             ended = False
-            for key, value in _TAG_RE.findall(stripped):
-                game.headers[key] = value.replace('\\"', '"').replace("\\\\", "\\")
+            if undecodable and game.undecodable is None:
+                game.undecodable = number
+            if keep:
+                game.all_lines.append(original)
+            tags, rest, bad = _parse_tags(stripped)
+            for key, value in tags:
+                game.headers[key] = value
+            if bad is not None and game.bad_tag is None:
+                game.bad_tag = (number, bad)
+            if not rest:
+                continue
+            line = stripped = rest            # movetext on the tag line
+        elif comment_at is None and (not stripped or stripped.startswith("%")):
+            if undecodable and game.undecodable is None:
+                game.undecodable = number
+            if keep:
+                game.all_lines.append(original)
             continue
-        if comment_at is None and (not stripped or stripped.startswith("%")):
-            continue
-        if ended and comment_at is None:
+        elif ended and comment_at is None:
             yield game
-            game = _RawGame({}, [], number, number if isinstance(line, _Undecodable) else None)
+            game = _RawGame({}, [], number, all_lines=[] if keep else None, start=number)
+        if undecodable and game.undecodable is None:
+            game.undecodable = number
+        if keep and line is original:
+            game.all_lines.append(original)
         game.movetext.append(line)
         game.lines.append(number)
         if comment_at is not None or "{" in line:
@@ -508,11 +575,45 @@ def _split_games(lines: Iterable[str]) -> Iterator[_RawGame]:
             else:
                 comment_at = None
         has_moves = True
-        ended = comment_at is None and normalize_result(stripped.rsplit(None, 1)[-1]) is not None
+        last = stripped.rsplit(None, 1)[-1] if stripped else ""
+        ended = comment_at is None and last not in _AMBIGUOUS_ENDS and normalize_result(last) is not None
     if comment_at is not None:
         game.unclosed_comment = comment_at
     if game.headers or has_moves:
         yield game
+
+
+def _per_game_encoding(game: _RawGame, family: str) -> list[_RawGame]:
+    """A file that mixes encodings (one GBK game among Big5 ones, a UTF-8 file appended to a GBK one) is decoded
+    game by game: the game's non-ASCII lines decide among the encodings that decode them strictly (UTF-8 first,
+    else the better :func:`_score` of GB18030 and Big5; the file's own on a tie). A game that no encoding decodes
+    keeps the file's reading and is rejected for its undecodable line. Returns the game, re-read if need be."""
+    if game.all_lines is None or (family == "utf-8" and game.undecodable is None):
+        return [game]                   # (strict UTF-8 is never a misreading)
+    raws = [line.raw for line in game.all_lines if isinstance(line, _Decoded)]
+    if not raws:
+        return [game]
+    block = b"\n".join(raws)
+    readings = {f: text for f in ("utf-8", family, *(f for f in ("gb18030", "big5") if f != family))
+                if (text := _strict_decode(block, f)) is not None}
+    if not readings:
+        return [game]
+    if "utf-8" in readings:
+        best = "utf-8"
+    elif len(readings) == 1:
+        best = next(iter(readings))
+    else:
+        scores = {f: _score(text) for f, text in readings.items()}
+        best = max(readings, key=lambda f: (scores[f], f == family))
+    if best == family:
+        return [game]
+    lines = []
+    for line in game.all_lines:
+        if isinstance(line, _Decoded):
+            text = _strict_decode(line.raw, best)
+            line = _Undecodable(line) if text is None else text.lstrip("\ufeff")
+        lines.append(line)
+    return list(_split_games(lines, first=game.start))
 
 
 def _comment_open(line: str, open_: bool) -> bool:
@@ -539,7 +640,7 @@ def _strip_comments(text: str, lines: list[int] | None = None) -> str:
     :class:`_Malformed`: cutting the game there would shorten it silently. ``lines`` maps the movetext's
     lines to file line numbers, for the message."""
     if "{" not in text and ";" not in text and "(" not in text and "（" not in text and ")" not in text \
-            and "）" not in text:
+            and "）" not in text and "[%" not in text:
         return text
     out = []
     brace = False
@@ -561,6 +662,15 @@ def _strip_comments(text: str, lines: list[int] | None = None) -> str:
                     out.append(" ")           # a comment separates tokens
         elif ch == "{":
             brace = True
+        elif ch == "[" and text.startswith("[%", i):      # a command comment such as [%clk 0:10:00]
+            j = text.find("]", i)
+            if j < 0:
+                raise _Malformed(f"the command '[%' on {where(row)} is never closed")
+            row += text.count("\n", i, j)
+            i = j + 1
+            if not opened:
+                out.append(" ")
+            continue
         elif ch == ";":
             j = text.find("\n", i)
             i = n if j < 0 else j
@@ -692,7 +802,13 @@ def _build_game(raw: _RawGame, label: str, index: int, notation: str | None,
     if raw.unclosed_comment is not None:
         return _error(f"the comment '{{' opened on line {raw.unclosed_comment} is never closed", KIND_MOVETEXT,
                       label, index)
+    if raw.bad_tag is not None:
+        return _error(f"line {raw.bad_tag[0]}: malformed tag {raw.bad_tag[1]!r} (a tag is [Name \"value\"] with "
+                      "straight quotes)", KIND_TAG, label, index)
     headers = raw.headers
+    if headers.get("SetUp", "").strip() == "1" and not headers.get("FEN", "").strip():
+        return _error('the SetUp tag is "1" but the FEN tag is missing or empty: the start position is unknown',
+                      KIND_FEN, label, index)
     fen = headers.get("FEN", "").strip() or STARTING_FEN
     try:
         board = Board(fen, strict=strict)
@@ -739,6 +855,13 @@ def _build_game(raw: _RawGame, label: str, index: int, notation: str | None,
         return None            # only a comment after the previous game's result: not a game
     if result is None or result == "*":
         result = normalize_result(headers.get("Result")) or result or "*"
+    if result != "*" and not board.legal_moves():
+        winner = "0-1" if board.turn == 0 else "1-0"      # no legal move: the side to move has lost
+        if result != winner:
+            side = "Red" if board.turn == 0 else "Black"
+            how = "is checkmated" if board.is_check() else "has no legal move"
+            return _error(f"the result {result} contradicts the final position ({side} {how}, so {winner})",
+                          KIND_RESULT, label, index, len(moves) or None)
     return Game(headers=headers, moves=moves, root_fen=root_fen, result=result, source=label, index=index)
 
 
@@ -758,8 +881,15 @@ def _encoding_family(encoding: str) -> str:
     return family
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """A tag value as PGN text: backslashes and quotes escaped, control characters (a newline in a file name would
+    end the tag line) written as ``\\xNN``."""
+    value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() < "\x80" else f"\\u{ord(m.group()):04x}",
+                        value)
 
 
 def write_game(game: Game, notation: str = "iccs", encoding: str = "utf-8", width: int = 80) -> str:
