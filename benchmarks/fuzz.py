@@ -32,13 +32,19 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # noqa: E
 from hypothesis.reporting import with_reporter  # noqa: E402
 
 
-def _load_targets() -> dict:
-    """``tests/fuzz_targets.py``'s targets (the tests are not a package, so load the file itself)."""
-    spec = importlib.util.spec_from_file_location("fuzz_targets", ROOT / "tests" / "fuzz_targets.py")
+def _load_test_module(name: str):
+    """``tests/<name>.py`` as the module ``name`` (the tests are not a package, so load the file itself)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_targets"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.TARGETS
+    return module
+
+
+def _load_targets() -> dict:
+    """``tests/fuzz_targets.py``'s targets, with the test helper module they import."""
+    _load_test_module("random_games")
+    return _load_test_module("fuzz_targets").TARGETS
 
 
 TARGETS = _load_targets()
