@@ -71,18 +71,19 @@ COMMANDS = {
 # Subcommands implemented in other modules: name -> (help, "module:function"). The function builds the parser
 # like the ones above. Listing them here keeps `--help` complete without importing torch.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "uci": ("serve the model as a UCI engine for xiangqi GUIs (also answers ucci)", ".engine:add_uci_command"),
-    "ucci": ("serve the model as a UCCI engine (also answers uci)", ".engine:add_ucci_command"),
-    "prepare": ("build a training dataset from PGN sources", ".corpus:add_prepare_command"),
-    "convert": ("write PGN from PGN, XQF, CBF, CBR, CBL or DhtmlXQ files", ".archive:add_convert_command"),
-    "selfplay": ("generate training games by Fairy-Stockfish self-play", ".selfplay:add_selfplay_command"),
-    "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs", ".evaluate:add_evaluate_command"),
-    "arena": ("play the model against a random mover or Fairy-Stockfish", ".arena:add_arena_command"),
-    "export": ("convert a train.py checkpoint to a slim model file (.pt)", ".checkpoint:add_export_command"),
+    "uci": ("serve the model as a UCI engine for xiangqi GUIs (also answers ucci)", ".play.engine:add_uci_command"),
+    "ucci": ("serve the model as a UCCI engine (also answers uci)", ".play.engine:add_ucci_command"),
+    "prepare": ("build a training dataset from PGN sources", ".data.corpus:add_prepare_command"),
+    "convert": ("write PGN from PGN, XQF, CBF, CBR, CBL or DhtmlXQ files", ".records.archive:add_convert_command"),
+    "selfplay": ("generate training games by Fairy-Stockfish self-play", ".play.selfplay:add_selfplay_command"),
+    "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs",
+                 ".model.evaluate:add_evaluate_command"),
+    "arena": ("play the model against a random mover or Fairy-Stockfish", ".play.arena:add_arena_command"),
+    "export": ("convert a train.py checkpoint to a slim model file (.pt)", ".model.checkpoint:add_export_command"),
     "review": ("review a game: evaluation before and after each move, best lines, blunders, accuracy",
-               ".review:add_review_command"),
+               ".play.review:add_review_command"),
     "legal-sets": ("store the legal move set of every training position (for the legality loss)",
-                   ".legal:add_legal_sets_command"),
+                   ".data.legal:add_legal_sets_command"),
 }
 
 
