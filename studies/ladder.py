@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     if not (args.report_only and stored):     # a report shows what the json holds, whatever files are there now
         path = model_path(args.checkpoint)
         model = {"path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                 "sha256": sha256(path), "search_sha256": sha256(ROOT / "xiangqi_gpt" / "search.py")}
+                 "sha256": sha256(path), "search_sha256": sha256(ROOT / "xiangqi_gpt" / "play" / "search.py")}
         if stored and stored.get("sha256") != model["sha256"]:
             what, suffix = "model", ""
         elif stored and stored.get("search_sha256") != model["search_sha256"]:

@@ -531,7 +531,7 @@ class _InstantSearcher:
     def clear(self):
         pass
 
-    def search(self, board, limits, on_info=None, stop=None):
+    def search(self, board, limits, on_info=None, stop=None, **kwargs):
         from xiangqi_gpt.play.search import SearchInfo, SearchResult
 
         moves = sorted(board.legal_moves(), key=Move.iccs)

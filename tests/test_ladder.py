@@ -85,7 +85,7 @@ def test_report_and_fresh_start_on_a_changed_search(tmp_path):
     assert json.loads(kept.read_text())["pairings"] == {"2|random": pairing}
     fresh = json.loads(out.read_text())
     assert fresh["pairings"] == {}
-    assert fresh["model"]["search_sha256"] == ladder.sha256(ROOT / "xiangqi_gpt" / "search.py")
+    assert fresh["model"]["search_sha256"] == ladder.sha256(ROOT / "xiangqi_gpt" / "play" / "search.py")
 
 
 def test_unknown_level_is_a_usage_error(tmp_path):
