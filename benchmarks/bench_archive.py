@@ -82,7 +82,7 @@ def main() -> None:
             print(f"{kind:<14}{size[kind]:>10}{seconds:>9.2f}{len(games) / seconds:>10.0f}"
                   f"{seconds / times['pgn-chinese']:>17.2f}x{seconds / times['pgn-iccs']:>14.2f}x")
         if args.prepare:
-            from xiangqi_gpt.data.corpus import prepare
+            from xiangqi_gpt.data.prepare import prepare
 
             for kind in ("xqf", "pgn-chinese"):
                 start = time.perf_counter()

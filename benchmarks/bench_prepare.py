@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_prepare.py [SOURCE...] [--workers 2] [--out DIR]
 
-Runs :func:`xiangqi_gpt.data.corpus.prepare` on ``../shared/data/ccpd.tar.xz`` by default, writing to a temporary
+Runs :func:`xiangqi_gpt.data.prepare.prepare` on ``../shared/data/ccpd.tar.xz`` by default, writing to a temporary
 directory (removed afterwards unless ``--out`` is given), and prints wall seconds, CPU seconds (this process and its
 workers), files/s, games/s and plies/s, with the summary counts.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from xiangqi_gpt.data.corpus import prepare  # noqa: E402
+from xiangqi_gpt.data.prepare import prepare  # noqa: E402
 
 CCPD = ROOT.parent / "shared" / "data" / "ccpd.tar.xz"
 

@@ -669,7 +669,7 @@ def check_archive(name: str, data: bytes, expected: list[tuple] | None) -> None:
     import tracemalloc
     from pathlib import Path
 
-    from xiangqi_gpt.data.corpus import SourceReader
+    from xiangqi_gpt.records.sources import SourceReader
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name

@@ -1,3 +1,4 @@
+import hashlib
 import io
 import json
 import os
@@ -14,9 +15,10 @@ import pytest
 from random_games import random_board
 
 from xiangqi_gpt import cli
-from xiangqi_gpt.data import corpus
+import xiangqi_gpt.data.prepare as build
+from xiangqi_gpt.records import sources
 from xiangqi_gpt.rules.board import STARTING_FEN
-from xiangqi_gpt.data.corpus import load_meta, prepare, split_of
+from xiangqi_gpt.data.prepare import load_meta, prepare, split_of
 from xiangqi_gpt.errors import DatasetError
 from xiangqi_gpt.records.pgn import Game, read_games, write_games
 from xiangqi_gpt.data.tokenizer import get_tokenizer
@@ -124,16 +126,16 @@ def test_archives_give_the_same_dataset(fixture_dir, archives, tmp_path):
                     "computer"):
             assert r.summary[key] == ref.summary[key], (archive, key)
         for name in ("move", "char"):
-            for split in corpus.SPLITS:
+            for split in build.SPLITS:
                 assert (r.out / name / f"{split}.bin").read_bytes() == (ref.out / name / f"{split}.bin").read_bytes()
-        assert r.meta["sources"][0]["sha256"] == corpus.hashlib.sha256(archive.read_bytes()).hexdigest()
+        assert r.meta["sources"][0]["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
 def test_tokens_decode_back_to_the_split_pgn(fixture_dir, tmp_path):
     r = run([fixture_dir], tmp_path / "ds", val_frac=0.3, test_frac=0.3)
     seen = 0
     for base in (r.out, r.out / "computer"):
-        for split in corpus.SPLITS:
+        for split in build.SPLITS:
             games = list(read_games(base / f"{split}.pgn"))
             assert all(isinstance(g, Game) and g.standard_start for g in games)
             for name in ("move", "char"):
@@ -142,7 +144,7 @@ def test_tokens_decode_back_to_the_split_pgn(fixture_dir, tmp_path):
             assert all(g.headers.get("SourceFile") for g in games)
             seen += len(games)
     assert seen == 10
-    puzzles = [g for split in corpus.SPLITS if (r.out / "custom_fen" / f"{split}.pgn").exists()
+    puzzles = [g for split in build.SPLITS if (r.out / "custom_fen" / f"{split}.pgn").exists()
                for g in read_games(r.out / "custom_fen" / f"{split}.pgn")]
     assert len(puzzles) == 1 and puzzles[0].root_fen == PUZZLE_FEN
 
@@ -160,21 +162,21 @@ def test_split_is_disjoint_deterministic_and_keeps_copies_together(tmp_path):
     c = run([src], tmp_path / "c", val_frac=0.2, test_frac=0.2, seed=8)
     assert a.summary["duplicates_detail"] == {"exact": 40, "prefix": 40}
     sides = {}
-    for split in corpus.SPLITS:
+    for split in build.SPLITS:
         for moves, _ in read_split(a.out, "move", split):
             sides.setdefault(tuple(moves), set()).add(split)
         assert (a.out / "move" / f"{split}.bin").read_bytes() == (b.out / "move" / f"{split}.bin").read_bytes()
         assert (a.out / f"{split}.pgn").read_bytes() == (b.out / f"{split}.pgn").read_bytes()
     assert len(sides) == 120 and all(len(s) == 1 for s in sides.values())
     # no kept game is a prefix of a game in another split
-    by_split = {sp: [m for m, s in sides.items() if sp in s] for sp in corpus.SPLITS}
+    by_split = {sp: [m for m, s in sides.items() if sp in s] for sp in build.SPLITS}
     for sp, kept in by_split.items():
         others = [m for o, ms in by_split.items() if o != sp for m in ms]
         for m in kept:
             assert not any(o[:len(m)] == m for o in others)
-    assert all(by_split[sp] for sp in corpus.SPLITS)
-    assert [len(by_split[sp]) for sp in corpus.SPLITS] != [
-        sum(1 for _ in read_split(c.out, "move", sp)) for sp in corpus.SPLITS] or \
+    assert all(by_split[sp] for sp in build.SPLITS)
+    assert [len(by_split[sp]) for sp in build.SPLITS] != [
+        sum(1 for _ in read_split(c.out, "move", sp)) for sp in build.SPLITS] or \
         (a.out / "move" / "train.bin").read_bytes() != (c.out / "move" / "train.bin").read_bytes()
     # the split of a game depends on the game only
     assert split_of("", "h2e2h9g7", 7, 0.2, 0.2) == split_of("", "h2e2h9g7", 7, 0.2, 0.2)
@@ -197,7 +199,7 @@ def test_failure_leaves_no_dataset(fixture_dir, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(corpus, "_write_json_synced", boom)
+    monkeypatch.setattr(build, "_write_json_synced", boom)
     with pytest.raises(RuntimeError):
         run([fixture_dir], tmp_path / "ds")
     assert list(tmp_path.iterdir()) == []
@@ -301,7 +303,7 @@ def test_ccpd_whole_archive(tmp_path):
     assert s["computer"]["games"] > 100
     assert "Chinese Chess Practical Dataset" in r.meta["attribution"]
     meta = load_meta(r.out)
-    for split in corpus.SPLITS:
+    for split in build.SPLITS:
         decoded = read_split(r.out, "move", split)
         assert len(decoded) == meta["splits"][split]["games"] > 1000
     val = [g for g in read_games(r.out / "val.pgn")]
@@ -368,21 +370,21 @@ def test_engine_subset_is_separate_deduplicated_split_and_validated(fixture_dir,
     s = r.summary
     # the human subsets are exactly what they are without engine games
     assert s["splits"] == human_only.summary["splits"] and s["computer"] == human_only.summary["computer"]
-    for k in corpus.COUNT_KEYS:
+    for k in build.COUNT_KEYS:
         assert s[k] == human_only.summary[k]
     e = s["engine"]
     assert (e["games_read"], e["duplicates"], e["unique_games"]) == (21, 1, 20)
     assert e["games"] == 20 and sum(c["games"] for c in e["splits"].values()) == 20
     # the same layout as the main subset, recorded in meta.json and validated by load_meta
     meta = load_meta(r.out, subset="engine")
-    assert corpus.subset_names(meta) == ["main", "computer", "engine"]
+    assert build.subset_names(meta) == ["main", "computer", "engine"]
     assert meta["engine"]["path"] == "engine" and meta["engine"]["counts"]["unique_games"] == 20
     assert [src["subset"] for src in meta["sources"]] == ["human", "engine"]
     assert meta["sources"][1]["kind"] == "compressed"
     base = r.out / "engine"
     engine_games = {tuple(g.iccs()) for g in read_games(engine_pgn)}
     decoded = []
-    for split in corpus.SPLITS:
+    for split in build.SPLITS:
         assert (base / "move" / f"{split}.bin").is_file() and (base / "char" / f"{split}.idx.npy").is_file()
         games = read_split(r.out, "move", split, base)
         assert len(games) == meta["engine"]["splits"][split]["games"]
@@ -394,7 +396,7 @@ def test_engine_subset_is_separate_deduplicated_split_and_validated(fixture_dir,
     # a human-only dataset has no engine subset, and says so
     with pytest.raises(DatasetError, match="no 'engine' subset"):
         load_meta(human_only.out, subset="engine")
-    assert corpus.subset_names(load_meta(human_only.out)) == ["main", "computer"]
+    assert build.subset_names(load_meta(human_only.out)) == ["main", "computer"]
 
 
 def test_engine_games_alone_and_the_cli(engine_pgn, tmp_path, capsys):
@@ -440,7 +442,7 @@ def test_truncated_compressed_file_keeps_the_complete_games_only(engine_pgn, tmp
     kept = r.summary["unique_games"]
     assert 0 < kept < 20 and r.summary["games_rejected"] == 0
     originals = {tuple(g.iccs()): g.result for g in read_games(engine_pgn)}
-    for split in corpus.SPLITS:
+    for split in build.SPLITS:
         for g in read_games(r.out / f"{split}.pgn"):
             assert originals[tuple(g.iccs())] == g.result        # whole games only, never a shortened one
 
@@ -517,15 +519,15 @@ def test_file_names_that_are_not_utf8_never_raise(tmp_path):
     (game,) = read_games(r.out / "train.pgn")
     assert game.headers["SourceFile"] == f"{tpath}:records/對局.pgn"
     # an undecodable name: escaped, still no error
-    assert corpus.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).endswith(".pgn")
-    corpus.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).encode("utf-8")
+    assert sources.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).endswith(".pgn")
+    sources.display_name(os.fsdecode(b"x\xff\xfe\xff.pgn")).encode("utf-8")
 
 
 def _no_parsing(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("parsing started before the options were checked")
 
-    monkeypatch.setattr(corpus.SourceReader, "__iter__", fail)
+    monkeypatch.setattr(sources.SourceReader, "__iter__", fail)
 
 
 def test_bad_limit_and_out_are_rejected_before_any_parsing(fixture_dir, tmp_path, monkeypatch, capsys):
@@ -683,25 +685,25 @@ def test_ctrl_c_while_the_temporary_folder_is_made_or_the_dataset_renamed(fixtur
                                                                           default_sigint):
     import signal
 
-    make, commit = corpus._output_dir, corpus._commit
+    make, commit = build._output_dir, build._commit
 
     def make_then_ctrl_c(*args):
         tmp = make(*args)
         os.kill(os.getpid(), signal.SIGINT)
         return tmp
 
-    monkeypatch.setattr(corpus, "_output_dir", make_then_ctrl_c)
-    with pytest.raises(corpus.PrepareInterrupted) as e:
+    monkeypatch.setattr(build, "_output_dir", make_then_ctrl_c)
+    with pytest.raises(build.PrepareInterrupted) as e:
         run([fixture_dir], tmp_path / "a")
     assert not e.value.committed and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(corpus, "_output_dir", make)
+    monkeypatch.setattr(build, "_output_dir", make)
 
     def commit_with_ctrl_c(tmp, out):
         os.kill(os.getpid(), signal.SIGINT)
         commit(tmp, out)
 
-    monkeypatch.setattr(corpus, "_commit", commit_with_ctrl_c)
-    with pytest.raises(corpus.PrepareInterrupted) as e:
+    monkeypatch.setattr(build, "_commit", commit_with_ctrl_c)
+    with pytest.raises(build.PrepareInterrupted) as e:
         run([fixture_dir], tmp_path / "b")
     assert e.value.committed and [p.name for p in tmp_path.iterdir()] == ["b"]
     assert load_meta(tmp_path / "b")["counts"]["unique_games"] == 11

@@ -69,7 +69,7 @@ def test_case_folded_letter_in_a_record_rejects_the_game_only(movetext):
 
 
 def test_prepare_survives_a_case_folded_letter(tmp_path):
-    from xiangqi_gpt.data.corpus import prepare
+    from xiangqi_gpt.data.prepare import prepare
 
     source = tmp_path / "x.pgn"
     source.write_text('[Game "x"]\n\n1. h2e2 ı9g7 *\n\n[Game "y"]\n\n1. h2e2 h9g7 2. h0g2 i9h9 *\n', encoding="utf-8")

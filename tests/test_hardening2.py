@@ -17,9 +17,10 @@ import zipfile
 
 import pytest
 
-from xiangqi_gpt.data import corpus
+import xiangqi_gpt.data.prepare as build
 from xiangqi_gpt.rules.board import Board
-from xiangqi_gpt.data.corpus import SourceReader, load_meta, prepare
+from xiangqi_gpt.data.prepare import load_meta, prepare
+from xiangqi_gpt.records.sources import SourceReader
 from xiangqi_gpt.errors import DatasetError, PgnError
 from xiangqi_gpt.records.pgn import Game, detect_encoding, read_games, write_game
 
@@ -119,14 +120,14 @@ def test_a_failing_rename_is_one_line_and_keeps_the_old_dataset(tmp_path, monkey
     src = _source(tmp_path)
     out = tmp_path / "out"
     prepare([str(src)], out, **QUIET)
-    real_rename = corpus.os.rename
+    real_rename = build.os.rename
 
     def rename(a, b):
         if str(a).startswith(str(tmp_path / "out.tmp-")):
             raise OSError(16, "Device or resource busy")
         return real_rename(a, b)
 
-    monkeypatch.setattr(corpus.os, "rename", rename)
+    monkeypatch.setattr(build.os, "rename", rename)
     with pytest.raises(DatasetError, match="cannot move the finished dataset into place"):
         prepare([str(src)], out, force=True, **QUIET)
     load_meta(out)                                                       # the old dataset is back

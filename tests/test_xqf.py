@@ -240,7 +240,7 @@ def test_convert_single_file_and_bad_input(tmp_path, capsys):
 
 
 def test_prepare_takes_archive_files_next_to_pgn(tmp_path):
-    from xiangqi_gpt.data.corpus import prepare
+    from xiangqi_gpt.data.prepare import prepare
 
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -268,7 +268,7 @@ def test_prepare_takes_archive_files_next_to_pgn(tmp_path):
 @need_samples
 @pytest.mark.data
 def test_prepare_on_the_sample_folder(tmp_path):
-    from xiangqi_gpt.data.corpus import prepare
+    from xiangqi_gpt.data.prepare import prepare
 
     r = prepare([str(SAMPLES)], tmp_path / "out", workers=0, progress=False, warn=lambda _: None)
     assert r.summary["files"]["read"] == 16 and r.summary["files"]["skipped_not_pgn"] == 1     # README.md

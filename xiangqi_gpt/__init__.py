@@ -11,7 +11,7 @@ from .rules.board import BLACK, RED, STARTING_FEN, Board, Move, Outcome
 from .rules.notation import format_move, move_to_chinese, move_to_wxf, parse_move
 from .records.pgn import Game, read_games, write_game, write_games
 from .data.tokenizer import SOURCES, get_tokenizer
-from .data.corpus import load_meta
+from .data.prepare import load_meta
 from .model.checkpoint import DEFAULT_PATH, FORMAT
 
 __version__ = "0.1.0"

@@ -73,7 +73,7 @@ COMMANDS = {
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "uci": ("serve the model as a UCI engine for xiangqi GUIs (also answers ucci)", ".play.engine:add_uci_command"),
     "ucci": ("serve the model as a UCCI engine (also answers uci)", ".play.engine:add_ucci_command"),
-    "prepare": ("build a training dataset from PGN sources", ".data.corpus:add_prepare_command"),
+    "prepare": ("build a training dataset from PGN sources", ".data.prepare:add_prepare_command"),
     "convert": ("write PGN from PGN, XQF, CBF, CBR, CBL or DhtmlXQ files", ".records.archive:add_convert_command"),
     "selfplay": ("generate training games by Fairy-Stockfish self-play", ".play.selfplay:add_selfplay_command"),
     "evaluate": ("score the model on PGN games: top-1/5, legality, NLL, free runs",

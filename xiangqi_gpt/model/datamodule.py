@@ -43,9 +43,9 @@ SPLITS = ("train", "val", "test")
 
 
 def read_meta(data_dir: str | os.PathLike, splits=("train", "val")) -> dict:
-    """``DIR/meta.json``, validated by :func:`xiangqi_gpt.data.corpus.load_meta` (format version, both vocabularies, token
+    """``DIR/meta.json``, validated by :func:`xiangqi_gpt.data.prepare.load_meta` (format version, both vocabularies, token
     and offset files of ``splits`` against the recorded counts). DatasetError when anything is off."""
-    from ..data.corpus import load_meta
+    from ..data.prepare import load_meta
 
     return load_meta(Path(data_dir), splits=tuple(splits))
 

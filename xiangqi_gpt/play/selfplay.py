@@ -154,7 +154,7 @@ class OpeningBook:
     @classmethod
     def load(cls, source: str | os.PathLike, warn: Callable[[str], None] = lambda m: None) -> "OpeningBook":
         """The games of a PGN file (plain or compressed), a folder or an archive of them."""
-        from ..data.corpus import SourceReader, check_source
+        from ..records.sources import SourceReader, check_source
         from ..records.pgn import decode_bytes
 
         path = Path(source)
