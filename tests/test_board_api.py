@@ -139,12 +139,12 @@ def _sources() -> list[Path]:
 
 def test_the_private_check_can_fail():
     names = _private_names()
-    assert {"_sq", "_keys", "_checks", "_kings", "_stack", "_make", "_legal", "_attacked", "_int"} <= names
+    assert {"_sq", "_keys", "_checks", "_kings", "_stack", "_attacked", "_pseudo"} <= names
     pattern = _private_use(names)
     assert pattern.search("sq = board._sq")
-    assert pattern.search("self.board._make(m)")
-    assert pattern.search("m = move._int()")
-    assert not pattern.search("self._make(m)")          # a searcher's own method
+    assert pattern.search("self.board._pseudo(True)")
+    assert pattern.search("k = board._kings[0]")
+    assert not pattern.search("self._pseudo(m)")        # a module's own method
     assert not pattern.search("board.squares; b.make_int(m)")
 
 

@@ -180,14 +180,14 @@ def test_batched_child_policies_equal_single_calls(tmp_path, mirror):
     gpt.model.set_mirror_ensemble(mirror)
     board = board_after(Board().fen(), "h2e2 h9g7 h0g2")
     policy = _Policy(gpt, gpt_plies=3)
-    moves = [m._int() for m in board.legal_moves()]
+    moves = [m.to_int() for m in board.legal_moves()]
     root = policy.root(board, moves)
     expected_root = gpt.model.next_logprobs(gpt.history_ids(board))
     assert root == pytest.approx(expected_root[[policy.token(m) for m in moves]].tolist(), abs=1e-4)
     policy.expand(board, [], moves, list(range(len(moves))))
     path = [moves[0]]
     board.push(Move(moves[0] >> 7, moves[0] & 127))
-    replies = [m._int() for m in board.legal_moves()]
+    replies = [m.to_int() for m in board.legal_moves()]
     policy.expand(board, path, replies, [1000 + i for i in range(len(replies))])
     board.pop()
     for i in (0, 5, len(moves) - 1):

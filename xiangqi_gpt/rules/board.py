@@ -217,8 +217,6 @@ class Move:
         """This move as an int, ``from_square << 7 | to_square`` (see :func:`encode_move`)."""
         return self.from_square << 7 | self.to_square
 
-    _from_int = from_int        # the former private names, for callers not yet moved (other modules: use the above)
-    _int = to_int
 
     def iccs(self) -> str:
         return square_name(self.from_square) + square_name(self.to_square)
@@ -558,7 +556,6 @@ class Board:
             b[to] = cap
         return out
 
-    _legal = legal_move_ints        # former private name, as _is_legal_int, _make and _unmake below
 
     def legal_capture_ints(self) -> list[int]:
         """The legal captures of the side to move as ints, in generation order: ``legal_move_ints(quiet=False)``."""
@@ -591,7 +588,6 @@ class Board:
             b[fr] = p
             b[to] = cap
 
-    _is_legal_int = is_legal_int
 
     # ---- making moves ------------------------------------------------------------------------------------------
 
@@ -640,8 +636,6 @@ class Board:
         self.key = self._keys[-1]
         return m
 
-    _make = make_int
-    _unmake = unmake_int
 
     def make_null(self) -> None:
         """Pass the turn (a null move, for null-move pruning; never in check): the side to move and the key change,
