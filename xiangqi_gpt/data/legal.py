@@ -1,20 +1,8 @@
 """Legal move sets for every position of a tokenized split: the rule engine as a teacher.
 
-``prepare`` writes games as ``<bos> m1 m2 ... mn <result>`` token runs (the ``move`` tokenizer). For every token
-position ``t`` of a split this module stores the set of legal moves (as token ids) in the position the game has
-reached after token ``t``, that is the moves the model may legally predict as target ``t + 1``:
-
-* at ``<bos>``: the legal moves of the start position;
-* at a move token: the legal moves after that move (empty if the game is over by mate or stalemate);
-* at a result token: the empty set (the next token is the following game's ``<bos>``).
-
-Storage is compressed sparse rows next to the token file, memory-mapped at training time:
-``DIR/move/{split}.legal_offsets.npy`` (int64, ``n_tokens + 1``; the set of position ``t`` is
-``ids[offsets[t]:offsets[t + 1]]``) and ``DIR/move/{split}.legal_ids.npy`` (uint16 token ids).
-Because a training window is a run of consecutive positions, its sets are one contiguous slice of ``ids``.
-
-Build them with ``python -m xiangqi_gpt legal-sets DIR`` (or ``prepare ... --legal-sets``): about 2 minutes per
-million positions on one core. Standard library + numpy; no torch.
+Main names: :func:`write_legal_sets`, :func:`load_legal_sets`, :func:`window_mask`; the
+``legal-sets`` command (:func:`add_legal_sets_command`). No torch.
+Design notes: docs/design.md#data-legal
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
 """Tokenizers: ICCS move strings <-> integer ids.
 
-Two tokenizers share five special tokens (ids 0..4, in this order)::
-
-    <bos>        start of a game
-    <red_win>    result 1-0
-    <black_win>  result 0-1
-    <draw>       result 1/2-1/2
-    <end>        end of a game whose result is unknown ("*")
-
-``move``  one token per move. Ids 5.. are every *geometrically possible* ICCS move: the union over piece kinds of the
-          moves a piece of that kind could make on an otherwise empty board, for both colours (rook/cannon lines on a
-          rank or file, horse jumps, elephant 2-diagonals between its 7 squares on its own side of the river, advisor
-          diagonals between its 5 palace squares, king and pawn steps, which are already rook lines). The ids are
-          sorted by (from_square, to_square) with ``square = rank * 9 + file``, so the order is stable.
-``char``  four tokens per move, one per ICCS character, over ``0123456789abcdefghi`` (ids 5..23), as in the
-          original "GPT meets xiangqi" experiment.
-
-Both tokenizers accept exactly the same set of moves, so a move either encodes in both or raises
-:class:`~xiangqi_gpt.errors.InvalidMoveError` in both. This module imports neither torch nor the board.
+Main names: :func:`get_tokenizer`, :class:`MoveTokenizer` (one token per move), :class:`CharTokenizer` (four per
+move). Imports neither torch nor the board.
+Design notes: docs/design.md#data-tokenizer
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Model files: load a trained GPT from a Lightning checkpoint or an exported ``.pt``, and export one.
 
-Two formats:
-
-* Lightning checkpoints (``.ckpt``) written by ``train.py``: ``hyper_parameters`` hold the GPTConfig fields
-  (tokenizer included) and the objective settings; ``state_dict`` keys are ``model.<GPT parameter>``.
-* Exported model files (``.pt``), what play / evaluate / arena / engine load by default::
-
-      {"format": "xiangqi-gpt-model", "version": 1, "config": asdict(GPTConfig), "state_dict": {...}, "info": {...}}
-
-  Weights may be stored as fp16 (the default for ``export``) and are loaded back as fp32; the tied embedding / head
-  matrix is stored once.
-
-``load_model(path=None)`` reads either; ``None`` is the model shipped in the package,
-``xiangqi_gpt/checkpoints/default.pt``. Every problem is a one-line :class:`~xiangqi_gpt.errors.CheckpointError`
-naming the file. ``python -m xiangqi_gpt export CKPT --out FILE.pt`` converts a Lightning checkpoint.
+Main names: :func:`load_model`, :func:`read_checkpoint`, :func:`export_model` and the ``export`` command
+(:func:`add_export_command`); problems are one-line :class:`~xiangqi_gpt.errors.CheckpointError`.
+Design notes: docs/design.md#model-checkpoint
 """
 
 from __future__ import annotations

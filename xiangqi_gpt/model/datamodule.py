@@ -1,24 +1,7 @@
 """Training data: a LightningDataModule over the memory-mapped uint16 token files written by ``prepare``.
 
-nanoGPT style: a split is one long array of token ids (games ``<bos> moves... <result>`` back to back, no padding),
-read through ``np.memmap``. A training batch is ``batch_size`` random windows of ``block_size + 1`` tokens; the model
-reads ``window[:-1]`` and predicts ``window[1:]``, so a window usually spans several games.
-
-* **Game-start bias.** With probability ``game_start_p`` a window starts exactly at a game's ``<bos>`` (from the
-  split's ``.idx.npy`` offsets), otherwise at a uniformly random token. At play time the model always sees a game from
-  position 0, so some aligned windows may help; ``0`` is plain nanoGPT sampling.
-* **Mirror augmentation.** With probability ``mirror_p`` a window is mirrored left-right (files a <-> i) through the
-  tokenizer's ``mirror_table``. The rules are exactly symmetric under this mirror, so mirrored games are real games.
-* **Determinism.** Batch number ``s`` of rank ``r`` is a pure function of ``(seed, r, s)``. Resuming a run at global
-  step ``s`` therefore continues with exactly the batches an uninterrupted run would have drawn, and the number of
-  dataloader workers (0 or 1 here: two cores) does not change the data.
-* **Validation** uses a fixed set of windows, each starting at a game start (evenly spaced games of the val split),
-  and returns, with each window, the "move phase" of every target: -1 for a special token, else the index of the
-  token inside its move (always 0 for the ``move`` tokenizer, 0..3 for ``char``). The LightningModule uses it for
-  next-move accuracy over whole moves.
-
-Every problem with the dataset directory is reported as a one-line :class:`~xiangqi_gpt.errors.DatasetError` when
-the data module is built, before any training starts.
+Main names: :class:`XiangqiDataModule`, :class:`TrainWindows`, :class:`ValWindows`, :func:`check_dataset`.
+Design notes: docs/design.md#model-datamodule
 """
 
 from __future__ import annotations

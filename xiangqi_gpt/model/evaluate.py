@@ -1,54 +1,7 @@
 """``python -m xiangqi_gpt evaluate``: how well the model predicts the moves of real games.
 
-For every position of every game (the model conditioned on the true history ``<bos>, move 1 .. move p``):
-
-``top1`` / ``top5``
-    the game's move is the model's best / among its five best moves, ranking only the *legal* moves (what
-    :class:`~xiangqi_gpt.play.player.GPTPlayer` plays at temperature 0).
-``top1_raw``
-    the model's unconstrained greedy move (its argmax token; for the char tokenizer the greedy four tokens) is the
-    game's move.
-``legal_rate``
-    share of positions where the unconstrained greedy move is legal.
-``end_rate``
-    share of positions where the model's unconstrained top token is a result token (``<red_win>``, ``<black_win>``,
-    ``<draw>``, ``<end>``; char tokenizer: the first token of its greedy move): it would end a game that goes on.
-    These positions are among the not-legal ones, so ``legal_rate + end_rate <= 1``.
-``nll``
-    mean negative log-likelihood (nats per move) of the game's move under the unconstrained model (char tokenizer:
-    the sum over the move's four tokens); ``perplexity`` = exp(nll).
-``free_run``
-    from sampled ground-truth prefixes (every ``--free-run-every``-th ply of each game, starting at ply 0), the
-    model continues greedily and unconstrained for 16 moves, playing both sides. **Each distinct prefix counts
-    once** (``counting: "distinct-prefixes"``): games that share their first p moves share the prefix at ply p
-    (every game shares ply 0, the start position), which is generated once and weighs as one prefix, not once per
-    game. ``prefixes`` is the number of distinct prefixes, ``runs`` the number of (game, ply) prefixes before
-    merging. For k in 1, 2, 4, 8, 16: ``legal[k]`` share of prefixes whose first k generated moves are all legal;
-    ``match[k]`` mean over the prefixes through which some game has a k-th move (``match_prefixes[k]`` of them) of
-    the share of those games whose k-th move equals the generated one; ``prefix_match[k]`` the same for all of the
-    first k moves.
-
-Phases (of the position before the move): ``opening`` the first 20 plies; ``endgame`` from ply 20 on, when at most
-6 of the 12 chariots, horses and cannons of the start are left on the board (both sides counted together; soldiers,
-advisors, elephants and generals are not counted); ``middlegame`` the rest. Captures are never undone, so a game
-that reaches the endgame stays there.
-
-Efficiency: the teacher-forced metrics of a game come from one batched forward pass. A game whose history is longer
-than the model's ``block_size`` is cut into the windows the model itself would use (:meth:`GPT.context_start`), and
-all windows go through the model as one batch; every prediction is therefore exactly what ``GPTPlayer`` /
-``next_logprobs`` / ``score_candidates`` gives for that position. For the char tokenizer, the legal moves of
-consecutive positions are scored together: the trie nodes of their prefixes (about 60 per position) go through one
-:meth:`GPT.tree_logprobs` call per chunk after the cached keys/values of the game, each node seeing its own
-position's history and its own ancestors only, as ``score_candidates`` does for a single position. The
-free runs of a game are generated together: the game's history is run once, then one model call per generated
-token feeds the latest token of every continuation (each sees its own prefix and its own earlier tokens only);
-prefixes whose continuation would outgrow the first window use :meth:`GPT.generate`. A prefix an earlier game
-already went through is not generated again. Free runs are greedy, so the whole report is deterministic. All model
-calls go through :meth:`GPT.forward_tokens` (ids at chosen positions, after a cache, under a mask) or
-:meth:`GPT.tree_logprobs`.
-
-Games that cannot be read are skipped with a warning; games that do not start from the standard position are
-skipped too (the model only knows games from the start).
+Main names: :func:`evaluate_games`, :class:`GameScorer`, :func:`build_report`, :func:`add_evaluate_command`.
+Design notes: docs/design.md#model-evaluate
 """
 
 from __future__ import annotations

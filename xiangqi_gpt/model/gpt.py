@@ -1,45 +1,7 @@
 """A small GPT over move tokens (nanoGPT style). It knows token ids, never boards.
 
-Architecture: token embedding -> ``n_layer`` pre-norm transformer blocks (causal self-attention with rotary position
-embeddings (RoPE) through ``F.scaled_dot_product_attention``, then a GELU MLP) -> final LayerNorm -> a linear head
-whose weight is tied to the token embedding. There is no absolute position embedding: RoPE makes attention depend
-on relative offsets only, so a window cut anywhere out of a long game looks like the windows seen in training.
-
-TeaForN (``teaforn`` package) needs the model split in three: :meth:`GPT.embed` (ids -> vectors),
-:meth:`GPT.decode` (vectors -> final-norm vectors, causal) and :meth:`GPT.head` (vectors -> logits)::
-
-    out = TeaForN(n=3)(model.embed, model.decode, model.head, x, y)
-
-With RoPE the fed-back vectors need no position re-added.
-
-Long histories. A game can be longer than ``block_size`` tokens (430+ plies; four times that with the char
-tokenizer). The prediction after ``n`` history tokens always looks at the window ``history[s:n]`` with
-``s = context_start(n)``: ``s = 0`` while the history fits in ``max_context`` tokens, and otherwise the smallest
-multiple of ``window_hop`` (default ``block_size // 8``) that leaves at most ``max_context`` tokens.
-``max_context = block_size - (tokens_per_move - 1)``, so that one whole move can always be scored after the window
-(256 for the move tokenizer, 253 for char). The window therefore jumps forward by ``window_hop`` tokens at a time;
-between jumps the KV cache of the window is extended token by token, and at a jump it is rebuilt by one prefill
-of the new window (no cache rolling: a rolled cache would hold keys computed while attending to tokens that have
-left the window, which training never shows the model). Every prediction is thus exactly what a plain forward
-pass over its window gives, whether or not a cache was reused, and :meth:`GPT.next_logprobs`,
-:meth:`GPT.score_candidates` and :meth:`GPT.generate` all use the same windows.
-
-Attention layouts. Besides the causal pass, :meth:`GPT.tree_logprobs` scores a tree of continuations (the trie of
-a position's candidate moves, a search node's children, the legal moves of several positions of one game) in one
-call after a cached history; :meth:`GPT.score_candidates`, the search's policy and ``evaluate`` all use it.
-:meth:`GPT.greedy_continuations` generates greedily after many prefixes of one history at once.
-
-Mirror ensemble. The rules are exactly symmetric under the left-right mirror (files a <-> i), which the tokenizer
-expresses as a permutation of token ids (``mirror_table``). With :meth:`GPT.set_mirror_ensemble` ``(w)``, the
-inference methods :meth:`GPT.next_logprobs`, :meth:`GPT.generate` and :meth:`GPT.mirror_mix` read the policy as
-
-    P(next | history) = (1 - w) * P_model(next | history) + w * P_model(mirror(next) | mirror(history))
-
-(the model asked a second time about the mirrored game, its answer mapped back). The exported model file may carry
-the weight (``info["mirror_ensemble"]``, applied by ``load_model``); ``w = 0`` is the plain model. Move tokenizer
-only. Training and the layer-level methods (``forward``, ``forward_tokens``, ``prefill``) never mix.
-
-Inference methods run under ``torch.inference_mode``; call ``model.eval()`` first (dropout stays on in train mode).
+Main names: :class:`GPT`, :class:`GPTConfig`, :class:`KVCache`. Call ``model.eval()`` before the inference methods.
+Design notes: docs/design.md#model-gpt
 """
 
 from __future__ import annotations

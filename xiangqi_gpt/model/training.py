@@ -1,28 +1,7 @@
 """Training: the LightningModule, its callbacks and the ``train.py`` command line (LightningCLI + jsonargparse).
 
-Two ways to call ``train.py`` (both end in the same LightningCLI ``fit``)::
-
-    python train.py fit --config configs/small.yaml [--trainer.max_steps 2000 ...]    # LightningCLI, YAML configs
-    python train.py --data data/ccpd --objective teaforn --teaforn-n 3 --max-steps 2000   # shortcut flags
-
-The shortcut flags are rewritten to LightningCLI arguments (``python train.py --help`` prints the table, see
-:data:`SHORTCUTS`); arguments already in LightningCLI form (``--trainer.x``, ``--model.x``, ``--data.x``) pass through
-unchanged, so the two styles mix: ``python train.py --config configs/small.yaml --data DIR --max-steps 100``.
-
-A run lives in one directory, ``trainer.default_root_dir`` (shortcut ``--out``, default ``runs/default``)::
-
-    RUN/metrics.csv, RUN/hparams.yaml    CSVLogger (appended to on resume)
-    RUN/config.yaml                      the full resolved config
-    RUN/checkpoints/last.ckpt            after every validation and at the end of training
-    RUN/checkpoints/best-step=N.ckpt     best by val/loss
-    RUN/loss.png, RUN/accuracy.png       curves, written at the end (one curve per TeaForN level)
-
-``--ckpt-path last`` (``--ckpt_path last``) resumes ``RUN/checkpoints/last.ckpt``: same global step, optimizer state,
-LR schedule and data stream (batches are a function of the step, see :mod:`xiangqi_gpt.model.datamodule`). On resume the
-``model`` section (architecture, objective, optimizer settings) is taken from the checkpoint, as LightningCLI does.
-
-Every user error (bad config value, missing or mismatched dataset, checkpoint from another tokenizer) is reported
-before training starts as one line ``error: ...`` on stderr with exit status 2, no traceback.
+Main names: :class:`GPTModule`, :class:`XiangqiCLI`, :data:`SHORTCUTS`, :func:`main` (what ``train.py`` runs).
+Design notes: docs/design.md#model-training
 """
 
 from __future__ import annotations

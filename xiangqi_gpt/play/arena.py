@@ -1,28 +1,7 @@
 """``python -m xiangqi_gpt arena``: full games of the model against a random mover or Fairy-Stockfish.
 
-Rules of a match:
-
-* Colours alternate: the model plays Red in games 1, 3, 5, ... and Black in games 2, 4, 6, ...
-* Openings: each pair of games (one with each colour) starts with the same two plies from
-  :data:`xiangqi_gpt.play.match.OPENINGS`, a small book of common first moves and replies, in a seeded random order (a
-  new shuffle after every 12 pairs). On top of that the model samples its own moves during the first
-  ``--sample-plies`` plies (default 8) at ``--opening-temperature`` (default 1.0) with its seeded RNG; after that
-  it plays at ``--temperature`` (default 0: greedy). ``--book-plies 0`` and ``--sample-plies 0`` give fully
-  deterministic games from the start position.
-* Games are played by :func:`xiangqi_gpt.play.match.play_game`: our rule engine referees every move (the opponent's
-  too: Fairy-Stockfish answers are validated, an illegal one is an error) and ends a game by
-  :meth:`Board.outcome`: checkmate, stalemate (loses), threefold repetition (draw), perpetual check (the checking
-  side loses) or the 60-move natural limit (draw). A game still running after ``--max-plies`` plies (default
-  300) is stopped and scored as a draw (termination ``ply_cap``).
-* The model's moves are restricted to legal moves. Before each of its moves, its unconstrained greedy move
-  (:meth:`GPTPlayer.raw_move`) is checked too: each time it would have been illegal counts as an illegal attempt.
-* The random opponent picks uniformly among the legal moves with its own seeded RNG (``--seed``).
-
-Elo difference (model minus opponent) from the score s = (wins + draws / 2) / games: ``-400 log10(1/s - 1)``.
-The 95 % interval is s +- 1.96 standard errors (normal approximation; standard error from the per-game results,
-or from s(1-s) when every game had the same result), converted to Elo the same way. To keep the numbers finite, s
-and both interval ends are clamped to [1/(2N), 1 - 1/(2N)] (half a game off a perfect or zero score) and the report
-says ``"clamped": true`` when that happened: at 0 % or 100 % the estimate is then only a bound.
+Main names: :func:`run_match`, :func:`elo_from_score`, :func:`elo_interval`, :func:`add_arena_command`.
+Design notes: docs/design.md#play-arena
 """
 
 from __future__ import annotations

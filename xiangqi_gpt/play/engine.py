@@ -1,33 +1,7 @@
 """``python -m xiangqi_gpt uci`` (or ``ucci``): the GPT as an engine for xiangqi GUIs, over UCI or UCCI.
 
-``go`` runs the policy-guided search of :mod:`xiangqi_gpt.play.search` in a background thread, and a reader thread
-reads every command while it thinks (see :func:`run`). ``go depth N`` / ``nodes N`` / ``movetime MS`` / ``mate N``
-search to those limits; ``go infinite`` searches until ``stop``; a clock (``wtime/btime/winc/binc/movestogo``, UCCI
-``time/increment/movestogo``) gets the allotment of :mod:`xiangqi_gpt.play.timeman`; a plain ``go`` gets level
-:data:`PLAIN_GO_LEVEL`'s budget. By default nothing else limits the search (full strength); ``Level`` N caps every
-kind of ``go`` with that level's budget, and level 0 is the model's move without search (one forward pass). Each
-completed depth gives an ``info depth D seldepth S score cp X|mate M nodes N nps R time T pv ...`` line (with
-``MultiPV`` K > 1, K lines ``info multipv 1..K depth D ...``), then ``bestmove M [ponder P]``; ``stop`` answers at
-once with the best move so far. ``go infinite`` and ``go ponder`` keep the answer until ``stop`` (or ``ponderhit``,
-which starts the clock's allotment), as the protocols require.
-
-Protocols. The handshake picks the dialect: ``uci`` -> ``uciok`` and ``bestmove (none)`` when there is no legal
-move; ``ucci`` -> ``ucciok``, ``nobestmove``, ``bye`` on ``quit``, and ``banmoves`` (honoured: banned moves are not
-played). Both understand::
-
-    uci | ucci, isready, ucinewgame, setoption, position startpos|fen FEN [moves M...], banmoves M...,
-    go [depth N | movetime MS | wtime/btime/winc/binc/movestogo | time/increment/opptime | nodes N | infinite | ponder],
-    stop, ponderhit, d (prints the position as ``info string``), quit
-
-Moves are ICCS coordinates. Ranks count 0-9 from Red's side (as Pikafish and most xiangqi GUIs use: ``h2e2``);
-``setoption name Ranks value 1-10`` switches to the 1-10 convention of Fairy-Stockfish (``h3e3``).
-Options: ``Level`` (``full`` = no limit, the default; N = the budget of level N caps every search; 0 = the model
-alone), ``MultiPV`` (1-10 best lines), ``Hash`` (MB for the transposition table), ``Temperature`` (level 0 only: 0 =
-the model's best move, higher = weaker and more varied), ``Checkpoint`` (a model file; empty = the shipped
-default), ``Ranks``, ``Threads``, ``UCI_Variant`` (``xiangqi`` only). See docs/engine.md.
-
-A line that cannot be understood, an unknown option or an illegal move in ``position`` gets one
-``info string error: ...`` line; the engine never exits on bad input. Every line is flushed as it is written.
+Main names: :class:`Engine`, :func:`run`; the ``uci`` / ``ucci`` commands. User guide: docs/engine.md.
+Design notes: docs/design.md#play-engine
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
 """A small UCI client for Fairy-Stockfish playing xiangqi: perft for testing the rule engine, best moves for matches.
 
-One engine process per :class:`FairyStockfish`, kept alive between calls::
-
-    with FairyStockfish(elo=1500) as engine:
-        move = engine.bestmove(moves=["h2e2", "h9g7"], movetime=100)    # ICCS in, ICCS out
-        counts = engine.perft(fen, 2)                                    # {"h2e2": 42, ...}
-
-Fairy-Stockfish writes xiangqi squares with ranks 1..10 (``b1b10``) where ICCS uses 0..9 (``b0b9``);
-:func:`iccs_to_uci` and :func:`uci_to_iccs` convert, and everything this module returns or takes is ICCS.
-
-Pass legal moves only: like any UCI engine, Fairy-Stockfish silently drops the moves of ``position ... moves``
-from the first illegal one, and would then answer for a different position. Check them with ``Board`` first.
+Main names: :class:`FairyStockfish`, :func:`iccs_to_uci`, :func:`uci_to_iccs`. Pass it legal moves only.
+Design notes: docs/design.md#play-fairy
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """The model as a player: board -> move, restricted to legal moves.
 
-:class:`GPTPlayer` conditions the model on the moves played since the board's root position (``<bos>`` then
-``board.move_stack``) and scores every legal move in one call:
-
-* ``move`` tokenizer: one :meth:`GPT.next_logprobs` call; a legal move's score is its token's log-probability;
-* ``char`` tokenizer: one batched :meth:`GPT.score_candidates` call with the four tokens of every legal move; a
-  move's score is the sum of its four tokens' log-probabilities.
-
-The scores are renormalised over the legal moves. :meth:`GPTPlayer.choose` plays the best one at temperature 0,
-otherwise it samples from ``softmax(score / temperature)`` with the player's own seeded RNG.
-:meth:`GPTPlayer.raw_move` is what the model would play *unconstrained*: the greedy token (``move``) or the
-greedy four tokens (``char``, decoded one token at a time over a KV cache). It may name an illegal move or
-contain a special token such as ``<draw>``.
-
-Each player keeps KV caches of the history it saw last, so the next call in the same game only feeds the new
-moves; results are identical with or without the caches. The scores of the last position are memoised, so
-``move_probs`` followed by ``choose`` on the same board costs one model call.
-
-Limitation: when the board does not start from the standard position the model still sees ``<bos>`` followed by
-the moves since that root, as if the game had started from the standard position.
+Main name: :class:`GPTPlayer` (:meth:`~GPTPlayer.choose`, :meth:`~GPTPlayer.move_probs`,
+:meth:`~GPTPlayer.raw_move`).
+Design notes: docs/design.md#play-player
 """
 
 from __future__ import annotations

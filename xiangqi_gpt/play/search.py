@@ -1,40 +1,7 @@
 """Look-ahead for the GPT: the model proposes, an alpha-beta search over the rule engine verifies.
 
-Design (measured against the alternatives in ``benchmarks/bench_search.py``; numbers in the README):
-
-* **Iterative-deepening PVS** (principal-variation alpha-beta) with a transposition table on the board's Zobrist
-  keys, check extension, killer and history move ordering, null-move pruning and late-move reductions at the
-  nodes the GPT does not see, mate-distance scores, and a captures-only quiescence search (all evasions when in
-  check, so mates by capture are seen).
-* **The GPT is the policy** at the shallow plies (``gpt_plies``, default 2: the root and the opponent's replies).
-  The root's move probabilities come from the game history (one call over a KV cache that grows with the game);
-  the replies' probabilities for *every* root move come from **one** batched call: all the root moves are fed as
-  one flat sequence after the cached history with a tree attention mask, so each sees the history and itself.
-  Deeper policy levels (``gpt_plies`` 3+) make one such call per node, batched over its children. Policies are
-  cached per position key for the whole game. At those plies the moves are ordered by probability and, below the
-  root, pruned: only the most likely moves covering ``policy_mass`` of the probability (at least ``min_moves``),
-  plus every capture and every check, are searched. At the root every move is searched, and a **style
-  bonus** (at most ``style_cp`` = 100 centipawns less, ``style_per_nat`` = 30 cp per nat of log-probability below
-  the model's top move) is added to each root move's score: among moves the search finds about equal, the model's
-  human choice wins. (Measured: this keeps the pure GPT's agreement with masters where material is level, and
-  plays at least as strong as a 20 cp bonus; see the README.)
-* **Leaf evaluation**: material plus piece-square tables from the board, kept incrementally (centipawns, a soldier
-  before the river = 100). There is no learned value head: the model is trained as a policy only, and a value head
-  would need a new training run (results per position) that this module does not own; the search is what adds
-  the tactics the policy lacks.
-* **Rules inside the search.** A position that repeats one already on the path or in the game since the last
-  capture ends the line: if one side gave check with every one of its moves in the cycle and the other did not,
-  the checking side loses (perpetual check), else it is a draw. So the search avoids a losing perpetual check and
-  walks into a repetition that the *opponent's* checks make a win. 120 plies without a capture is a draw; no
-  legal move loses (mate or stalemate). At the root each move is first judged exactly by :meth:`Board.outcome`
-  (threefold repetition, perpetual check, mate).
-
-Budgets (:class:`Limits`): ``depth``, ``nodes`` and ``movetime_ms`` in any combination, and ``min_depth``. A node
-is one position entered by the search (main or quiescence). The first ``min_depth`` iterations (default 1: every
-root move and its captures) always complete, unless stopped or out of time, so every answer is a searched move;
-after that a node budget is exact: the search stops at exactly that many nodes (or at the end of ``min_depth``, when
-that alone took more). So a level (a guaranteed depth and a node budget, :data:`LEVELS`) plays the same moves on
-any machine.
+Main names: :class:`Searcher`, :class:`Limits`, :class:`SearchResult`, :class:`SearchPlayer`, :data:`LEVELS`.
+Design notes: docs/design.md#play-search
 """
 
 from __future__ import annotations

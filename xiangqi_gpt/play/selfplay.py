@@ -1,37 +1,7 @@
 """``python -m xiangqi_gpt selfplay --out FILE.pgn --games N``: engine self-play games to train on.
 
-Every game:
-
-* starts from an **opening**: the first K plies (K drawn uniformly from ``--opening-plies``, default 2..12) of a
-  random game from ``--openings`` (a PGN file, ``.pgn.xz``, folder or archive; default ``data/ccpd/train.pgn``, the
-  human train split that ``prepare`` writes, so no test game lends its opening). Games from a custom FEN, games
-  that cannot be read and games with no more than K plies are passed over. Without any openings file the games
-  start from the 12 two-ply lines of the arena's book (:data:`xiangqi_gpt.play.match.OPENINGS`);
-* is played by a **source** of players. The built-in one, :class:`FairySelfPlay`, draws one Skill Level
-  (``--skill``, default 0..20) and one search depth (``--depth``, default 1..6) per game, and Fairy-Stockfish plays
-  both sides with them;
-* is played by :func:`xiangqi_gpt.play.match.play_game` and **refereed** by our :class:`~xiangqi_gpt.rules.board.Board`:
-  every move is checked (an illegal one is an error, and the game is dropped with a warning), and the game ends by
-  :meth:`Board.outcome` (checkmate, stalemate, repetition, perpetual check, the 60-move limit). A game still going
-  after ``--max-plies`` plies (default 300, counted from the start, opening included) is scored a draw
-  (``Termination "ply_cap"``, as in the arena).
-
-Output: ICCS PGN **appended** to ``--out`` game by game, each game flushed as soon as it ends, so an interrupted run
-(Ctrl-C stops it at once, with one line) keeps every finished game and a later run can add more to the same file.
-Tags: ``Game``, ``Event``, ``Red``/``Black`` (the players and their settings, e.g. ``Fairy-Stockfish Skill 4 depth
-5``), ``Result``, ``Termination``, ``Opening`` (``first 7 plies of a human game``), ``Format "ICCS"``; the same as
-``../shared/data/engine_fsf_selfplay.pgn.xz``. Feed the file to ``prepare --engine FILE``.
-
-``--workers W`` plays W games at a time, each worker process with its own engine (one thread, 16 MB hash). Game i's
-opening and settings come from ``--seed`` and i alone, so they do not depend on W; the moves do not repeat exactly
-from run to run, because Fairy-Stockfish's Skill Level below 20 picks among its moves with a clock-seeded generator.
-The end line gives games/hour, and games/hour per core from the CPU time of the referee and the engine per game.
-
-**Other players.** A source is any object with ``draw(rng) -> settings`` (in the main process, per game),
-``players(settings) -> (red, black)`` (in the worker; each a :class:`xiangqi_gpt.play.match.Player`: a ``name`` for
-its tag and ``choose(board) -> Move``), ``event``, ``cpu_seconds()`` and ``close()``; see :class:`Source`. Our
-own player (GPT plus search) becomes a second source by wrapping it in ``players``; mixed games (GPT against
-Fairy-Stockfish) are a source whose two players differ. Pass it as ``selfplay(..., source=...)``.
+Main names: :func:`selfplay`, :class:`Source`, :class:`FairySelfPlay`, :func:`add_selfplay_command`.
+Design notes: docs/design.md#play-selfplay
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
 """``python play.py``: play xiangqi against the GPT in a terminal, drawn with rich.
 
-The board uses Chinese pieces (Red 帥仕相傌俥炮兵, Black 將士象馬車砲卒), the river 楚河 漢界, the palace diagonals,
-ICCS labels (files a-i, ranks 0-9) and both sides' file numbers (九..一 for Red, １..９ for Black, each counted from
-its own right). Every glyph is placed by its terminal cell width (a Chinese character takes two cells), so the
-columns line up in any terminal that follows the East-Asian width tables (xterm, tmux, GNOME, iTerm, Windows
-Terminal). Three layouts: the full board beside a side panel, the full board above it, and a compact board for
-narrow terminals; below :data:`MIN_WIDTH` columns it says so instead of drawing a broken board.
-
-The model plays through the policy-guided search of :mod:`xiangqi_gpt.play.search` at ``--level N`` (0 = the model
-alone, one forward pass); the side panel shows the search's evaluation and principal variation next to the model's
-candidates, and a spinner with the depth and nodes so far while it thinks (on a terminal). ``hint`` searches for you
-at the same level; ``level N`` changes the level during a game.
-
-Input is a move in ICCS (``h2e2``), WXF (``C2.5``) or Chinese (``炮二平五``), or a command (see :data:`HELP`).
-It reads plain lines from stdin, so it works the same when stdin is piped (scripted games, tests) as in a terminal
-or tmux. The model is loaded in a background thread while the first board is drawn; torch is imported there.
+Main names: :class:`Session`, :func:`render_screen`, :func:`main` (what ``play.py`` runs).
+Design notes: docs/design.md#play-terminal
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
 """Time management: how long to think on a clock (:func:`allot`), and when to stop (:class:`Timer`).
 
-The formula (all in milliseconds; ``overhead`` = :data:`MOVE_OVERHEAD_MS`, kept back for the pipes, the GUI and
-the model call that starts every search)::
-
-    usable = max(0, remaining - overhead)
-    moves  = min(movestogo, HORIZON) if movestogo else HORIZON          # HORIZON = 30
-    soft   = min(usable / moves + INCREMENT_SHARE * increment, usable / 3)   # INCREMENT_SHARE = 0.8
-    hard   = min(HARD_FACTOR * soft, usable / 2)                          # HARD_FACTOR = 2; hard >= soft
-
-The search starts no new iteration once ``soft`` has passed, nor one that is not expected to finish before
-``(soft + hard) / 2`` (the next iteration is expected to take :data:`GROWTH` times the last); at ``hard`` it stops in the middle of an
-iteration with the best move so far. Under :data:`LEAN_BELOW_MS` it searches without the model's policy. Both
-limits are at most a third and a half of what is left after the overhead, so with little time left the engine
-thinks for most of its increment and a shrinking share of the rest: it keeps time as long as the costs outside
-the search (process and pipe latency) stay below the increment.
+Main names: :func:`allot`, :class:`Allotment`, :class:`Timer`, :class:`GameClock`.
+Design notes: docs/design.md#play-timeman
 """
 
 from __future__ import annotations

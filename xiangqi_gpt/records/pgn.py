@@ -1,39 +1,8 @@
 """PGN game records: reading (lazy, any encoding, any move notation) and writing.
 
-Reading::
-
-    for item in read_games("games.pgn"):
-        if isinstance(item, PgnError):   # an unreadable game: names the file, the game and the ply
-            print(item)
-            continue
-        print(item.headers["Red"], [m.iccs() for m in item.moves], item.result)
-
-* Encodings: UTF-8 (with or without BOM), GB18030 (a superset of GBK and GB2312) and Big5 (with the CP950 and
-  HKSCS extensions), detected from the bytes (:func:`detect_encoding`): strict decodes first, then, since Big5 text
-  also decodes as GBK, a score by the share of common xiangqi and Chinese characters. UTF-16 with a byte-order
-  mark is read too; other files holding NUL bytes are refused as binary.
-* Move notation: the ``Format`` tag (``ICCS``, ``WXF``, ``Chinese``) when present, else detected from the moves of
-  each game. Moves are resolved and validated with the rule engine (:mod:`xiangqi_gpt.rules.notation`,
-  :mod:`xiangqi_gpt.rules.board`).
-* Lines may end in ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files). The encoding is chosen from every
-  non-ASCII line of the file, tags included.
-* Skipped on reading: comments ``{...}`` (they do not nest: the first ``}`` ends one) and ``; ...``, variations
-  ``(...)`` (nested), NAGs ``$n``, ``%`` escape lines, move numbers ``1.`` / ``1...``, annotation marks ``!?#`` and
-  a check mark ``+`` after a move.
-* A game is rejected with its reason, never shortened, when its movetext is malformed: a variation that is never
-  closed or a ``)`` that closes none, a comment still open at the end of the file or at a line of nothing but tags
-  (the next game, which is read as usual), a move after the result, or a Chinese move whose digits name the wrong side (Red writes 一…九,
-  Black 1…9 or １…９; a record that uses both styles and breaks the pattern has lost or swapped a move).
-* Results ``1-0``, ``0-1``, ``1/2-1/2``, ``*`` (and Chinese ones such as 红胜 / 黑勝 / 和棋) end a game; a game's result
-  is its movetext terminator, else its ``Result`` tag, else ``*``.
-* A ``FEN`` tag sets the start position. A position that no game can reach (e.g. 6 soldiers, an advisor off the
-  palace points) is rejected unless ``read_games(..., strict=False)``.
-* A file holding many games is read lazily, one game at a time. A game with an illegal or unresolvable move, a bad
-  FEN or undecodable bytes is *yielded* as a :class:`~xiangqi_gpt.errors.PgnError` (with ``.path``, ``.game``,
-  ``.ply`` and ``.kind``) and reading goes on with the next game.
-
-Writing: :func:`write_game` gives the PGN text of one game in ICCS, WXF or Chinese notation; :func:`write_games`
-writes many to a file in UTF-8, GB18030 or Big5 (Chinese moves in traditional characters for Big5).
+Main names: :func:`read_games` (yields :class:`Game` or :class:`~xiangqi_gpt.errors.PgnError`), :func:`write_game`,
+:func:`write_games`, :func:`detect_encoding`.
+Design notes: docs/design.md#records-pgn
 """
 
 from __future__ import annotations

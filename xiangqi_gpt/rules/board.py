@@ -1,25 +1,8 @@
 """The xiangqi rule engine: positions, FEN, fully legal moves, check, game end, Zobrist keys and perft.
 
-Pure Python, no dependencies. It is the referee for everything else in the project.
-
-Coordinates are ICCS: files ``a``..``i`` from Red's left, ranks ``0``..``9`` from Red's side, and a square is
-``rank * 9 + file`` (``a0`` = 0, ``i9`` = 89). Pieces are FEN letters: Red ``K A B N R C P`` (general, advisor,
-elephant, horse, chariot, cannon, soldier), Black in lower case.
-
-Game-end rules (see :meth:`Board.outcome`):
-
-* no legal move loses for the side to move, whether in check (checkmate) or not (stalemate);
-* a position repeated three times is a draw, unless one side gave check with every one of its moves over the
-  repetition: that side loses (perpetual check);
-* 60 full moves (120 plies) without a capture is a draw: the "natural move limit" (自然限着) of the Chinese Xiangqi
-  Association's competition rules, as Pikafish implements it.
-
-Not implemented: the Asian-rule judgements of perpetual *chase* (长捉), of one-check-one-chase mixtures and of the
-"idle" move classifications; such repetitions are scored as plain draws.
-
-Fast integer API (for search and bulk work; see ``docs/board_api.md``): a move is also the int
-``from_square << 7 | to_square`` (:func:`encode_move`), and :class:`Board` makes, unmakes, generates and tests such
-ints (:meth:`Board.make_int`, :meth:`Board.legal_move_ints`, ...) without building :class:`Move` objects.
+Pure Python, no dependencies: the referee for everything else. Main names: :class:`Board`, :class:`Move`,
+:class:`Outcome`, the fast int-move API (:func:`encode_move`, :meth:`Board.make_int`, ...; see docs/board_api.md).
+Design notes: docs/design.md#rules-board
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
 """Move notation, both ways: ICCS (``h2e2``), WXF (``C2.5``) and Chinese (``炮二平五``, ``馬８進７``).
 
-Every function takes the board *before* the move. Parsing returns a :class:`~xiangqi_gpt.rules.board.Move` that is legal
-on that board, or raises :class:`InvalidMoveError` (the text does not read as a move), :class:`IllegalMoveError`
-(it reads, but no legal move matches) or :class:`AmbiguousMoveError` (several legal moves match).
-
-Conventions (WXF and Chinese are "file" notations: piece, file it stands on, direction, number):
-
-* Files are counted from the mover's right: Red's file 1 (一) is ICCS file ``i`` and 9 (九) is ``a``; Black's file 1
-  is ``a`` and 9 is ``i``. Red writes Chinese numerals (一…九), Black digits (1…9, full width １…９ in traditional
-  records). Parsing accepts any of the three digit styles for either side.
-* Direction: advance (进/進, WXF ``+``), retreat (退, ``-``), traverse (平, ``.`` or ``=``). Chariot, cannon, soldier and
-  general count ranks when they advance or retreat; horse, elephant and advisor name the destination file.
-* Tandem pieces (two of a kind on one file): 前/后 (WXF ``R+``/``R-``; ``+R``/``-R`` is also read). Soldiers follow
-  the xqbase standard ("中国象棋电脑应用规范(二)：着法表示") in Chinese: the soldiers standing on files that hold two or
-  more of them are ordered file by file from the mover's right, front to back; two of them are 前/后, three 前/中/后,
-  four or five 一二三四五 (so two files of doubled soldiers give 一兵…四兵). WXF follows the WXF rules: on one file
-  ``P+ P-`` (2), ``P+ P3 P-`` (3, the middle one keeps its file digit), ``++ P+ P- --`` (4), ``++ P+ P3 P- --`` (5);
-  on two files the file digit replaces the letter: ``3+.4``, ``33.4`` (middle), ``3-.4``.
-  Advisors and elephants always use the file form: on a shared file only one of the two can make the move.
-* Parsing is lenient: simplified and traditional characters and their common variants (车車俥硨, 马馬傌, 相象,
-  仕士, 帅帥将將, 炮砲包, 兵卒, 进進, 后後), a position word with an explicit file (``前兵三进一``, ``前三进一``),
-  前/中/后 or 一二三四五 for any count, and a record that omits 前/后 (``车二进一`` with both chariots on file 二)
-  resolve to the unique legal reading; if several readings are legal the move is ambiguous.
-* Output: :func:`move_to_chinese` writes simplified characters with ASCII digits for Black by default
-  (``炮二平五``, ``马8进7``); ``traditional=True`` switches to the characters of Big5 records with full-width digits
-  for Black (Red 帥仕相傌俥炮兵, Black 將士象馬車砲卒, 進/退/平, 前/中/後: ``炮二平五``, ``馬８進７``).
-  ``fullwidth`` overrides the digit style for Black in either script. WXF output uses upper-case ``K A E H R C P``.
+Main names: :func:`parse_move`, :func:`detect_notation`, :func:`format_move`, :func:`move_to_wxf`,
+:func:`move_to_chinese` (parsers take the board *before* the move and return a legal :class:`Move`).
+Design notes: docs/design.md#rules-notation
 """
 
 from __future__ import annotations
