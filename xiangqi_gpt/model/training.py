@@ -853,7 +853,10 @@ def main(argv: list[str] | None = None, extra_callbacks: list[Callback] | None =
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # the seed is in config.yaml
     try:
         if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
-            print(shortcut_help())
+            try:
+                print(shortcut_help(), flush=True)
+            except BrokenPipeError:   # `train.py --help | head`: the reader left, which is fine
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help") \
                 and not argv[0].startswith("--print_config"):
