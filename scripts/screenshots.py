@@ -22,6 +22,7 @@ from rich.text import Text  # noqa: E402
 
 from xiangqi_gpt.rules.board import BLACK, RED  # noqa: E402
 from xiangqi_gpt.play.terminal import PlayerLoader, Session, chinese, default_player_factory  # noqa: E402
+from xiangqi_gpt.play.timeman import GameClock, parse_clock  # noqa: E402
 
 
 def recording_console(width: int) -> Console:
@@ -72,6 +73,28 @@ def hint_screenshot(loader: PlayerLoader, path: Path, width: int, plies: int, li
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
+def clock_screenshot(loader: PlayerLoader, path: Path, width: int, plies: int) -> None:
+    """A ``--clock 10+5`` game after ``plies`` plies on a fake clock (Red's moves charged 25 s each; the session
+    adds the increments), then record the screen with both clocks in the panel."""
+    now = [0.0]
+    clock = GameClock(*parse_clock("10+5"), clock=lambda: now[0])
+    console = recording_console(width)
+    session = Session(console, loader, human=RED, input_fn=lambda prompt: "", clock=clock)
+    session.last_message = ""
+    player = loader.get()
+    while session.board.ply < plies and session.outcome_result() is None:
+        side = session.board.turn
+        clock.start(side)
+        now[0] += 25.0 if side == RED else 9.0
+        clock.stop()
+        session.play_move(player.choose(session.board).iccs())
+    console.export_text(clear=True)
+    session.show()
+    console.print(Text("Red (you)> ", style="bold"))
+    console.save_svg(str(path), title="python play.py --clock 10+5")
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+
+
 def engine_screenshot(loader_checkpoint: str | None, path: Path) -> None:
     """A short UCI conversation with the engine, GUI lines in cyan."""
     from xiangqi_gpt.play.engine import Engine
@@ -102,7 +125,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None, help="model file (default: the shipped default.pt)")
     p.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default: docs/)")
-    names = ("play", "play-black", "play-compact", "play-hint", "engine")
+    names = ("play", "play-black", "play-compact", "play-hint", "play-clock", "engine")
     p.add_argument("--only", nargs="+", choices=names, default=names, metavar="NAME",
                    help=f"render only these ({', '.join(names)})")
     args = p.parse_args()
@@ -118,6 +141,8 @@ def main() -> None:
         session_screenshot(loader, out / "play-compact.svg", 34, RED, 6, "play.py, 34 columns")
     if "play-hint" in args.only:
         hint_screenshot(loader, out / "play-hint.svg", 100, 10)
+    if "play-clock" in args.only:
+        clock_screenshot(loader, out / "play-clock.svg", 100, 12)
     if "engine" in args.only:
         engine_screenshot(args.checkpoint, out / "engine.svg")
 
