@@ -260,9 +260,8 @@ class GameScorer:
 
     def _judge_run(self, board: Board, seq: list[int], game_rest: list[str], ply: int, max_k: int,
                    prefix: str) -> FreeRun:
-        tokens = self.tokenizer.tokens
-        n = len(tokens)          # a padded vocabulary (config vocab_size > the tokenizer's) has ids past the tokens
-        texts = ["".join(tokens[i] if i < n else "<pad>" for i in seq[j:j + self.tpm])
+        tokens = self.tokenizer.tokens   # the model's head covers exactly these ids (never padding or start tokens)
+        texts = ["".join(tokens[i] for i in seq[j:j + self.tpm])
                  for j in range(0, len(seq), self.tpm)]
         phase = phase_of(board, ply)
         board = board.copy()

@@ -21,7 +21,7 @@ from ..rules.board import BLACK, RED, STARTING_FEN, Board, Move
 from ..errors import ConfigError, XiangqiError
 from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
 from ..rules.notation import is_legal_text
-from ..data.tokenizer import DEFAULT_SOURCE, STYLES, resolve_style
+from ..data.tokenizer import STYLES
 
 DEFAULT_SAMPLE_PLIES = 8
 
@@ -267,6 +267,7 @@ def add_arena_command(p: argparse.ArgumentParser):
         loaded = load_model(args.checkpoint)
         player = GPTPlayer(loaded, temperature=args.temperature, seed=args.seed, safety=args.safety,
                            style=args.style)
+        source = player.source            # the condition the model is asked in (before a search wraps the player)
         if args.level:
             from .search import SearchPlayer
 
@@ -291,7 +292,7 @@ def add_arena_command(p: argparse.ArgumentParser):
                   "settings": {"seed": args.seed, "max_plies": args.max_plies, "book_plies": args.book_plies,
                                "sample_plies": args.sample_plies, "opening_temperature": args.opening_temperature,
                                "temperature": args.temperature, "safety": args.safety, "level": args.level,
-                               "style": resolve_style(args.style) or DEFAULT_SOURCE},
+                               "style": source},
                   "seconds": round(time.perf_counter() - t0, 2),
                   "per_game": [r.to_dict() for r in records]}
         print_summary(report, out)

@@ -144,9 +144,9 @@ class GPTPlayer:
             s = self._last if self._last is not None and self._last.key == key else None
             logprobs = s.logprobs if s is not None and s.logprobs is not None else \
                 self.model.next_logprobs(history, self._cache)
-            text = self._token_text(int(logprobs.argmax()))
+            text = self.tokenizer.tokens[int(logprobs.argmax())]
         else:
-            text = "".join(self._token_text(i) for i in self._greedy(history, self.tokenizer.tokens_per_move))
+            text = "".join(self.tokenizer.tokens[i] for i in self._greedy(history, self.tokenizer.tokens_per_move))
         self._last_raw = (key, text)
         return text
 
@@ -155,11 +155,6 @@ class GPTPlayer:
         return is_legal_text(board, self.raw_move(board))
 
     # ---- helpers -----------------------------------------------------------------------------------------------
-
-    def _token_text(self, i: int) -> str:
-        """A token's text; ``"<pad>"`` for an id of a padded vocabulary (config vocab_size > the tokenizer's)."""
-        tokens = self.tokenizer.tokens
-        return tokens[i] if 0 <= i < len(tokens) else "<pad>"
 
     def _greedy(self, history: Sequence[int], n: int) -> list[int]:
         """``n`` greedy tokens after ``history``; the history's cache is kept, the continuation is forked off it.
