@@ -17,6 +17,7 @@ anything failed. One process, one core: run it under ``nice`` next to other work
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 import signal
@@ -52,12 +53,21 @@ TARGETS = _load_targets()
 ROUND_SECONDS = 5.0         # each round draws as many inputs as its target tried in about this much time before
 
 
-class Hang(Exception):
-    """An input ran longer than --hang seconds of CPU (or ten times that of wall time: a deadlock)."""
+class Hang(BaseException):
+    """An input ran longer than --hang seconds of CPU (or ten times that of wall time: a deadlock).
+
+    A ``BaseException``, so that neither the code under test (which turns ``Exception`` into clear errors) nor
+    Hypothesis (which would shrink it, re-running the slow input many times) can swallow it."""
+
+
+_current: list = [None]     # the input being checked, kept for the report when it hangs
 
 
 def _alarm(signum, frame):
     raise Hang("an input ran past the --hang limit")
+
+
+HANG_REPEAT = 0.5           # after the limit the alarm fires again every this many seconds until the input ends
 
 
 def run_round(name: str, examples: int, hang: float, stats: dict) -> None:
@@ -66,13 +76,17 @@ def run_round(name: str, examples: int, hang: float, stats: dict) -> None:
 
     def checked(args):
         counts["inputs"] += 1
-        signal.setitimer(signal.ITIMER_PROF, hang)
-        signal.setitimer(signal.ITIMER_REAL, 10 * hang)
+        _current[0] = args
+        callbacks = gc.callbacks[:]     # Hypothesis times gc in a callback, where an exception is only printed:
+        gc.callbacks.clear()            # the alarm must land in the code under test
+        signal.setitimer(signal.ITIMER_PROF, hang, HANG_REPEAT)
+        signal.setitimer(signal.ITIMER_REAL, 10 * hang, HANG_REPEAT)
         try:
             check(args)
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.setitimer(signal.ITIMER_REAL, 0)
+            gc.callbacks[:] = callbacks
 
     test = settings(max_examples=examples, deadline=None, database=None, derandomize=False, print_blob=False,
                     verbosity=Verbosity.normal, phases=(Phase.generate, Phase.shrink),
@@ -81,12 +95,21 @@ def run_round(name: str, examples: int, hang: float, stats: dict) -> None:
     try:
         with with_reporter(report.append):
             test()
+    except Hang as e:           # not shrunk: keep the input as drawn
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        report.append(f"input that hung: {_current[0]!r}"[:4000])
+        _record(counts, e, report)
     except Exception as e:      # a property failed (Hypothesis re-raises it after shrinking)
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        signature = f"{type(e).__name__}: {first}"
-        counts["failures"] += 1
-        if signature not in counts["distinct"]:
-            counts["distinct"][signature] = "\n".join(report)[-4000:]
+        _record(counts, e, report)
+
+
+def _record(counts: dict, e: BaseException, report: list[str]) -> None:
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    signature = f"{type(e).__name__}: {first}"
+    counts["failures"] += 1
+    if signature not in counts["distinct"]:
+        counts["distinct"][signature] = "\n".join(report)[-4000:]
 
 
 def main() -> int:

@@ -504,6 +504,8 @@ def test_malformed_model_files_are_one_line_errors(tmp_path):
         "weights": (_payload(model, state_dict={**state, "tok_emb.weight": [1.0, 2.0]}), "not a tensor"),
         "huge": (_payload(model, config=huge), "do not fit"),
         "block": (_payload(model, config=dict(_payload(model)["config"], block_size=1 << 40)), "table elements"),
+        "layers": (_payload(model, config=dict(_payload(model)["config"], n_layer=1 << 100)), "holds 1 block)"),
+        "layers2": (_payload(model, config=dict(_payload(model)["config"], n_layer=2)), "holds 1 block)"),
         "config": (_payload(model, config={"n_layer": "two"}), "bad model config"),
         "lightning": ({"state_dict": [1], "hyper_parameters": {"tokenizer": "move"}}, "not a table"),
         "lightning2": ({"state_dict": {"model." + k: v for k, v in state.items()},

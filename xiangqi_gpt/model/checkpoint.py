@@ -136,6 +136,11 @@ def _fit_weights(path: Path, config, state: dict) -> None:
     if emb is not None and tuple(emb.shape) != (config.vocab_size, config.n_embd):
         raise CheckpointError(f"{path}: weights do not fit the model config (tok_emb.weight is {tuple(emb.shape)}, "
                               f"the config needs {(config.vocab_size, config.n_embd)})")
+    blocks = {key.split(".")[1] for key in state if isinstance(key, str) and key.startswith("blocks.")
+              and key.count(".") >= 2}
+    if config.n_layer != len(blocks):       # before the shell is built: a huge n_layer would take forever
+        raise CheckpointError(f"{path}: weights do not fit the model config (n_layer {config.n_layer}, the file "
+                              f"holds {len(blocks)} block{'' if len(blocks) == 1 else 's'})")
     try:
         with torch.device("meta"):
             shell = GPT(config)
