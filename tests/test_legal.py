@@ -220,3 +220,45 @@ def test_legal_sets_cli_errors_are_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such dataset directory" in err[0]
+
+
+def test_legal_only_windows_teach_legality_and_no_moves(legal_dataset):
+    ds, _ = legal_dataset
+    kw = dict(block_size=32, batch_size=64, game_start_p=0.0, mirror_p=0.5, val_windows=4, legal_sets=True)
+    dm = XiangqiDataModule(str(ds), mix={"engine": 0.5}, legal_only=["engine"], **kw)
+    x, legal, move_rows = dm._train_windows(0, 1, 0).batch(3)
+    engine = np.fromfile(ds / "engine" / "move" / "train.bin", dtype=np.uint16)
+    human = np.fromfile(ds / "move" / "train.bin", dtype=np.uint16)
+
+    def inside(w, arr):
+        w = w.numpy()
+        return any(np.array_equal(arr[s:s + len(w)], w) for s in np.flatnonzero(arr == w[0]))
+
+    unmirrored = TrainWindows(ds, TOK, 32, 64, mirror_p=0.0, game_start_p=0.0, seed=0,
+                              mix=dm.mix, legal_sets=True, legal_only=dm.legal_only).batch(3)
+    assert 5 < int((~move_rows).sum()) < 59
+    for w, counts in zip(unmirrored[0], unmirrored[2]):
+        assert inside(w, human if counts else engine)      # False marks exactly the engine windows
+    assert legal[~move_rows].any()                          # their legal sets are still there
+
+    # the training step: legal-only rows add nothing to the move loss, but do to the legal-set term
+    module = GPTModule(n_layer=1, n_head=2, n_embd=16, block_size=32, legal_weight=1.0)
+    module.log = lambda *a, **k: None
+    module.eval()                                                   # no dropout: the three calls compare
+
+    def step(batch):
+        module.on_train_epoch_start()                               # no step timing (no trainer here)
+        return module.training_step(batch, 0)
+
+    all_only = step((x, legal, torch.zeros(64, dtype=torch.bool)))
+    assert torch.isfinite(all_only) and all_only.item() > 0        # no move targets at all: legality only
+    none_only = step((x, legal, torch.ones(64, dtype=torch.bool)))
+    plain = step((x, legal))
+    assert none_only.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert none_only.item() > all_only.item()
+
+    for legal_only, pattern in ((["nowhere"], "not in data.mix"), ("engine", "list")):
+        with pytest.raises(ConfigError, match=pattern):
+            XiangqiDataModule(str(ds), mix={"engine": 0.5}, legal_only=legal_only, **kw)
+    with pytest.raises(ConfigError, match="legal_sets"):
+        XiangqiDataModule(str(ds), mix={"engine": 0.5}, legal_only=["engine"], **dict(kw, legal_sets=False))

@@ -154,12 +154,14 @@ class TrainWindows(IterableDataset):
     ``mix`` = ``[(data_dir, probability), ...]`` adds further sources (e.g. engine games): each window comes from
     one of them with its probability, else from ``data_dir``. With ``legal_sets`` a batch is ``(windows, legal)``,
     ``legal`` (batch_size, block_size, vocab) booleans: the legal next tokens at every input position (see
-    :mod:`xiangqi_gpt.data.legal`), mirrored with the window."""
+    :mod:`xiangqi_gpt.data.legal`), mirrored with the window. ``legal_only`` names mix directories whose windows
+    teach legality only: the batch then has a third element, ``(batch_size,)`` booleans, False on their rows (the
+    training step ignores those rows' move targets and keeps their legal-set term)."""
 
     def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
                  game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
                  start_step: int = 0, split: str = "train", mix=(), legal_sets: bool = False,
-                 start_ids=None, mirror_start_id=None):
+                 start_ids=None, mirror_start_id=None, legal_only=()):
         self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
         #: per source (main first, then the mix), the id that replaces ``<bos>`` at its game starts (None: keep)
         self.start_ids = list(start_ids) if start_ids is not None else None
@@ -172,6 +174,10 @@ class TrainWindows(IterableDataset):
         self.sources = [_Source(d, tokenizer, split, block_size, game_start_p, legal_sets)
                         for d in [self.data_dir] + [d for d, _ in mix]]
         self.mix_p = np.array([p for _, p in mix], dtype=np.float64)
+        #: per source (main first, then the mix): its windows teach legality only (their move targets are ignored)
+        self.legal_only = np.array([False] + [d in set(legal_only) for d, _ in mix], dtype=bool)
+        if self.legal_only.any() and not legal_sets:
+            raise ConfigError("data.legal_only needs data.legal_sets: true (its windows teach only the legal sets)")
         main = self.sources[0]
         self.n_tokens, self.max_start, self.game_starts = main.n_tokens, main.max_start, main.game_starts
         self.mirror_table = np.asarray(tokenizer.mirror_table, dtype=np.int64)
@@ -224,6 +230,8 @@ class TrainWindows(IterableDataset):
             legal[i] = window_mask(offsets, ids, int(starts[i]), self.block_size, self.tok.vocab_size)
             if flip is not None and flip[i]:
                 legal[i] = legal[i][:, self.mirror_table]
+        if self.legal_only.any():      # a third element: the rows whose move targets count
+            return torch.from_numpy(x), torch.from_numpy(legal), torch.from_numpy(~self.legal_only[which])
         return torch.from_numpy(x), torch.from_numpy(legal)
 
     def __iter__(self):
@@ -331,6 +339,24 @@ def resolve_mix(data_dir: str, tok: Tokenizer, mix: dict | None) -> list[tuple[s
     return out
 
 
+def resolve_legal_only(data_dir: str, tok: Tokenizer, mix: dict | None, legal_only) -> list[str]:
+    """``data.legal_only`` (names of ``mix`` entries) -> their directories as :func:`resolve_mix` gives them."""
+    if not legal_only:
+        return []
+    if not isinstance(legal_only, (list, tuple)) or not all(isinstance(n, str) for n in legal_only):
+        raise ConfigError(f"data.legal_only must be a list of data.mix names, got {legal_only!r}")
+    unknown = [n for n in legal_only if n not in (mix or {})]
+    if unknown:
+        raise ConfigError(f"data.legal_only: {', '.join(map(repr, unknown))} not in data.mix "
+                          f"({', '.join(map(repr, mix or {})) or 'empty'}); give each a share there")
+    out = []
+    for name in legal_only:
+        resolved = resolve_mix(data_dir, tok, {name: mix[name]})
+        if resolved:                # a share of 0 leaves it out of the mix
+            out.append(resolved[0][0])
+    return out
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The data module
 
@@ -357,13 +383,18 @@ class XiangqiDataModule(LightningDataModule):
         legal_sets: also load the legal move set of every position (``python -m xiangqi_gpt legal-sets DIR``, for
             every source) and give them with each batch, for ``model.legal_weight`` and the ``val/legal_rate``
             metric.
+        legal_only: mix entries (named as in ``mix``) that teach legality only: their moves are not targets, but
+            the legal-set term (``model.legal_weight``) applies at each of their positions. For positions where
+            the model fails, e.g. its own level-0 games (``arena --pgn``, then ``prepare``), whose moves are no
+            one's to imitate. Their games start with the token of the source the directory is named after, or
+            ``master`` if it is named after none. Needs ``legal_sets``.
     """
 
     def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 16,
                  mirror_p: float = 0.5, game_start_p: float = 0.5, val_windows: int = 256,
                  val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
                  seed: int = 0, mix: dict[str, float] | None = None, legal_sets: bool = False,
-                 sources: list[str] | None = None):
+                 sources: list[str] | None = None, legal_only: list[str] | None = None):
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size), ("val_windows", val_windows)):
             if not isinstance(value, int) or value < 1:
@@ -381,17 +412,23 @@ class XiangqiDataModule(LightningDataModule):
         self.data_dir = str(data_dir)
         self.meta = check_dataset(self.data_dir, self.tok, splits=("train", "val"))
         self.mix = resolve_mix(self.data_dir, self.tok, mix)
+        self.legal_only = resolve_legal_only(self.data_dir, self.tok, mix, legal_only)
         self.sources = tuple(sources or ())
         self.start_ids = self.mirror_start_id = None
         if self.sources:
             self.start_ids = [self._source_id("master", "data.data_dir")]
             for path, _ in self.mix:
-                self.start_ids.append(self._source_id(Path(path).name, f"data.mix {path!r}"))
+                name = Path(path).name
+                if path in self.legal_only and name not in SOURCES:
+                    name = "master"
+                self.start_ids.append(self._source_id(name, f"data.mix {path!r}"))
             if "mirror" in self.sources:
                 self.mirror_start_id = self._source_id("mirror", "data.mirror_p")
         self.legal_sets = bool(legal_sets)
         if self.legal_sets and self.tok.name != "move":
             raise ConfigError("data.legal_sets needs the move tokenizer")
+        if self.legal_only and not self.legal_sets:
+            raise ConfigError("data.legal_only needs data.legal_sets: true (its windows teach only the legal sets)")
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.mirror_p, self.game_start_p = mirror_p, game_start_p
@@ -420,7 +457,7 @@ class XiangqiDataModule(LightningDataModule):
         return TrainWindows(self.data_dir, self.tok, self.block_size, self.batch_size, self.mirror_p,
                             self.game_start_p, self.seed, rank, steps, start_step, mix=self.mix,
                             legal_sets=self.legal_sets, start_ids=self.start_ids,
-                            mirror_start_id=self.mirror_start_id)
+                            mirror_start_id=self.mirror_start_id, legal_only=self.legal_only)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

@@ -245,7 +245,9 @@ class GPTModule(LightningModule):
         """TeaForN output (levels 1..N), or ``(loss, logits)`` for teacher forcing."""
         if self.teaforn is None:
             logits = self.model.head(self.model.decode(self.model.embed(x)))
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX)
+            # the mean over counted targets (0, not NaN, when a batch has none: all its rows legal-only)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                                   reduction="sum") / (y != IGNORE_INDEX).sum().clamp(min=1)
             return loss, [loss], [logits]
         out = self.teaforn(self.model.embed, self.model.decode, self.model.head, x, y,
                            embedding_weight=self.model.tok_emb.weight, return_logits=return_logits)
@@ -258,12 +260,14 @@ class GPTModule(LightningModule):
         return torch.where(y >= self.model.n_out, torch.full_like(y, BOS), y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        legal = None
+        legal = move_rows = None
         if isinstance(batch, (tuple, list)):
-            batch, legal = batch
+            batch, legal, *rest = batch
+            move_rows = rest[0] if rest else None     # data.legal_only: rows whose move targets do not count
         x, y = batch[:, :-1], self._targets(batch[:, 1:])
         want_legal = legal is not None and self.hparams.legal_weight > 0
-        loss, level_losses, level_logits = self._levels(x, y, return_logits=want_legal)
+        y_moves = y if move_rows is None else torch.where(move_rows[:, None], y, torch.full_like(y, IGNORE_INDEX))
+        loss, level_losses, level_logits = self._levels(x, y_moves, return_logits=want_legal)
         if want_legal:
             term, share = legality_loss(level_logits[0], y, legal, self.hparams.legal_loss)
             self.log("train/legal_loss", term)
@@ -776,6 +780,7 @@ SHORTCUTS = {
     "--legal-loss": "--model.legal_loss",
     "--legal-sets": "--data.legal_sets",
     "--mix": "--data.mix",
+    "--legal-only": "--data.legal_only",
     "--lr-schedule": "--model.lr_schedule",
     "--attn-dropout": "--model.attn_dropout",
     "--max-time": "--trainer.max_time",
