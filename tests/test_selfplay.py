@@ -290,3 +290,44 @@ def test_fairy_source_checks_its_ranges():
         FairySelfPlay(depth=(0, 3))
     with pytest.raises(XiangqiError):
         FairySelfPlay(path="/nonexistent/fairy")
+
+
+def test_search_selfplay_plays_our_search_and_tags_it(openings, tmp_path, capsys):
+    """--player search: both sides are our search at the level (the moves after the opening are its choices)."""
+    from xiangqi_gpt.model.checkpoint import load_model
+    from xiangqi_gpt.play.player import GPTPlayer
+    from xiangqi_gpt.play.search import SearchPlayer
+    from xiangqi_gpt.rules.board import Board
+
+    out = tmp_path / "search.pgn"
+    assert cli.main(["selfplay", "--player", "search", "--level", "1", "--out", str(out), "--games", "1",
+                     "--openings", str(openings), "--opening-plies", "2..2", "--max-plies", "12", "--seed", "3",
+                     "--no-progress"]) == 0
+    assert "seed 3" in capsys.readouterr().out
+    (game,) = list(read_games(out))
+    assert game.headers["Red"] == game.headers["Black"] == "xiangqi-gpt level 1 (strong style, default)"
+    assert game.headers["Event"] == "xiangqi-gpt search self-play" and len(game.moves) == 12
+    searcher = SearchPlayer(GPTPlayer(load_model(None), style="strong"), 1)
+    board = Board()
+    for i, move in enumerate(game.moves):
+        if i >= 2:
+            assert searcher.choose(board) == move, f"ply {i + 1}"
+        board.push(move)
+
+
+def test_search_selfplay_options_are_checked(openings, tmp_path, capsys):
+    from xiangqi_gpt.play.selfplay import SearchSelfPlay
+
+    for kwargs, pattern in ((dict(level=0), "at least 1"), (dict(level=9), "level"), (dict(style="fast"), "style"),
+                            (dict(checkpoint=str(tmp_path / "none.pt")), "no such file"),
+                            (dict(threads=0), "threads")):
+        with pytest.raises(ConfigError, match=pattern):
+            SearchSelfPlay(**kwargs)
+    out = tmp_path / "x.pgn"
+    for extra in (["--player", "search", "--depth", "3..4"], ["--level", "2"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["selfplay", "--out", str(out), "--games", "1", "--openings", str(openings)] + extra)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "are for --player" in err, err
+    assert not out.exists()

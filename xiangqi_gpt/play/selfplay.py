@@ -1,6 +1,7 @@
-"""``python -m xiangqi_gpt selfplay --out FILE.pgn --games N``: engine self-play games to train on.
+"""``python -m xiangqi_gpt selfplay --out FILE.pgn --games N [--player search]``: self-play games to train on.
 
-Main names: :func:`selfplay`, :class:`Source`, :class:`FairySelfPlay`, :func:`add_selfplay_command`.
+Main names: :func:`selfplay`, :class:`Source`, :class:`FairySelfPlay`, :class:`SearchSelfPlay`,
+:func:`add_selfplay_command`.
 Design notes: docs/design.md#play-selfplay
 """
 
@@ -106,6 +107,57 @@ class FairySelfPlay(Source):
             self._cpu_before += self.engine.cpu_seconds()
             self.engine.close()
             self.engine = None
+
+
+class _NamedPlayer:
+    """A player with the ``name`` the PGN tags show."""
+
+    def __init__(self, player, name: str):
+        self.player, self.name = player, name
+
+    def choose(self, board: Board):
+        return self.player.choose(board)
+
+
+class SearchSelfPlay(Source):
+    """Our own search against itself: the GPT asked in one style, searching at one level of
+    :data:`~xiangqi_gpt.play.search.LEVELS` (level 3 by default). Its moves are targets under the ``search`` start
+    token (``prepare`` the games into a directory named ``search``, then ``data.mix: {DIR/search: share}``):
+    expert iteration, the GPT learns to predict its own search. Each worker process loads the model once, with
+    ``threads`` torch threads."""
+
+    event = "xiangqi-gpt search self-play"
+
+    def __init__(self, level: int = 3, checkpoint: str | None = None, style: str | None = "strong",
+                 threads: int = 1):
+        from ..data.tokenizer import resolve_style
+        from .search import level_limits
+
+        level_limits(level)                     # ConfigError naming the range
+        if level < 1:
+            raise ConfigError("--level must be at least 1 for search self-play (level 0 is the GPT alone)")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+        resolve_style(style)                    # ConfigError for an unknown style
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise ConfigError(f"--checkpoint {checkpoint}: no such file")
+        self.level, self.checkpoint, self.style, self.threads = level, checkpoint, style, threads
+        self.player = None
+        label = os.path.basename(checkpoint) if checkpoint else "default"
+        self.name = f"xiangqi-gpt level {level} ({style or 'default'} style, {label})"
+
+    def players(self, settings: dict) -> tuple[Player, Player]:
+        if self.player is None:
+            import torch
+
+            from ..model.checkpoint import load_model
+            from .player import GPTPlayer
+            from .search import SearchPlayer
+
+            torch.set_num_threads(self.threads)
+            self.player = _NamedPlayer(SearchPlayer(GPTPlayer(load_model(self.checkpoint), style=self.style),
+                                                    self.level), self.name)
+        return self.player, self.player     # one searcher: its tables are cleared at each new game
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -484,11 +536,26 @@ def add_selfplay_command(p: argparse.ArgumentParser):
     p.add_argument("--seed", type=int, default=None, help="seed of the openings and settings (default: random, "
                                                           "printed at the end)")
     p.add_argument("--engine-path", default=None, help="Fairy-Stockfish binary (default: found automatically)")
+    p.add_argument("--player", choices=("fairy", "search"), default="fairy",
+                   help="who plays both sides: fairy (Fairy-Stockfish, the default) or search (our own search with "
+                        "the GPT, at --level, in --style: games for the `search` start token)")
+    p.add_argument("--level", type=int, default=3, help="--player search: the search level, 1 to 4 (default 3)")
+    p.add_argument("--checkpoint", default=None, help="--player search: model file (default: the shipped model)")
+    p.add_argument("--style", default="strong", help="--player search: the condition the GPT is asked in "
+                                                     "(default strong)")
+    p.add_argument("--threads", type=int, default=1, help="--player search: torch threads per worker (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args):
-        source = FairySelfPlay(parse_range(args.skill, "--skill"), parse_range(args.depth, "--depth"),
-                               args.engine_path)
+        if args.player == "search":
+            if args.skill != "0..20" or args.depth != "1..6" or args.engine_path:
+                raise ConfigError("--skill, --depth and --engine-path are for --player fairy")
+            source = SearchSelfPlay(args.level, args.checkpoint, args.style, args.threads)
+        else:
+            if args.checkpoint or args.level != 3 or args.style != "strong" or args.threads != 1:
+                raise ConfigError("--level, --checkpoint, --style and --threads are for --player search")
+            source = FairySelfPlay(parse_range(args.skill, "--skill"), parse_range(args.depth, "--depth"),
+                                   args.engine_path)
         restore_ctrl_c()
         try:
             result = selfplay(args.out, args.games, workers=args.workers, openings=args.openings, source=source,
