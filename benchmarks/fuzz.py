@@ -24,6 +24,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,9 @@ def run_round(name: str, examples: int, hang: float, stats: dict) -> None:
 
 
 def _record(counts: dict, e: BaseException, report: list[str]) -> None:
+    for inner in getattr(e, "exceptions", ()):     # a FlakyFailure (an exception group): what each call raised
+        lines = traceback.format_exception(type(inner), inner, inner.__traceback__)
+        report.append(f"-- raised inside: {''.join(lines)[-3000:]}")
     first = (str(e).strip().splitlines() or [""])[0][:200]
     signature = f"{type(e).__name__}: {first}"
     counts["failures"] += 1

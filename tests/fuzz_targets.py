@@ -671,6 +671,10 @@ def check_archive(name: str, data: bytes, expected: list[tuple] | None) -> None:
 
     from xiangqi_gpt.records.sources import SourceReader
 
+    from xiangqi_gpt.records.pgn import clear_caches
+
+    clear_caches()      # the reader's bounded caches fill across inputs: a dict that grows during one read would
+                        # count its new table (up to tens of MB) towards this read, depending on what came before
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(data)

@@ -11,6 +11,7 @@ import io
 import json
 import lzma
 import random
+import sys
 import tarfile
 import time
 import zipfile
@@ -609,3 +610,36 @@ def test_a_config_too_large_for_an_int_is_one_line(tmp_path):
     model = _tiny()
     config = dict(_payload(model)["config"], n_embd=10**30, n_head=2)
     _one_line_checkpoint_error(_model_file(tmp_path, _payload(model, config=config)), "table elements|do not fit")
+
+
+def test_the_archive_memory_property_does_not_count_the_reader_caches(monkeypatch):
+    """A 10 KB tar once failed the fuzzer's memory cap (23 MB) and passed on replay: the reader's move cache, filled
+    by earlier inputs, grew its table during that read. The property clears the caches first."""
+    import fuzz_targets
+    from xiangqi_gpt.records import pgn
+
+    rng = random.Random(5)
+    games = [random_game(rng, 20, False) for _ in range(3)]
+    data = fuzz_targets._pack("tar", [(f"d/{i}.pgn", write_game(g).encode()) for i, g in enumerate(games)])
+    expected = [fuzz_targets.key(g) for g in games]
+
+    cache = pgn._MOVE_CACHE
+    pgn.clear_caches()
+    size, n = sys.getsizeof(cache), 0
+    while not (n > 300_000 and sys.getsizeof(cache) != size):   # find the count at which its table grows
+        size = sys.getsizeof(cache)
+        cache[(n, "x", None)] = None
+        n += 1
+
+    def fill_to_a_resize():                                     # one entry short of a new table of 2**20 slots
+        cache.clear()
+        cache.update(((i, "x", None), None) for i in range(n - 1))
+    fill_to_a_resize()
+    fuzz_targets.check_archive("fuzz.tar", data, expected)                       # passes: the property clears first
+    monkeypatch.setattr(pgn, "clear_caches", lambda: None)
+    fill_to_a_resize()
+    with pytest.raises(AssertionError, match="bytes held"):                      # without clearing it would fail
+        fuzz_targets.check_archive("fuzz.tar", data, expected)
+    monkeypatch.undo()
+    pgn.clear_caches()
+    assert not pgn._MOVE_CACHE
