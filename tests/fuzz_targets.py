@@ -576,6 +576,118 @@ def check_engine(lines: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# session: the real command loop (engine.run, with its reader thread) while bounded searches run
+# --------------------------------------------------------------------------------------------------------------
+
+SESSION_LINES = ["go nodes 100000000000", "go nodes 100000000000", "go infinite", "go ponder", "go depth 3",
+                 "go movetime 30", "go nodes 20", "go wtime 500 btime 500", "stop", "stop", "isready", "isready",
+                 "ponderhit", "position startpos", "position startpos moves h2e2", "position startpos moves h2e2 h9g7",
+                 "position fen 4k4/9/9/9/9/9/9/9/9/4K4 w - - 0 1", "position fen 3k5/4R4/9/9/9/9/9/9/9/4K4 b - - 0 1",
+                 "setoption name MultiPV value 3", "setoption name Level value 2", "setoption name Hash value 1",
+                 "ucinewgame", "uci", "ucci", "banmoves h2e2", "quit", "go nodes", "position", "xyzzy"]
+SESSION_END_S = 5.0         # after the input ends (EOF or quit), the loop must return within this much wall time
+
+
+@st.composite
+def session_inputs(draw):
+    """(lines, delays in ms before each line): commands that land while searches run, then EOF (or a quit)."""
+    n = draw(st.integers(1, 10))
+    lines = [draw(st.sampled_from(SESSION_LINES)) for _ in range(n)]
+    delays = [draw(st.sampled_from([0, 0, 1, 5, 20])) for _ in range(n)]
+    return lines, delays
+
+
+class _SlowSearcher:
+    """A search that runs for real time: one node per millisecond, until its node, depth or time budget (a depth
+    costs 5 ms) or a stop. ``go nodes 100000000000`` or ``go infinite`` thus runs until something stops it."""
+
+    def __init__(self, player):
+        self.player = player
+
+    def clear(self):
+        pass
+
+    def search(self, board, limits, on_info=None, stop=None, **kwargs):
+        import time
+
+        from xiangqi_gpt.play.search import SearchInfo, SearchResult
+
+        moves = sorted(board.legal_moves(), key=Move.iccs)
+        move = moves[0] if moves else None
+        budget = [b for b in (limits.nodes, 5 * limits.depth if limits.depth else None, limits.movetime_ms) if b]
+        budget_ms = min(budget) if budget else None
+        start, nodes = time.monotonic(), 0
+        while (budget_ms is None or nodes < budget_ms) and not (stop is not None and stop.is_set()):
+            time.sleep(0.001)
+            nodes += 1
+            if on_info and nodes % 10 == 0 and move is not None:
+                on_info(SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=nodes,
+                                   time_ms=int(1000 * (time.monotonic() - start)), nps=0, gpt_calls=0, pv=[move]))
+        info = SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=nodes, time_ms=0, nps=0, gpt_calls=0,
+                          pv=[move] if move else [])
+        return SearchResult(move, info)
+
+
+class _PacedInput:
+    """``readline`` gives the lines with their delays, then the end of input."""
+
+    def __init__(self, lines, delays):
+        self.items = list(zip(lines, delays))
+        self.done = None        # when the last line (or the end) was given
+
+    def readline(self) -> str:
+        import time
+
+        if not self.items:
+            if self.done is None:
+                self.done = time.monotonic()
+            return ""
+        line, delay = self.items.pop(0)
+        time.sleep(delay / 1000)
+        return line + "\n"
+
+
+def check_session(lines: list[str], delays: list[int]) -> None:
+    """Every command is read while a search runs, and the end of input (or quit) ends the loop promptly: the loop
+    returns within SESSION_END_S of it and no search runs on after it, every ``isready`` read before the end is answered, no Python exception name
+    leaks, and at most one ``bestmove`` answers each ``go``."""
+    import threading
+    import time
+
+    from xiangqi_gpt.play.engine import run
+
+    before = set(threading.enumerate())
+    out = io.StringIO()
+    inp = _PacedInput(lines, delays)
+    result: list = []
+    loop = threading.Thread(target=lambda: result.append(run(inp, out, load=lambda path: None,
+                                                             make_player=lambda loaded, t, seed: _FirstMovePlayer(),
+                                                             make_searcher=_SlowSearcher)), daemon=True)
+    loop.start()
+    start = time.monotonic()
+    while loop.is_alive() and (inp.done is None or time.monotonic() - inp.done < SESSION_END_S):
+        loop.join(0.01)
+        assert time.monotonic() - start < 60, "the session never read its input to the end"
+    said = out.getvalue()
+    assert not loop.is_alive(), f"the loop did not end {SESSION_END_S} s after its input ended: {said[-300:]!r}"
+    assert result == [0], result
+    searches = [t for t in threading.enumerate() if t not in before and t.name == "search"]
+    ended = time.monotonic()
+    for t in searches:             # no search runs on after the loop (in a process it would burn a core until exit)
+        t.join(max(0.0, SESSION_END_S - (time.monotonic() - ended)))
+    assert not any(t.is_alive() for t in searches), f"a search still runs after the loop ended: {said[-300:]!r}"
+    heard = "\n".join(lines)
+    leaked = [name for name in _PY_NAMES.findall(said) if name not in heard]
+    assert not leaked, (leaked, said)
+    before_quit = lines[:lines.index("quit")] if "quit" in lines else lines
+    assert said.count("readyok") >= before_quit.count("isready"), said
+    gos = sum(1 for line in lines if line.split()[:1] == ["go"])
+    assert said.count("bestmove") <= gos, said
+    for answer in re.findall(r"^bestmove .*$", said, re.M):
+        assert re.fullmatch(r"bestmove ([a-i][0-9][a-i][0-9]|\(none\))( ponder [a-i][0-9][a-i][0-9])?", answer), answer
+
+
+# --------------------------------------------------------------------------------------------------------------
 # archive: mutated archives and compressed files, read under a memory cap
 # --------------------------------------------------------------------------------------------------------------
 
@@ -860,6 +972,7 @@ TARGETS = {
     "fen": (fen_inputs(), lambda args: check_fen(*args)),
     "pgn": (pgn_inputs(), lambda args: check_pgn(*args)),
     "engine": (engine_inputs(), check_engine),
+    "session": (session_inputs(), lambda args: check_session(*args)),
     "archive": (archive_inputs(), lambda args: check_archive(*args)),
     "model": (model_inputs(), lambda args: check_model(*args)),
     "transform": (transform_inputs(), lambda args: check_transform(*args)),

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from fuzz_targets import archive_inputs, check_archive, check_engine, check_fen, check_model, check_move, \
     check_pgn, check_transform, engine_inputs, fen_inputs, model_inputs, move_inputs, pgn_inputs, \
-    transform_inputs  # noqa: E402
+    session_inputs, check_session, transform_inputs  # noqa: E402
 
 SCALE = float(os.environ.get("XQ_FUZZ_EXAMPLES", "1"))
 
@@ -50,6 +50,12 @@ def test_fuzz_pgn_reader(args):
 @given(engine_inputs())
 def test_fuzz_engine_command_loop(lines):
     check_engine(lines)
+
+
+@bounded(25)
+@given(session_inputs())
+def test_fuzz_engine_sessions_with_running_searches_and_eof(args):
+    check_session(*args)
 
 
 @bounded(40)
