@@ -531,13 +531,23 @@ class _InstantSearcher:
     def clear(self):
         pass
 
-    def search(self, board, limits, on_info=None, stop=None, **kwargs):
-        from xiangqi_gpt.play.search import SearchInfo, SearchResult
-
+    @staticmethod
+    def _first(board):
         moves = sorted(board.legal_moves(), key=Move.iccs)
-        move = moves[0] if moves else None
-        info = SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=1, time_ms=0, nps=0, gpt_calls=1,
-                          pv=[move] if move else [])
+        return moves[0] if moves else None
+
+    @staticmethod
+    def _info(move, nodes: int, time_ms: int = 0):
+        from xiangqi_gpt.play.search import SearchInfo
+
+        return SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=nodes, time_ms=time_ms, nps=0,
+                          gpt_calls=1, pv=[move] if move else [])
+
+    def search(self, board, limits, on_info=None, stop=None, **kwargs):
+        from xiangqi_gpt.play.search import SearchResult
+
+        move = self._first(board)
+        info = self._info(move, 1)
         if on_info:
             on_info(info)
         return SearchResult(move, info)
@@ -597,23 +607,16 @@ def session_inputs(draw):
     return lines, delays
 
 
-class _SlowSearcher:
+class _SlowSearcher(_InstantSearcher):
     """A search that runs for real time: one node per millisecond, until its node, depth or time budget (a depth
     costs 5 ms) or a stop. ``go nodes 100000000000`` or ``go infinite`` thus runs until something stops it."""
-
-    def __init__(self, player):
-        self.player = player
-
-    def clear(self):
-        pass
 
     def search(self, board, limits, on_info=None, stop=None, **kwargs):
         import time
 
-        from xiangqi_gpt.play.search import SearchInfo, SearchResult
+        from xiangqi_gpt.play.search import SearchResult
 
-        moves = sorted(board.legal_moves(), key=Move.iccs)
-        move = moves[0] if moves else None
+        move = self._first(board)
         budget = [b for b in (limits.nodes, 5 * limits.depth if limits.depth else None, limits.movetime_ms) if b]
         budget_ms = min(budget) if budget else None
         start, nodes = time.monotonic(), 0
@@ -621,11 +624,8 @@ class _SlowSearcher:
             time.sleep(0.001)
             nodes += 1
             if on_info and nodes % 10 == 0 and move is not None:
-                on_info(SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=nodes,
-                                   time_ms=int(1000 * (time.monotonic() - start)), nps=0, gpt_calls=0, pv=[move]))
-        info = SearchInfo(depth=1, seldepth=1, score_cp=0, mate=None, nodes=nodes, time_ms=0, nps=0, gpt_calls=0,
-                          pv=[move] if move else [])
-        return SearchResult(move, info)
+                on_info(self._info(move, nodes, int(1000 * (time.monotonic() - start))))
+        return SearchResult(move, self._info(move, nodes))
 
 
 class _PacedInput:
