@@ -310,6 +310,12 @@ class StepLoader(DataLoader):
         pass
 
 
+def _mix_dir(data_dir: str, tok: Tokenizer, name) -> Path:
+    """The directory a ``data.mix`` name stands for: a subset ``data_dir/name`` if it has token files, else ``name``."""
+    sub = Path(data_dir) / str(name)
+    return sub if (sub / tok.name / "train.bin").is_file() else Path(str(name))
+
+
 def resolve_mix(data_dir: str, tok: Tokenizer, mix: dict | None) -> list[tuple[str, float]]:
     """``{name or path: share}`` -> ``[(directory, share)]``, each checked; ConfigError / DatasetError on bad input."""
     if not mix:
@@ -320,8 +326,7 @@ def resolve_mix(data_dir: str, tok: Tokenizer, mix: dict | None) -> list[tuple[s
     for name, share in mix.items():
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
             raise ConfigError(f"data.mix: the share of {name!r} must be a number in [0, 1], got {share!r}")
-        sub = Path(data_dir) / str(name)
-        path = sub if (sub / tok.name / "train.bin").is_file() else Path(str(name))
+        path = _mix_dir(data_dir, tok, name)
         bin_path = path / tok.name / "train.bin"
         if not bin_path.is_file():
             raise DatasetError(f"data.mix: {name!r} is neither a subset of {data_dir} nor a dataset directory "
@@ -340,7 +345,8 @@ def resolve_mix(data_dir: str, tok: Tokenizer, mix: dict | None) -> list[tuple[s
 
 
 def resolve_legal_only(data_dir: str, tok: Tokenizer, mix: dict | None, legal_only) -> list[str]:
-    """``data.legal_only`` (names of ``mix`` entries) -> their directories as :func:`resolve_mix` gives them."""
+    """``data.legal_only`` (names of ``mix`` entries, already checked by :func:`resolve_mix`) -> their directories as
+    :func:`resolve_mix` gives them."""
     if not legal_only:
         return []
     if not isinstance(legal_only, (list, tuple)) or not all(isinstance(n, str) for n in legal_only):
@@ -349,12 +355,7 @@ def resolve_legal_only(data_dir: str, tok: Tokenizer, mix: dict | None, legal_on
     if unknown:
         raise ConfigError(f"data.legal_only: {', '.join(map(repr, unknown))} not in data.mix "
                           f"({', '.join(map(repr, mix or {})) or 'empty'}); give each a share there")
-    out = []
-    for name in legal_only:
-        resolved = resolve_mix(data_dir, tok, {name: mix[name]})
-        if resolved:                # a share of 0 leaves it out of the mix
-            out.append(resolved[0][0])
-    return out
+    return [str(_mix_dir(data_dir, tok, name)) for name in legal_only if mix[name] > 0]   # a share of 0: not mixed
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -427,8 +428,6 @@ class XiangqiDataModule(LightningDataModule):
         self.legal_sets = bool(legal_sets)
         if self.legal_sets and self.tok.name != "move":
             raise ConfigError("data.legal_sets needs the move tokenizer")
-        if self.legal_only and not self.legal_sets:
-            raise ConfigError("data.legal_only needs data.legal_sets: true (its windows teach only the legal sets)")
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.mirror_p, self.game_start_p = mirror_p, game_start_p
