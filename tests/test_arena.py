@@ -86,7 +86,7 @@ def test_illegal_attempts_are_counted(tmp_path):
 
 def test_cli_arena_random_writes_pgn_and_json(tmp_path):
     ckpt = tiny_checkpoint(tmp_path, "char", 64)
-    pgn, out = tmp_path / "games.pgn", tmp_path / "arena.json"
+    pgn, out = tmp_path / "new" / "games.pgn", tmp_path / "new2" / "arena.json"      # folders made as needed
     assert main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "3", "--max-plies", "30",
                  "--pgn", str(pgn), "--json", str(out), "--quiet"]) == 0
     report = json.loads(out.read_text())
@@ -155,3 +155,15 @@ def test_cli_arena_bad_level(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "level" in err and "\n" not in err
+
+
+def test_cli_arena_checks_its_output_paths_before_the_games(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path, "char", 64)
+    (tmp_path / "afile").write_text("x")
+    for option in ("--pgn", "--json"):
+        with pytest.raises(SystemExit) as e:
+            main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "1", option,
+                  str(tmp_path / "afile" / "out"), "--quiet"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {option} ") and err.count("\n") == 1 and "is a file" in err, err

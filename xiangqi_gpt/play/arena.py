@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections import Counter
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 from . import match
@@ -300,12 +301,14 @@ def add_arena_command(p: argparse.ArgumentParser):
             from ..records.pgn import write_games
 
             try:
+                Path(args.pgn).parent.mkdir(parents=True, exist_ok=True)
                 write_games(to_pgn_games(records, model_name, opponent.name, "xiangqi-gpt arena"), args.pgn)
             except OSError as e:
                 raise XiangqiError(f"cannot write {args.pgn}: {e.strerror or e}") from None
             out.print(f"games written to {args.pgn}")
         if args.json:
             try:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 with open(args.json, "w", encoding="utf-8") as f:
                     json.dump(report, f, indent=2)
                     f.write("\n")
@@ -336,6 +339,11 @@ def _check_args(args) -> None:
         raise ConfigError("temperatures must be >= 0")
     if args.opponent == "random" and any(getattr(args, k) is not None for k in ("depth", "movetime", "skill", "elo")):
         raise ConfigError("--depth/--movetime/--skill/--elo only apply to --opponent fairy-stockfish")
+    from ..outpaths import check_output_file
+
+    for option, path in (("--pgn", args.pgn), ("--json", args.json)):
+        if path:
+            check_output_file(path, option)     # before the games: a bad output path fails at once
 
 
 def _run_with_progress(player, opponent, args, console) -> list[ArenaRecord]:
