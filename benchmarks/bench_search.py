@@ -14,6 +14,7 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
   nostyle   no root style bonus
   style20   a smaller root style bonus: at most 20 cp, 8 cp per nat (the default: 100 cp, 30 cp per nat)
   style40   at most 40 cp, 15 cp per nat
+  order     the policy only orders moves at plies 0-1: no pruning, no style bonus
   material  leaf evaluation = material only (+100 for a soldier across the river), no piece-square tables
 
 1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
@@ -61,6 +62,7 @@ VARIANTS = {
     "style40": {"style_cp": 40, "style_per_nat": 15},
     "material": {"pst": False},
     "nofutility": {"futility": False},
+    "order": {"prune": False, "style_cp": 0},
 }
 
 

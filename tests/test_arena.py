@@ -84,6 +84,17 @@ def test_illegal_attempts_are_counted(tmp_path):
     assert record.moves[0] == "h2e2" and record.illegal_attempts == 0
 
 
+def test_cli_arena_prints_a_line_per_game_into_a_log(tmp_path, capsys):
+    """Not a terminal (a log, as under nohup): the bar shows nothing until the end, so each game is one line."""
+    ckpt = tiny_checkpoint(tmp_path, "char", 64)
+    assert main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "2", "--max-plies", "12"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("arena: game ")]
+    assert [ln.split(":")[1].strip() for ln in lines] == ["game 1/2", "game 2/2"]
+    assert main(["arena", "--checkpoint", ckpt, "--opponent", "random", "--games", "1", "--max-plies", "12",
+                 "--quiet"]) == 0
+    assert "arena: game" not in capsys.readouterr().err
+
+
 def test_cli_arena_random_writes_pgn_and_json(tmp_path):
     ckpt = tiny_checkpoint(tmp_path, "char", 64)
     pgn, out = tmp_path / "new" / "games.pgn", tmp_path / "new2" / "arena.json"      # folders made as needed

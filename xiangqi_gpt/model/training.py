@@ -82,16 +82,24 @@ def load_init_weights(model: GPT, path: str) -> None:
 
     A model with more source start tokens than the file (``model.sources``) grows the embedding: each new source's
     row starts as a copy of the file's start token (its ``<bos>`` row), so the grown model first reads every source
-    as the old model read a game start."""
+    as the old model read a game start.
+
+    A model with more layers than the file grows in depth: the file's blocks keep their order, spread evenly over
+    the new stack (block ``i`` of ``n`` goes to ``i * N // n``), and each new block starts as the identity (its two
+    residual projections are zero), so the grown model first computes exactly what the file computes."""
     from .checkpoint import read_checkpoint
 
     config, state, _ = read_checkpoint(path)
     mine = model.config
     for key in ("tokenizer", "n_layer", "n_head", "n_embd", "bias"):
+        if key == "n_layer" and config.n_layer < mine.n_layer:
+            continue
         if getattr(config, key) != getattr(mine, key):
             raise ConfigError(f"model.init_from {path}: its {key} is {getattr(config, key)!r}, this model's is "
                               f"{getattr(mine, key)!r}")
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
+    if config.n_layer < mine.n_layer:
+        state = _grow_depth(model, state, config.n_layer)
     if "lm_head.weight" not in state and "tok_emb.weight" in state:
         state["lm_head.weight"] = state["tok_emb.weight"]
     grow = (config.vocab_size != mine.vocab_size and tuple(mine.sources[:len(config.sources)]) == config.sources
@@ -107,6 +115,27 @@ def load_init_weights(model: GPT, path: str) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ConfigError(f"model.init_from {path}: weights do not fit ({_one_line(str(e))[:200]})") from None
+
+
+def _grow_depth(model: GPT, state: dict, n_old: int) -> dict:
+    """``state`` (a file's weights with ``n_old`` blocks) laid out for ``model``'s deeper stack: old block ``i`` at
+    ``i * N // n_old``; the other blocks keep ``model``'s own fresh weights, with zero residual projections."""
+    n_new = model.config.n_layer
+    where = {i * n_new // n_old: i for i in range(n_old)}
+    own = model.state_dict()
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    for j in range(n_new):
+        prefix = f"blocks.{j}."
+        for k, v in own.items():
+            if not k.startswith(prefix):
+                continue
+            if j in where:
+                out[k] = state.get(f"blocks.{where[j]}.{k[len(prefix):]}", v)
+            elif k.endswith("proj.weight") or k.endswith("proj.bias"):
+                out[k] = torch.zeros_like(v)
+            else:
+                out[k] = v.clone()
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -353,6 +353,7 @@ def _run_with_progress(player, opponent, args, console) -> list[ArenaRecord]:
     columns = [SpinnerColumn(), TextColumn("[bold]arena"), BarColumn(), MofNCompleteColumn(), TextColumn("games"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
     done: list[ArenaRecord] = []
+    plain = not args.quiet and not console.is_terminal
     with Progress(*columns, console=console, disable=args.quiet) as progress:
         task = progress.add_task("arena", total=args.games, stats=f"vs {opponent.name}")
 
@@ -362,6 +363,9 @@ def _run_with_progress(player, opponent, args, console) -> list[ArenaRecord]:
         def on_game(record):
             done.append(record)
             progress.update(task, advance=1, stats=f"{_wdl(done)}  last: {record.result} {record.termination}")
+            if plain:           # a log, not a terminal: the bar would show nothing until the end
+                console.print(f"arena: game {len(done)}/{args.games}: {record.result} {record.termination}  "
+                              f"{_wdl(done)}", highlight=False, soft_wrap=True)
 
         return run_match(player, opponent, args.games, args.seed, args.max_plies, args.book_plies,
                          args.sample_plies, args.opening_temperature, on_game=on_game, on_move=on_move)
