@@ -70,6 +70,28 @@ def test_warm_start_grows_the_embedding_from_bos(tmp_path):
         load_init_weights(GPT(GPTConfig(**SMALL)), str(grown))
 
 
+def test_warm_start_grows_the_depth_as_identity_blocks(tmp_path):
+    torch.manual_seed(0)
+    cfg = dict(SMALL, n_layer=2)
+    old = GPT(GPTConfig(sources=list(SOURCES), **cfg)).eval()
+    path = tmp_path / "old.pt"
+    torch.save(model_payload(old, fp16=False), path)
+    new = GPT(GPTConfig(sources=list(SOURCES), **dict(cfg, n_layer=3)))
+    load_init_weights(new, str(path))
+    new.eval()
+    # the old blocks at 0 * 3 // 2 = 0 and 1 * 3 // 2 = 1; block 2 is new, with zero residual projections
+    torch.testing.assert_close(new.blocks[1].attn.qkv.weight, old.blocks[1].attn.qkv.weight)
+    assert not new.blocks[2].attn.proj.weight.any() and not new.blocks[2].mlp.proj.weight.any()
+    assert new.blocks[2].mlp.fc.weight.any()                       # the rest of a new block is a fresh init
+    history = [new.start_id("master"), 100, 200, 300]
+    with torch.no_grad():                                          # the grown model computes what the file does
+        torch.testing.assert_close(new.next_logprobs(history), old.next_logprobs(history))
+    deep = tmp_path / "deep.pt"
+    torch.save(model_payload(new, fp16=False), deep)
+    with pytest.raises(ConfigError, match="n_layer"):              # fewer layers than the file: not a warm start
+        load_init_weights(GPT(GPTConfig(sources=list(SOURCES), **cfg)), str(deep))
+
+
 def test_windows_start_with_their_sources_token(dataset):
     tw = TrainWindows(dataset, TOK, block_size=16, batch_size=256, mirror_p=0.5, game_start_p=1.0, seed=3,
                       mix=[(str(dataset / "engine"), 0.5)], start_ids=[V, V + 1], mirror_start_id=V + 3)
