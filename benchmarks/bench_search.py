@@ -1,13 +1,15 @@
 """Speed and strength of the search, design against design, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py [--variants gpt,nogpt,material] [--nodes 3000 | --movetime MS]
-        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--positions 20] [--human 0] [--json OUT]
+        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--seed 0] [--positions 20] [--human 0] [--json OUT]
 
 Variants (``Searcher`` options; ``gpt`` is the shipped design):
 
-  gpt       the GPT as the policy at plies 0-1: root and replies ordered by it, replies pruned to 90 % of its
-            probability (at least 4 moves) plus every capture and check; root style bonus (at most 100 cp, 30 cp
-            per nat); material + PST
+  gpt       the shipped design for the condition asked (``--style``; ``search.DESIGNS``): in the human style
+            (the default) the GPT as the policy at plies 0-1: root and replies ordered by it, replies pruned to
+            90 % of its probability (at least 4 moves) plus every capture and check; root style bonus (at most
+            100 cp, 30 cp per nat); material + PST. In the strong style the same as ``order``
+  human     the human style's design whatever the condition (pruning and the style bonus)
   nogpt     no model at all: MVV-LVA / killer / history ordering everywhere, no policy pruning, no style bonus
   gpt3      the policy also at ply 2 (one batched call per reply searched)
   noprune   the policy orders but never prunes
@@ -15,6 +17,10 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
   style20   a smaller root style bonus: at most 20 cp, 8 cp per nat (the default: 100 cp, 30 cp per nat)
   style40   at most 40 cp, 15 cp per nat
   order     the policy only orders moves at plies 0-1: no pruning, no style bonus
+  orderlmr  order, with late-move reductions also after the policy's first three moves
+  value     order, plus the value head's root bonus (value_cp 100: up to 200 cp between the root moves that the
+            value head rates best and worst; a model file with a value head, studies/value_probe.py --export);
+            value50 and value200 the same at value_cp 50 and 200
   material  leaf evaluation = material only (+100 for a soldier across the river), no piece-square tables
 
 1. **Speed**: every variant searches the same positions (plies 10, 20, 30, 40 of the shipped model's recorded
@@ -54,6 +60,7 @@ from xiangqi_gpt.play.search import Limits, Searcher, SearchPlayer, level_limits
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "gpt": {},
+    "human": {"prune": True, "style_cp": 100},
     "nogpt": {"use_gpt": False},
     "gpt3": {"gpt_plies": 3},
     "noprune": {"prune": False},
@@ -63,6 +70,10 @@ VARIANTS = {
     "material": {"pst": False},
     "nofutility": {"futility": False},
     "order": {"prune": False, "style_cp": 0},
+    "orderlmr": {"prune": False, "style_cp": 0, "policy_lmr": True},
+    "value": {"prune": False, "style_cp": 0, "value_cp": 100},
+    "value50": {"prune": False, "style_cp": 0, "value_cp": 50},
+    "value200": {"prune": False, "style_cp": 0, "value_cp": 200},
 }
 
 
@@ -129,9 +140,9 @@ class SearchOpponent:
         pass
 
 
-def match(player, opponent, games: int, sample_plies: int = 8) -> dict:
+def match(player, opponent, games: int, sample_plies: int = 8, seed: int = 0) -> dict:
     t0 = time.perf_counter()
-    records = run_match(player, opponent, games, seed=0, sample_plies=sample_plies)
+    records = run_match(player, opponent, games, seed=seed, sample_plies=sample_plies)
     s = summarize(records)
     return {"games": s["games"], "wins": s["wins"], "draws": s["draws"], "losses": s["losses"],
             "score": s["score"], "elo": s["elo"]["diff"], "elo_low": s["elo"]["low"], "elo_high": s["elo"]["high"],
@@ -153,6 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--style", default=None, help="the condition the GPT is asked in: human (default) or strong")
     ap.add_argument("--h2h", default=None, metavar="A:B")
     ap.add_argument("--h2h-games", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the openings (and samples) of every match")
     ap.add_argument("--h2h-b-nodes", type=int, default=None,
                     help="B's node budget (default: the same as A's), e.g. to give both the same CPU time")
     ap.add_argument("--human", type=int, default=0, metavar="N",
@@ -192,7 +204,7 @@ def main(argv=None) -> int:
         for v in variants:
             opponent = FairyPlayer.start(depth=args.depth)
             try:
-                r = match(make_player(gpt, v, limits), opponent, args.games)
+                r = match(make_player(gpt, v, limits), opponent, args.games, seed=args.seed)
             finally:
                 opponent.close()
             report["vs_fairy"].append({"variant": v, "depth": args.depth, **r})
@@ -216,7 +228,7 @@ def main(argv=None) -> int:
         a, b = args.h2h.split(":")
         b_limits = Limits(nodes=args.h2h_b_nodes) if args.h2h_b_nodes else limits
         opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1, style=args.style), b, b_limits), b)
-        r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0)
+        r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0, seed=args.seed)
         report["h2h"] = {"a": a, "b": b, "b_nodes": args.h2h_b_nodes, **r}
         b_budget = f"{args.h2h_b_nodes} nodes" if args.h2h_b_nodes else budget
         print(f"\n## Head to head: {a} ({budget}) vs {b} ({b_budget}), {args.h2h_games} games\n")

@@ -288,3 +288,24 @@ def test_min_depth_completes_before_the_node_budget(gpt):
     assert shallow.info.depth == 1 and deep.info.depth == 3 and deep.info.nodes > 50
     exact = Searcher(gpt).search(board, Limits(nodes=deep.info.nodes + 500, min_depth=3))
     assert exact.info.nodes == deep.info.nodes + 500 and exact.info.depth >= 3
+
+
+def test_the_design_follows_the_condition(tmp_path):
+    """Human style: the policy prunes and adds its style bonus; strong style (and the search's own condition): it
+    only orders (search.DESIGNS). Explicit options win over the condition's design."""
+    from xiangqi_gpt.play.search import DESIGNS, design_for
+
+    loaded = load(tiny_checkpoint(tmp_path))
+    human, strong = GPTPlayer(loaded, style="human"), GPTPlayer(loaded, style="strong")
+    assert design_for(human) is DESIGNS["master"] and design_for(strong) is DESIGNS["engine"]
+    assert design_for(GPTPlayer(loaded, style="search")) is DESIGNS["search"]
+    assert design_for(object()) is DESIGNS["master"]
+    h, s = Searcher(human), Searcher(strong)
+    assert (h.prune, h.style_cp) == (True, 100) and (s.prune, s.style_cp) == (False, 0)
+    s2 = Searcher(strong, prune=True, style_cp=20)
+    assert (s2.prune, s2.style_cp) == (True, 20)
+    board = Board()
+    s.search(board, Limits(depth=1))
+    assert {r[3] for r in s.root} == {0}                           # no style bonus in the strong style
+    h.search(board, Limits(depth=1))
+    assert min(r[3] for r in h.root) < 0

@@ -45,6 +45,9 @@ class GPTConfig:
     #: source start tokens the model embeds after the tokenizer's vocabulary (names from ``tokenizer.SOURCES``;
     #: source ``i`` has id ``tokenizer vocab_size + i``). Empty: every game starts with ``<bos>`` (older files).
     sources: tuple = ()
+    #: a value output: a linear head from the final vector to the game's result for the side to move (loss, draw,
+    #: win), read by :meth:`GPT.value`. False in every file before it (they load unchanged).
+    value_head: bool = False
 
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZER_NAMES:
@@ -83,6 +86,8 @@ class GPTConfig:
                                               or not isinstance(self.attn_dropout, (int, float))
                                               or not 0 <= self.attn_dropout < 1):
             raise ConfigError(f"model attn_dropout must be null or a number in [0, 1), got {self.attn_dropout!r}")
+        if not isinstance(self.value_head, bool):
+            raise ConfigError(f"model value_head must be true or false, got {self.value_head!r}")
         if not isinstance(self.bias, bool):
             raise ConfigError(f"model bias must be true or false, got {self.bias!r}")
         if not isinstance(self.rope_base, (int, float)) or self.rope_base <= 1:
@@ -306,6 +311,8 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # weight tying
+        #: (optional) final vector -> logits of the result for the side to move: loss, draw, win
+        self.value_head = nn.Linear(config.n_embd, 3) if config.value_head else None
         cos, sin = rope_tables(config.block_size, config.head_size, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -361,6 +368,15 @@ class GPT(nn.Module):
         if self.n_out == self.config.vocab_size:
             return self.lm_head(h)
         return F.linear(h, self.lm_head.weight[:self.n_out])
+
+    def value(self, h: Tensor) -> Tensor:
+        """Output vectors (..., C) -> the expected score (float32, (...)) of the side to move in each position,
+        P(win) + P(draw) / 2 of the value head (the position after the vector's token: after an odd number of
+        moves Black is to move). ValueError if the model has no value head (``config.value_head``)."""
+        if self.value_head is None:
+            raise ValueError("this model has no value head (config.value_head is false)")
+        p = F.softmax(self.value_head(h).float(), dim=-1)
+        return p[..., 2] + 0.5 * p[..., 1]
 
     def start_id(self, source: str | None = None) -> int:
         """The token a game starts with when the model is asked in the condition ``source`` (a name from
@@ -607,7 +623,7 @@ class GPT(nn.Module):
     @torch.inference_mode()
     def tree_logprobs(self, cache: KVCache, tokens: Sequence[int], parents: Sequence[int],
                       context: Sequence[int] | None = None, rows: Sequence[int] | None = None,
-                      mirror: bool = True) -> Tensor:
+                      mirror: bool = True, values: bool = False):
         """Log-probabilities (float32, (N, V), or (len(rows), V)) of the token after each node of a tree of
         continuations of the history held in ``cache`` (batch 1): one model call for the whole tree.
 
@@ -625,7 +641,13 @@ class GPT(nn.Module):
 
         Mirror ensemble: when it is on and ``mirror`` is True, the tree runs a second time, on the mirrored tokens
         after ``cache.mirror`` (the mirrored history, as :meth:`history_logprobs` leaves it), and the two are
-        mixed as in :meth:`next_logprobs`. ``mirror=False`` gives the plain model."""
+        mixed as in :meth:`next_logprobs`. ``mirror=False`` gives the plain model.
+
+        ``values=True`` (a model with a value head): returns ``(logp, value)``, ``value`` the expected score
+        (:meth:`value`) of the side to move after each wanted node, from the same call (with the mirror ensemble,
+        the two views' values mixed with the same weight)."""
+        if values and self.value_head is None:
+            raise ValueError("this model has no value head (config.value_head is false)")
         n = len(tokens)
         if n == 0 or len(parents) != n:
             raise ValueError(f"a tree needs at least one node and one parent per token, got {n} tokens and "
@@ -676,18 +698,21 @@ class GPT(nn.Module):
         else:
             pick = torch.tensor(list(rows), dtype=torch.long, device=device)
 
-        def run(feed: Tensor, history: KVCache) -> Tensor:
+        def run(feed: Tensor, history: KVCache) -> tuple[Tensor, Tensor | None]:
             h, _ = self._run(self.embed(feed), cos, sin, history if history.length else None, mask)
             h = h[0, pick]
-            return F.log_softmax(self.head(h).float(), dim=-1)
+            return F.log_softmax(self.head(h).float(), dim=-1), (self.value(h) if values else None)
 
-        logp = run(ids, cache)
+        logp, value = run(ids, cache)
         if mirror and self.mirror_weight:
             if cache.mirror is None or cache.mirror.length != L:
                 raise ValueError("the mirror ensemble needs the mirrored history in cache.mirror "
                                  "(history_logprobs with this cache makes it)")
-            logp = self.mirror_mix(logp, run(self.mirror_ids(ids), cache.mirror))
-        return logp
+            logp_m, value_m = run(self.mirror_ids(ids), cache.mirror)
+            logp = self.mirror_mix(logp, logp_m)
+            if values:
+                value = (1.0 - self.mirror_weight) * value + self.mirror_weight * value_m
+        return (logp, value) if values else logp
 
     @torch.inference_mode()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

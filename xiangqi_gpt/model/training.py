@@ -98,6 +98,10 @@ def load_init_weights(model: GPT, path: str) -> None:
             raise ConfigError(f"model.init_from {path}: its {key} is {getattr(config, key)!r}, this model's is "
                               f"{getattr(mine, key)!r}")
     state = {k: v.float() if torch.is_floating_point(v) else v for k, v in state.items()}
+    if model.value_head is None:      # a value head is fitted after training (studies/value_probe.py), not trained
+        state = {k: v for k, v in state.items() if not k.startswith("value_head.")}
+    else:
+        state = {**{k: v for k, v in model.state_dict().items() if k.startswith("value_head.")}, **state}
     if config.n_layer < mine.n_layer:
         state = _grow_depth(model, state, config.n_layer)
     if "lm_head.weight" not in state and "tok_emb.weight" in state:

@@ -183,11 +183,14 @@ class _Policy:
     """The GPT's log-probabilities for search positions. ``rows[key]`` is the full next-token log-probability
     vector (a tensor) of the position with Zobrist key ``key``."""
 
-    def __init__(self, player: "GPTPlayer", gpt_plies: int, max_rows: int = 20000):
+    def __init__(self, player: "GPTPlayer", gpt_plies: int, max_rows: int = 20000, values: bool = False):
         from ..model.gpt import KVCache
 
         self.player = player
         self.model = player.model
+        #: read the value head too (a model with one): ``values[key]`` = the side to move's expected score there
+        self.want_values = values and getattr(self.model, "value_head", None) is not None
+        self.values: dict[int, float] = {}
         self.tokenizer = player.tokenizer
         self.enabled = self.tokenizer.tokens_per_move == 1
         self.reserve = max(1, gpt_plies - 1)     # positions kept free after the history window for a search path
@@ -200,6 +203,7 @@ class _Policy:
 
     def clear(self) -> None:
         self.rows.clear()
+        self.values.clear()
         self.cache.clear()
 
     def token(self, m: int) -> int:
@@ -228,10 +232,15 @@ class _Policy:
         t0 = time.process_time()
         if len(self.rows) > self.max_rows:
             self.rows.clear()
+            self.values.clear()
         P, K = len(path), len(moves)
         tokens = [self.token(m) for m in path] + [self.token(m) for m in moves]
         parents = list(range(-1, P - 1)) + [P - 1] * K
-        logp = self.model.tree_logprobs(self.cache, tokens, parents, rows=range(P, P + K))
+        if self.want_values:
+            logp, values = self.model.tree_logprobs(self.cache, tokens, parents, rows=range(P, P + K), values=True)
+            self.values.update(zip(child_keys, values.tolist()))
+        else:
+            logp = self.model.tree_logprobs(self.cache, tokens, parents, rows=range(P, P + K))
         self.calls += 1
         for k, row in zip(child_keys, logp):
             self.rows[k] = row
@@ -257,19 +266,40 @@ class _Abort(Exception):
     pass
 
 
+#: The search's design per condition the GPT is asked in (the player's ``source``; measured head to head at level 3,
+#: docs/search_bench.md). Asked as a master (the human style), the policy prunes the replies to its likeliest moves
+#: and a root bonus prefers its own choices: the search plays like a master. Asked as an engine (the strong style)
+#: or as our own search, the policy only orders the moves at plies 0 and 1, never prunes, and adds no bonus: that
+#: made level 3 stronger than the same search without the GPT.
+DESIGNS: dict[str, dict] = {
+    "master": {"prune": True, "style_cp": 100},
+    "engine": {"prune": False, "style_cp": 0},
+    "search": {"prune": False, "style_cp": 0},
+}
+
+
+def design_for(player) -> dict:
+    """The :data:`DESIGNS` entry for ``player``'s condition (its ``source``; the master's for a player without one)."""
+    return DESIGNS.get(getattr(player, "source", None), DESIGNS["master"])
+
+
 class Searcher:
     """Alpha-beta search with the GPT as its policy (see the module docs).
 
-    Options (the defaults are the measured best; the others exist for ``benchmarks/bench_search.py``):
+    Options (the defaults are the measured best; the others exist for ``benchmarks/bench_search.py``). ``prune`` and
+    ``style_cp`` left at None follow the player's condition (:data:`DESIGNS`):
     ``use_gpt`` (False: no model calls, MVV-LVA/killer/history ordering everywhere, no policy pruning),
     ``gpt_plies`` (plies that get the model's policy), ``prune`` (policy pruning below the root),
     ``policy_mass`` / ``min_moves`` (what pruning keeps), ``style_cp`` / ``style_per_nat`` (root style bonus),
-    ``pst`` (False: material only, plus 100 for a soldier across the river), ``null_move``, ``lmr``."""
+    ``pst`` (False: material only, plus 100 for a soldier across the river), ``null_move``, ``lmr``,
+    ``policy_lmr`` (late-move reductions also where the policy orders: the quiet moves after its first three),
+    ``value_cp`` (a model with a value head: each root move's bonus is ``2 * value_cp`` x its expected score after
+    the move, as the value head reads it, minus the best such score; 0 = off)."""
 
     def __init__(self, player: "GPTPlayer", tt_size: int = 1 << 20, *, use_gpt: bool = True, gpt_plies: int = 2,
-                 prune: bool = True, policy_mass: float = 0.9, min_moves: int = 4, style_cp: int = 100,
+                 prune: bool | None = None, policy_mass: float = 0.9, min_moves: int = 4, style_cp: int | None = None,
                  style_per_nat: float = 30.0, pst: bool = True, null_move: bool = True, lmr: bool = True,
-                 futility: bool = True):
+                 futility: bool = True, policy_lmr: bool = False, value_cp: int = 0):
         if isinstance(tt_size, bool) or not isinstance(tt_size, int) or tt_size < 1:
             raise ConfigError(f"tt_size must be a positive integer, got {tt_size!r}")
         if not 1 <= gpt_plies <= 4:
@@ -278,17 +308,22 @@ class Searcher:
         self.tt_size = tt_size
         self.use_gpt = use_gpt
         self.gpt_plies = gpt_plies
-        self.prune = prune
+        design = design_for(player)
+        self.prune = design["prune"] if prune is None else prune
         self.policy_mass = policy_mass
         self.min_moves = min_moves
-        self.style_cp = style_cp
+        self.style_cp = design["style_cp"] if style_cp is None else style_cp
         self.style_per_nat = style_per_nat
         self.pst = pst
         self.null_move = null_move
         self.lmr = lmr
         self.futility = futility
+        self.policy_lmr = policy_lmr
+        if isinstance(value_cp, bool) or not isinstance(value_cp, int) or value_cp < 0:
+            raise ConfigError(f"value_cp must be an integer >= 0, got {value_cp!r}")
+        self.value_cp = value_cp
         self.tables = _value_tables(pst)
-        self.policy = _Policy(player, gpt_plies) if use_gpt else None
+        self.policy = _Policy(player, gpt_plies, values=value_cp > 0) if use_gpt else None
         self.tt: dict[int, tuple] = {}
         self.history = [0] * (90 << 7)
         self.killers = [[0, 0] for _ in range(MAX_PLY + 2)]
@@ -384,6 +419,8 @@ class Searcher:
             keys = [self._child_key(r[0]) for r in root if r[1] is None]
             if keys and any(k not in self.policy.rows for k in keys):
                 self.policy.expand(b, [], [r[0] for r in root if r[1] is None], keys)
+            if self.value_cp and self.policy.want_values:
+                self._value_bonus(root)
         self.root = root
 
         best_move, best_score, best_depth = root[0][0], -INF, 0
@@ -594,6 +631,23 @@ class Searcher:
             return -MATE + ply
         return 0
 
+    def _value_bonus(self, root: list) -> None:
+        """Add the value head's view to the root moves' bonuses: ``2 * value_cp`` x (the mover's expected score
+        after the move - the best of them), so at most 0, as the style bonus."""
+        values = self.policy.values
+        ours = {}
+        for r in root:
+            if r[1] is None:
+                v = values.get(self._child_key(r[0]))
+                if v is not None:
+                    ours[r[0]] = 1.0 - v            # the child's side to move is the opponent
+        if not ours:
+            return
+        top = max(ours.values())
+        for r in root:
+            if r[0] in ours:
+                r[3] += round(2 * self.value_cp * (ours[r[0]] - top))
+
     def _root_search(self, depth: int) -> int:
         """One iteration over the root moves; sets ``self.iter_best`` = (move, score) as soon as a move is fully
         searched. The root value is max over moves of (score + style bonus). With ``self.multipv`` = K > 1, alpha
@@ -756,7 +810,7 @@ class Searcher:
                 score = -self._search(new_depth, -beta, -alpha, ply + 1, pv_node)
             else:
                 reduction = 0
-                if (self.lmr and probs is None and searched >= 3 and depth >= 3 and not cap and not gives_check
+                if (self.lmr and (probs is None or self.policy_lmr) and searched >= 3 and depth >= 3 and not cap and not gives_check
                         and not in_check and m != killers[0] and m != killers[1]):
                     reduction = 2 if searched >= 12 and depth >= 5 else 1
                 score = -self._search(new_depth - reduction, -alpha - 1, -alpha, ply + 1, False)
