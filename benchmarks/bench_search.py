@@ -18,6 +18,7 @@ Variants (``Searcher`` options; ``gpt`` is the shipped design):
   style40   at most 40 cp, 15 cp per nat
   order     the policy only orders moves at plies 0-1: no pruning, no style bonus
   orderlmr  order, with late-move reductions also after the policy's first three moves
+  order3    order, with the policy also at ply 2
   value     order, plus the value head's root bonus (value_cp 100: up to 200 cp between the root moves that the
             value head rates best and worst; a model file with a value head, studies/value_probe.py --export);
             value50 and value200 the same at value_cp 50 and 200
@@ -71,6 +72,7 @@ VARIANTS = {
     "nofutility": {"futility": False},
     "order": {"prune": False, "style_cp": 0},
     "orderlmr": {"prune": False, "style_cp": 0, "policy_lmr": True},
+    "order3": {"prune": False, "style_cp": 0, "gpt_plies": 3},
     "value": {"prune": False, "style_cp": 0, "value_cp": 100},
     "value50": {"prune": False, "style_cp": 0, "value_cp": 50},
     "value200": {"prune": False, "style_cp": 0, "value_cp": 200},

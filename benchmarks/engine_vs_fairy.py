@@ -1,7 +1,7 @@
 """A match between our UCI engine (``python -m xiangqi_gpt uci``, a subprocess) and Fairy-Stockfish (another),
 both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.rules.board).
 
-    python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--pgn out.pgn]
+    python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--style strong] [--pgn out.pgn]
 
 Colours alternate. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
 ``Board.outcome()``), by an illegal move or a missing answer (that side loses), or is adjudicated a draw after
@@ -142,6 +142,8 @@ def main() -> None:
     p.add_argument("--games", type=int, default=2)
     p.add_argument("--checkpoint", default=None, help="our model (default: the shipped default.pt)")
     p.add_argument("--temperature", type=float, default=0.0, help="our engine's temperature")
+    p.add_argument("--style", choices=("human", "strong"), default=None,
+                   help="our engine's Style (default: the engine's own default)")
     p.add_argument("--movetime", type=int, default=100, help="ms per move for our engine")
     p.add_argument("--fsf-depth", type=int, default=1, help="Fairy-Stockfish search depth (default 1)")
     p.add_argument("--fsf-movetime", type=int, default=None, help="Fairy-Stockfish ms per move (instead of depth)")
@@ -159,6 +161,8 @@ def main() -> None:
     argv = [sys.executable, "-m", "xiangqi_gpt", "uci", "--temperature", str(args.temperature)]
     if args.checkpoint:
         argv += ["--checkpoint", args.checkpoint]
+    if args.style:
+        argv += ["--style", args.style]
     ours = UciProcess(argv)
     errors = [line for line in ours.isready() if line.startswith("info string error")]
     if errors:
