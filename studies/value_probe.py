@@ -21,7 +21,7 @@ and its mirror-ensemble weight unchanged): what the search's ``value_cp`` option
 default) takes the model-vector part of the ``gpt+material`` fit, i.e. what the model knows of the result beyond
 the material the search already counts; ``--head plain`` the ``gpt`` fit.
 
-Needs the prepared splits (``data/ccpd`` with its ``engine`` subset; ``data/search`` if present).
+Needs the prepared splits (``data/ccpd`` with its ``engine`` subset; ``data/search`` if present, ``--search``).
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--data", default="data/ccpd")
     ap.add_argument("--games", type=int, default=2000, help="train games per source (val: a quarter of it)")
+    ap.add_argument("--search", default="data/search", help="the search's own games, prepared (used if present)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--export", default=None, metavar="OUT", help="write the model with a value head")
     ap.add_argument("--head", choices=("residual", "plain"), default="residual",
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
     model.mirror_weight = 0.0
     data = Path(args.data)
     sources = {"master": data, "engine": data / "engine"}
-    if (ROOT / "data/search/move/train.bin").is_file():
-        sources["search"] = ROOT / "data/search"
+    if (Path(args.search) / "move/train.bin").is_file():
+        sources["search"] = Path(args.search)
     block = model.config.block_size
     t0 = time.perf_counter()
     train, val = {}, {}
