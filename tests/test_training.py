@@ -150,6 +150,8 @@ def test_module_hparams_cover_gpt_config():
         GPTModule(objective="beam")
     with pytest.raises(ConfigError, match="lr"):
         GPTModule(lr=0)
+    with pytest.raises(ConfigError, match="value_head"):
+        GPTModule(n_layer=1, n_head=2, n_embd=16, block_size=16, value_head=True)
 
 
 def test_lr_schedule():

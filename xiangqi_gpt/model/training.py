@@ -207,7 +207,8 @@ class GPTModule(LightningModule):
     positions without legal moves are masked out.
 
     Warm start: ``init_from`` (an exported ``.pt`` or a ``.ckpt``) loads the weights (not the optimizer) before
-    training; the architecture must match.
+    training; the architecture must match, except that the model may have more source tokens or more layers than
+    the file (:func:`load_init_weights`). ``value_head`` must stay false: a value head is fitted after training.
     """
 
     def __init__(self, tokenizer: str = "move", block_size: int = 256, n_layer: int = 6, n_head: int = 4,
@@ -220,9 +221,12 @@ class GPTModule(LightningModule):
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
                  betas: tuple[float, float] = (0.9, 0.95), lr_schedule: str = "steps",
                  legal_weight: float = 0.0, legal_loss: str = "logp", init_from: Optional[str] = None,
-                 sources: Optional[list[str]] = None):
+                 sources: Optional[list[str]] = None, value_head: bool = False):
         super().__init__()
         self.save_hyperparameters()
+        if value_head is not False:
+            raise ConfigError("model.value_head: train.py does not train a value head; fit one on the trained model "
+                              "with studies/value_probe.py --export")
         self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                                 n_embd=n_embd, dropout=dropout, tokenizer=tokenizer, bias=bias, rope_base=rope_base,
                                 attn_dropout=attn_dropout, sources=tuple(sources or ()))
