@@ -14,7 +14,7 @@ out="${2:-docs/default}"
 games="${3:-20}"
 py=.venv/bin/python
 mkdir -p "$out"
-$py -m xiangqi_gpt evaluate --checkpoint "$model" --pgn data/ccpd/test.pgn --json "$out/evaluate.json" --plots "$out"
+$py -m xiangqi_gpt evaluate --checkpoint "$model" --pgn data/ccpd/test.pgn --free-run-every 8 --json "$out/evaluate.json" --plots "$out"
 $py -m xiangqi_gpt evaluate --checkpoint "$model" --pgn data/ccpd/engine/test.pgn --limit 200 --source engine --json "$out/evaluate_engine.json"
 $py -m xiangqi_gpt arena --checkpoint "$model" --opponent fairy-stockfish --depth 1 --style strong --games "$games" --json "$out/arena_fsf_depth1_strong.json" --pgn "$out/arena_fsf_depth1_strong.pgn"
 $py -m xiangqi_gpt arena --checkpoint "$model" --opponent random --games "$games" --json "$out/arena_random.json" --pgn "$out/arena_random.pgn"
