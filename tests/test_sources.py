@@ -90,6 +90,11 @@ def test_warm_start_grows_the_depth_as_identity_blocks(tmp_path):
     torch.save(model_payload(new, fp16=False), deep)
     with pytest.raises(ConfigError, match="n_layer"):              # fewer layers than the file: not a warm start
         load_init_weights(GPT(GPTConfig(sources=list(SOURCES), **cfg)), str(deep))
+    payload = model_payload(old, fp16=False)                       # a file missing one weight of an old block
+    del payload["state_dict"]["blocks.1.mlp.fc.weight"]
+    torch.save(payload, tmp_path / "holed.pt")
+    with pytest.raises(ConfigError, match="do not fit"):           # reported, not filled with fresh weights
+        load_init_weights(GPT(GPTConfig(sources=list(SOURCES), **dict(cfg, n_layer=3))), str(tmp_path / "holed.pt"))
 
 
 def test_windows_start_with_their_sources_token(dataset):

@@ -645,9 +645,7 @@ class GPT(nn.Module):
 
         ``values=True`` (a model with a value head): returns ``(logp, value)``, ``value`` the expected score
         (:meth:`value`) of the side to move after each wanted node, from the same call (with the mirror ensemble,
-        the two views' values mixed with the same weight)."""
-        if values and self.value_head is None:
-            raise ValueError("this model has no value head (config.value_head is false)")
+        the two views' values mixed with the same weight). ValueError (from :meth:`value`) if it has none."""
         n = len(tokens)
         if n == 0 or len(parents) != n:
             raise ValueError(f"a tree needs at least one node and one parent per token, got {n} tokens and "

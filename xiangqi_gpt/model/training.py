@@ -123,7 +123,8 @@ def load_init_weights(model: GPT, path: str) -> None:
 
 def _grow_depth(model: GPT, state: dict, n_old: int) -> dict:
     """``state`` (a file's weights with ``n_old`` blocks) laid out for ``model``'s deeper stack: old block ``i`` at
-    ``i * N // n_old``; the other blocks keep ``model``'s own fresh weights, with zero residual projections."""
+    ``i * N // n_old``; the other blocks keep ``model``'s own fresh weights, with zero residual projections. A name
+    the file lacks stays absent, so the strict load after it reports the file as not fitting."""
     n_new = model.config.n_layer
     where = {i * n_new // n_old: i for i in range(n_old)}
     own = model.state_dict()
@@ -134,7 +135,9 @@ def _grow_depth(model: GPT, state: dict, n_old: int) -> dict:
             if not k.startswith(prefix):
                 continue
             if j in where:
-                out[k] = state.get(f"blocks.{where[j]}.{k[len(prefix):]}", v)
+                src = f"blocks.{where[j]}.{k[len(prefix):]}"
+                if src in state:
+                    out[k] = state[src]
             elif k.endswith("proj.weight") or k.endswith("proj.bias"):
                 out[k] = torch.zeros_like(v)
             else:

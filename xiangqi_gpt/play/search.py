@@ -421,7 +421,7 @@ class Searcher:
             if keys and any(k not in self.policy.rows for k in keys):
                 self.policy.expand(b, [], [r[0] for r in root if r[1] is None], keys)
             if self.value_cp and self.policy.want_values:
-                self._value_bonus(root)
+                self._value_bonus([r for r in root if r[1] is None], keys)
         self.root = root
 
         best_move, best_score, best_depth = root[0][0], -INF, 0
@@ -632,22 +632,17 @@ class Searcher:
             return -MATE + ply
         return 0
 
-    def _value_bonus(self, root: list) -> None:
-        """Add the value head's view to the root moves' bonuses: ``2 * value_cp`` x (the mover's expected score
-        after the move - the best of them), so at most 0, as the style bonus."""
+    def _value_bonus(self, rows: list, keys: list[int]) -> None:
+        """Add the value head's view to the bonuses of the root moves ``rows`` (those not decided by the rules, whose
+        children have the keys ``keys``): ``2 * value_cp`` x (the mover's expected score after the move - the best
+        of them), so at most 0, as the style bonus."""
         values = self.policy.values
-        ours = {}
-        for r in root:
-            if r[1] is None:
-                v = values.get(self._child_key(r[0]))
-                if v is not None:
-                    ours[r[0]] = 1.0 - v            # the child's side to move is the opponent
+        ours = [(r, 1.0 - values[k]) for r, k in zip(rows, keys) if k in values]   # the child's mover: the opponent
         if not ours:
             return
-        top = max(ours.values())
-        for r in root:
-            if r[0] in ours:
-                r[3] += round(2 * self.value_cp * (ours[r[0]] - top))
+        top = max(v for _, v in ours)
+        for r, v in ours:
+            r[3] += round(2 * self.value_cp * (v - top))
 
     def _root_search(self, depth: int) -> int:
         """One iteration over the root moves; sets ``self.iter_best`` = (move, score) as soon as a move is fully
@@ -811,8 +806,8 @@ class Searcher:
                 score = -self._search(new_depth, -beta, -alpha, ply + 1, pv_node)
             else:
                 reduction = 0
-                if (self.lmr and (probs is None or self.policy_lmr) and searched >= 3 and depth >= 3 and not cap and not gives_check
-                        and not in_check and m != killers[0] and m != killers[1]):
+                if (self.lmr and (probs is None or self.policy_lmr) and searched >= 3 and depth >= 3 and not cap
+                        and not gives_check and not in_check and m != killers[0] and m != killers[1]):
                     reduction = 2 if searched >= 12 and depth >= 5 else 1
                 score = -self._search(new_depth - reduction, -alpha - 1, -alpha, ply + 1, False)
                 if reduction and score > alpha and not self.aborted:
