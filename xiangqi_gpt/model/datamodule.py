@@ -124,20 +124,23 @@ class _Source:
     """One memory-mapped training split: tokens, optional game starts and optional legal move sets."""
 
     def __init__(self, data_dir, tokenizer: Tokenizer, split: str, block_size: int, game_start_p: float,
-                 legal_sets: bool):
+                 legal_sets: bool, board_targets: bool = False):
         self.data_dir = str(data_dir)
         self.n_tokens = len(load_tokens(self.data_dir, tokenizer.name, split))
         self.max_start = self.n_tokens - (block_size + 1)
         if self.max_start < 0:
             raise DatasetError(f"{Path(data_dir) / tokenizer.name / (split + '.bin')}: {self.n_tokens} tokens, "
                                f"fewer than one window of block_size + 1 = {block_size + 1}")
-        self.game_starts = None
-        if game_start_p > 0:
+        self.game_starts = self.offsets = None
+        if game_start_p > 0 or board_targets:
             offsets = load_game_offsets(self.data_dir, tokenizer.name, split, self.n_tokens)
             if offsets is None:
+                need = "game_start_p > 0" if game_start_p > 0 else "board_targets"
                 raise DatasetError(f"{Path(data_dir) / tokenizer.name / (split + '.idx.npy')}: missing; "
-                                   f"game_start_p > 0 needs the game offsets")
-            self.game_starts = offsets[offsets <= self.max_start]
+                                   f"{need} needs the game offsets")
+            self.offsets = offsets
+            if game_start_p > 0:
+                self.game_starts = offsets[offsets <= self.max_start]
         self.legal = None
         if legal_sets:
             from ..data.legal import load_legal_sets
@@ -156,12 +159,15 @@ class TrainWindows(IterableDataset):
     ``legal`` (batch_size, block_size, vocab) booleans: the legal next tokens at every input position (see
     :mod:`xiangqi_gpt.data.legal`), mirrored with the window. ``legal_only`` names mix directories whose windows
     teach legality only: the batch then has a third element, ``(batch_size,)`` booleans, False on their rows (the
-    training step ignores those rows' move targets and keeps their legal-set term)."""
+    training step ignores those rows' move targets and keeps their legal-set term). With ``board_targets`` (needs
+    ``legal_sets``) the batch is ``(windows, legal, rows, boards, board_valid)``: ``boards`` (batch_size,
+    block_size, 90) int64, the piece class on every square after each input token, and ``board_valid``
+    (batch_size, block_size) booleans (:func:`xiangqi_gpt.data.boards.window_boards`), mirrored with the window."""
 
     def __init__(self, data_dir, tokenizer: Tokenizer, block_size: int, batch_size: int, mirror_p: float = 0.0,
                  game_start_p: float = 0.0, seed: int = 0, rank: int = 0, steps_per_epoch: int = 1000,
                  start_step: int = 0, split: str = "train", mix=(), legal_sets: bool = False,
-                 start_ids=None, mirror_start_id=None, legal_only=()):
+                 start_ids=None, mirror_start_id=None, legal_only=(), board_targets: bool = False):
         self.data_dir, self.tok, self.split = str(data_dir), tokenizer, split
         #: per source (main first, then the mix), the id that replaces ``<bos>`` at its game starts (None: keep)
         self.start_ids = list(start_ids) if start_ids is not None else None
@@ -171,8 +177,16 @@ class TrainWindows(IterableDataset):
         self.seed, self.rank = seed, rank
         self.steps_per_epoch, self.start_step = steps_per_epoch, start_step
         self.legal_sets = legal_sets
-        self.sources = [_Source(d, tokenizer, split, block_size, game_start_p, legal_sets)
+        self.board_targets = board_targets
+        if board_targets and not legal_sets:
+            raise ConfigError("data.board_targets needs data.legal_sets: true")
+        self.sources = [_Source(d, tokenizer, split, block_size, game_start_p, legal_sets, board_targets)
                         for d in [self.data_dir] + [d for d, _ in mix]]
+        self.move_squares = None
+        if board_targets:
+            from ..data.boards import move_squares
+
+            self.move_squares = move_squares(tokenizer.name)
         self.mix_p = np.array([p for _, p in mix], dtype=np.float64)
         #: per source (main first, then the mix): its windows teach legality only (their move targets are ignored)
         self.legal_only = np.array([False] + [d in set(legal_only) for d, _ in mix], dtype=bool)
@@ -230,6 +244,17 @@ class TrainWindows(IterableDataset):
             legal[i] = window_mask(offsets, ids, int(starts[i]), self.block_size, self.tok.vocab_size)
             if flip is not None and flip[i]:
                 legal[i] = legal[i][:, self.mirror_table]
+        if self.board_targets:
+            from ..data.boards import MIRROR_SQUARES, N_SQUARES, window_boards
+
+            boards = np.zeros((self.batch_size, self.block_size, N_SQUARES), dtype=np.int64)
+            valid = np.zeros((self.batch_size, self.block_size), dtype=bool)
+            for i in range(self.batch_size):
+                b, valid[i] = window_boards(data[which[i]], self.sources[which[i]].offsets, int(starts[i]),
+                                            self.block_size, self.move_squares)
+                boards[i] = b[:, MIRROR_SQUARES] if flip is not None and flip[i] else b
+            return (torch.from_numpy(x), torch.from_numpy(legal), torch.from_numpy(~self.legal_only[which]),
+                    torch.from_numpy(boards), torch.from_numpy(valid))
         if self.legal_only.any():      # a third element: the rows whose move targets count
             return torch.from_numpy(x), torch.from_numpy(legal), torch.from_numpy(~self.legal_only[which])
         return torch.from_numpy(x), torch.from_numpy(legal)
@@ -389,13 +414,16 @@ class XiangqiDataModule(LightningDataModule):
             the model fails, e.g. its own level-0 games (``arena --pgn``, then ``prepare``), whose moves are no
             one's to imitate. Their games start with the token of the source the directory is named after, or
             ``master`` if it is named after none. Needs ``legal_sets``.
+        board_targets: also give, with each training batch, the piece on each of the 90 squares after every
+            input token (:mod:`xiangqi_gpt.data.boards`, made on the fly from the game offsets), for
+            ``model.board_weight``. Needs ``legal_sets``.
     """
 
     def __init__(self, data_dir: str, tokenizer: str = "move", block_size: int = 256, batch_size: int = 16,
                  mirror_p: float = 0.5, game_start_p: float = 0.5, val_windows: int = 256,
                  val_batch_size: int | None = None, steps_per_epoch: int | None = None, num_workers: int = 0,
                  seed: int = 0, mix: dict[str, float] | None = None, legal_sets: bool = False,
-                 sources: list[str] | None = None, legal_only: list[str] | None = None):
+                 sources: list[str] | None = None, legal_only: list[str] | None = None, board_targets: bool = False):
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size), ("val_windows", val_windows)):
             if not isinstance(value, int) or value < 1:
@@ -428,6 +456,11 @@ class XiangqiDataModule(LightningDataModule):
         self.legal_sets = bool(legal_sets)
         if self.legal_sets and self.tok.name != "move":
             raise ConfigError("data.legal_sets needs the move tokenizer")
+        if not isinstance(board_targets, bool):
+            raise ConfigError(f"data.board_targets must be true or false, got {board_targets!r}")
+        if board_targets and not self.legal_sets:
+            raise ConfigError("data.board_targets needs data.legal_sets: true")
+        self.board_targets = board_targets
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.mirror_p, self.game_start_p = mirror_p, game_start_p
@@ -456,7 +489,8 @@ class XiangqiDataModule(LightningDataModule):
         return TrainWindows(self.data_dir, self.tok, self.block_size, self.batch_size, self.mirror_p,
                             self.game_start_p, self.seed, rank, steps, start_step, mix=self.mix,
                             legal_sets=self.legal_sets, start_ids=self.start_ids,
-                            mirror_start_id=self.mirror_start_id, legal_only=self.legal_only)
+                            mirror_start_id=self.mirror_start_id, legal_only=self.legal_only,
+                            board_targets=self.board_targets)
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer

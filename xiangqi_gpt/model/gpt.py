@@ -362,6 +362,16 @@ class GPT(nn.Module):
         h, _ = self._run(x, self.rope_cos[:x.size(1)], self.rope_sin[:x.size(1)])
         return h
 
+    def decode_with_layer(self, x: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+        """:meth:`decode`, also returning the residual stream after block ``layer`` (1..n_layer; before any norm),
+        (B, T, C): what an auxiliary training head reads, such as the training module's board-state head."""
+        if not 1 <= layer <= self.config.n_layer:
+            raise ValueError(f"layer must lie in 1..{self.config.n_layer}, got {layer}")
+        self._check_length(x.size(1))
+        taps: list[Tensor] = []
+        h, _ = self._run(x, self.rope_cos[:x.size(1)], self.rope_sin[:x.size(1)], taps=taps)
+        return h, taps[layer - 1]
+
     def head(self, h: Tensor) -> Tensor:
         """Output vectors -> logits over the tokenizer's vocabulary (``n_out`` ids: never a source token or a
         padding row, which only the input embedding has)."""
@@ -434,12 +444,16 @@ class GPT(nn.Module):
                              f"got {tuple(mask.shape)}")
         return self._run(self.embed(idx), cos, sin, cache if L else None, mask)
 
-    def _run(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None, mask: Tensor | None = None):
-        """Blocks + final norm; returns the output vectors and each layer's new keys/values."""
+    def _run(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None = None, mask: Tensor | None = None,
+             taps: list | None = None):
+        """Blocks + final norm; returns the output vectors and each layer's new keys/values (and appends each
+        block's output to ``taps`` if given)."""
         new_kv = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, cos, sin, cache.past(i) if cache is not None else None, mask)
             new_kv.append(kv)
+            if taps is not None:
+                taps.append(x)
         return self.ln_f(x), new_kv
 
     def _check_length(self, t: int) -> None:

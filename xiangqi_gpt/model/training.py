@@ -17,6 +17,7 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -209,6 +210,12 @@ class GPTModule(LightningModule):
     (−log P(legal) = −log Σ_{v legal} p_v) or ``kl`` (KL(uniform over the legal moves ‖ p)). Result tokens and
     positions without legal moves are masked out.
 
+    Board state (the rule engine as a dense teacher; needs ``data.board_targets: true`` and ``objective: tf``):
+    ``board_weight`` μ adds ``μ · board_loss``, the mean cross-entropy of a head (LayerNorm + linear, owned by this
+    module and never exported) that reads the residual stream after block ``board_layer`` (default: the middle,
+    ``n_layer // 2``) and predicts the piece class on each of the 90 squares after every input token
+    (:mod:`xiangqi_gpt.data.boards`).
+
     Warm start: ``init_from`` (an exported ``.pt`` or a ``.ckpt``) loads the weights (not the optimizer) before
     training; the architecture must match, except that the model may have more source tokens or more layers than
     the file (:func:`load_init_weights`). ``value_head`` must stay false: a value head is fitted after training.
@@ -224,7 +231,8 @@ class GPTModule(LightningModule):
                  lr_decay_steps: Optional[int] = None, weight_decay: float = 0.1,
                  betas: tuple[float, float] = (0.9, 0.95), lr_schedule: str = "steps",
                  legal_weight: float = 0.0, legal_loss: str = "logp", init_from: Optional[str] = None,
-                 sources: Optional[list[str]] = None, value_head: bool = False):
+                 sources: Optional[list[str]] = None, value_head: bool = False, board_weight: float = 0.0,
+                 board_layer: Optional[int] = None):
         super().__init__()
         self.save_hyperparameters()
         if value_head is not False:
@@ -255,6 +263,21 @@ class GPTModule(LightningModule):
             raise ConfigError(f"model.legal_loss must be one of {', '.join(LEGAL_LOSSES)}, got {legal_loss!r}")
         if legal_weight and tokenizer != "move":
             raise ConfigError("model.legal_weight needs the move tokenizer (legal sets are stored per move token)")
+        if isinstance(board_weight, bool) or not isinstance(board_weight, (int, float)) or board_weight < 0:
+            raise ConfigError(f"model.board_weight must be a number >= 0, got {board_weight!r}")
+        if board_weight and objective != "tf":
+            raise ConfigError("model.board_weight needs objective: tf")
+        if board_weight and tokenizer != "move":
+            raise ConfigError("model.board_weight needs the move tokenizer (a board after every move token)")
+        self.board_layer = n_layer // 2 if board_layer is None else board_layer
+        if board_weight and (isinstance(self.board_layer, bool) or not isinstance(self.board_layer, int)
+                             or not 1 <= self.board_layer <= n_layer):
+            raise ConfigError(f"model.board_layer must be an integer in 1..{n_layer}, got {board_layer!r}")
+        self.board_head = None
+        if board_weight:
+            from ..data.boards import N_CLASSES, N_SQUARES
+
+            self.board_head = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, N_SQUARES * N_CLASSES))
         self.model = GPT(self.config)
         if init_from:
             load_init_weights(self.model, init_from)
@@ -281,10 +304,16 @@ class GPTModule(LightningModule):
 
     # -- training ----------------------------------------------------------------------------------------------------
 
-    def _levels(self, x: torch.Tensor, y: torch.Tensor, return_logits: bool = False):
-        """TeaForN output (levels 1..N), or ``(loss, logits)`` for teacher forcing."""
+    def _levels(self, x: torch.Tensor, y: torch.Tensor, return_logits: bool = False, tap: list | None = None):
+        """TeaForN output (levels 1..N), or ``(loss, logits)`` for teacher forcing; with ``tap`` (a list, teacher
+        forcing only) the residual stream after block ``board_layer`` is appended to it."""
         if self.teaforn is None:
-            logits = self.model.head(self.model.decode(self.model.embed(x)))
+            if tap is not None:
+                h, mid = self.model.decode_with_layer(self.model.embed(x), self.board_layer)
+                tap.append(mid)
+            else:
+                h = self.model.decode(self.model.embed(x))
+            logits = self.model.head(h)
             # the mean over counted targets (0, not NaN, when a batch has none: all its rows legal-only)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX,
                                    reduction="sum") / (y != IGNORE_INDEX).sum().clamp(min=1)
@@ -300,14 +329,24 @@ class GPTModule(LightningModule):
         return torch.where(y >= self.model.n_out, torch.full_like(y, BOS), y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        legal = move_rows = None
+        legal = move_rows = boards = None
         if isinstance(batch, (tuple, list)):
             batch, legal, *rest = batch
             move_rows = rest[0] if rest else None     # data.legal_only: rows whose move targets do not count
+            if len(rest) == 3:                         # data.board_targets
+                boards, board_valid = rest[1], rest[2]
+        if self.board_head is not None and boards is None:
+            raise ConfigError("model.board_weight needs data.board_targets: true")
         x, y = batch[:, :-1], self._targets(batch[:, 1:])
         want_legal = legal is not None and self.hparams.legal_weight > 0
         y_moves = y if move_rows is None else torch.where(move_rows[:, None], y, torch.full_like(y, IGNORE_INDEX))
-        loss, level_losses, level_logits = self._levels(x, y_moves, return_logits=want_legal)
+        tap = [] if self.board_head is not None else None
+        loss, level_losses, level_logits = self._levels(x, y_moves, return_logits=want_legal, tap=tap)
+        if tap:
+            board_term, board_acc = self._board_loss(tap[0], boards, board_valid)
+            self.log("train/board_loss", board_term)
+            self.log("train/board_acc", board_acc)
+            loss = loss + self.hparams.board_weight * board_term
         if want_legal:
             term, share = legality_loss(level_logits[0], y, legal, self.hparams.legal_loss)
             self.log("train/legal_loss", term)
@@ -323,6 +362,16 @@ class GPTModule(LightningModule):
             self.log("train/tokens_per_sec", x.numel() * self.trainer.world_size / (now - self._step_time))
         self._step_time = now
         return loss
+
+    def _board_loss(self, mid: torch.Tensor, boards: torch.Tensor, valid: torch.Tensor):
+        """(mean cross-entropy, accuracy) of the board head over the valid positions' 90 squares."""
+        logits = self.board_head(mid).float()
+        logits = logits.view(*mid.shape[:2], boards.size(-1), -1)             # (B, T, 90, classes)
+        targets = torch.where(valid[..., None], boards, torch.full_like(boards, IGNORE_INDEX))
+        term = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                               reduction="sum") / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        right = ((logits.argmax(-1) == boards) & valid[..., None]).sum()
+        return term, right.float() / (valid.sum() * boards.size(-1)).clamp(min=1)
 
     def on_train_epoch_start(self) -> None:
         self._step_time = None
@@ -419,6 +468,8 @@ class GPTModule(LightningModule):
             extra = [p for p in self.teaforn.parameters() if p.requires_grad]
             if extra:
                 groups.append({"params": extra, "weight_decay": 0.0})
+        if self.board_head is not None:
+            groups.append({"params": list(self.board_head.parameters()), "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
         decay = self.decay_steps()
         warmup, floor = int(hp.warmup_steps), float(hp.min_lr_ratio)
