@@ -1,7 +1,7 @@
 """Speed and strength of the search, design against design, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py [--variants gpt,nogpt,material] [--nodes 3000 | --movetime MS]
-        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--seed 0] [--positions 20] [--human 0] [--json OUT]
+        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--h2h-b-style S] [--seed 0] [--positions 20] [--human 0] [--json OUT]
 
 Variants (``Searcher`` options; ``gpt`` is the shipped design):
 
@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the openings (and samples) of every match")
     ap.add_argument("--h2h-b-nodes", type=int, default=None,
                     help="B's node budget (default: the same as A's), e.g. to give both the same CPU time")
+    ap.add_argument("--h2h-b-style", default=None, metavar="STYLE",
+                    help="the condition B's GPT is asked in (default: --style), e.g. to match the two styles' "
+                         "designs: --style strong --h2h gpt:gpt --h2h-b-style human")
     ap.add_argument("--human", type=int, default=0, metavar="N",
                     help="human-move agreement of each variant on the first N val games (0: skip)")
     ap.add_argument("--checkpoint", default=None)
@@ -229,11 +232,16 @@ def main(argv=None) -> int:
     if args.h2h:
         a, b = args.h2h.split(":")
         b_limits = Limits(nodes=args.h2h_b_nodes) if args.h2h_b_nodes else limits
-        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1, style=args.style), b, b_limits), b)
+        b_style = args.h2h_b_style or args.style
+        opp = SearchOpponent(make_player(GPTPlayer.load(args.checkpoint, seed=1, style=b_style), b, b_limits), b)
         r = match(make_player(gpt, a, limits), opp, args.h2h_games, sample_plies=0, seed=args.seed)
-        report["h2h"] = {"a": a, "b": b, "b_nodes": args.h2h_b_nodes, **r}
+        report["h2h"] = {"a": a, "b": b, "b_nodes": args.h2h_b_nodes, "a_style": args.style or "human",
+                         "b_style": b_style or "human", **r}
         b_budget = f"{args.h2h_b_nodes} nodes" if args.h2h_b_nodes else budget
-        print(f"\n## Head to head: {a} ({budget}) vs {b} ({b_budget}), {args.h2h_games} games\n")
+        a_name, b_name = a, b
+        if args.h2h_b_style and args.h2h_b_style != args.style:
+            a_name, b_name = f"{a} ({args.style or 'human'} style)", f"{b} ({args.h2h_b_style} style)"
+        print(f"\n## Head to head: {a_name} ({budget}) vs {b_name} ({b_budget}), {args.h2h_games} games\n")
         print(f"{a}: {r['wins']} W / {r['draws']} D / {r['losses']} L, score {100 * r['score']:.0f}%, "
               f"Elo {r['elo']:+.0f} [{r['elo_low']:+.0f}, {r['elo_high']:+.0f}]; terminations {r['terminations']}")
     if args.json:
