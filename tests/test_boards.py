@@ -121,10 +121,12 @@ def test_board_head_trains_and_is_never_exported(board_dataset):
     module.eval()
     module.on_train_epoch_start()
     with_head = module.training_step(batch, 0)
+    ce_with_head = logged["train/ce"]
     module.on_train_epoch_start()
     module.hparams.board_weight = 0.0
     without = module.training_step(batch, 0)
     assert with_head.item() > without.item()                 # the board term counts: log(15) per square at zero
+    assert ce_with_head == pytest.approx(logged["train/ce"])  # train/ce is the move loss alone
     assert not any(k.startswith("board") for k in module.model.state_dict())   # the exported GPT has no head
 
     # without board targets, and bad options: one-line configuration errors

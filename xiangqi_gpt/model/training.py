@@ -342,17 +342,17 @@ class GPTModule(LightningModule):
         y_moves = y if move_rows is None else torch.where(move_rows[:, None], y, torch.full_like(y, IGNORE_INDEX))
         tap = [] if self.board_head is not None else None
         loss, level_losses, level_logits = self._levels(x, y_moves, return_logits=want_legal, tap=tap)
-        if tap:
-            board_term, board_acc = self._board_loss(tap[0], boards, board_valid)
-            self.log("train/board_loss", board_term)
-            self.log("train/board_acc", board_acc)
-            loss = loss + self.hparams.board_weight * board_term
         if want_legal:
             term, share = legality_loss(level_logits[0], y, legal, self.hparams.legal_loss)
             self.log("train/legal_loss", term)
             self.log("train/p_legal", share)
             self.log("train/ce", loss)
             loss = loss + self.hparams.legal_weight * term
+        if tap:                                    # after train/ce is logged: that stays the move loss alone
+            board_term, board_acc = self._board_loss(tap[0], boards, board_valid)
+            self.log("train/board_loss", board_term)
+            self.log("train/board_acc", board_acc)
+            loss = loss + self.hparams.board_weight * board_term
         self.log("train/loss", loss, prog_bar=True)
         if self.levels > 1:
             for k, level_loss in enumerate(level_losses, start=1):
