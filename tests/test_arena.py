@@ -80,6 +80,9 @@ def test_illegal_attempts_are_counted(tmp_path):
             expected += not is_legal_text(board, "h2e2")
         board.push_iccs(m)
     assert record.illegal_attempts == expected == record.model_moves == 15     # never legal for Black
+    assert sum(record.illegal_kinds.values()) == 15                         # each attempt has its rule
+    assert set(record.illegal_kinds) <= {"opponents_piece", "no_piece", "own_piece", "piece_rules"}
+    assert record.illegal_kinds.get("opponents_piece", 0) >= 1              # Red's cannon on h2, at first
     record = play_game(player, RandomPlayer(seed=0), model_color=0, opening=(), max_plies=2, sample_plies=0)
     assert record.moves[0] == "h2e2" and record.illegal_attempts == 0
 
@@ -104,10 +107,12 @@ def test_cli_arena_random_writes_pgn_and_json(tmp_path):
     assert report["games"] == 3 and report["wins"] + report["draws"] + report["losses"] == 3
     assert list(report["per_game"][0]) == ["round", "model_color", "opening", "moves", "result", "model_score",
                                            "termination", "reason", "model_moves", "illegal_attempts",
-                                           "illegal_examples", "move_ms", "move_cpu_ms", "move_nodes", "plies"]
+                                           "illegal_examples", "illegal_kinds", "move_ms", "move_cpu_ms",
+                                           "move_nodes", "plies"]
     assert 0 <= report["score"] <= 1 and report["elo"]["low"] <= report["elo"]["diff"] <= report["elo"]["high"]
     assert sum(report["terminations"].values()) == 3
     assert 0 <= report["illegal_attempts"]["rate"] <= 1
+    assert sum(report["illegal_attempts"]["kinds"].values()) == report["illegal_attempts"]["count"]
     games = list(read_games(str(pgn)))
     assert len(games) == 3 and all(not isinstance(g, Exception) for g in games)
     for g, r in zip(games, report["per_game"]):

@@ -519,3 +519,19 @@ def test_why_illegal_in_the_starting_position(iccs, reason):
 def test_why_illegal_off_board_move():
     assert Board().why_illegal(Move(0, 95)) == "not a move between two board points"
     assert Board().why_illegal(Move.from_iccs("h2e2")) is None
+
+
+def test_illegal_kind_names_the_rule_broken():
+    from xiangqi_gpt.rules.board import ILLEGAL_KINDS
+
+    board = Board()
+    cases = {"h2e2": None, "e4e5": "no_piece", "h7h6": "opponents_piece", "a0a3": "own_piece",
+             "a0a5": "piece_rules", "h0h2": "own_piece", "h0g1": "piece_rules", "e0e0": "piece_rules"}
+    for text, kind in cases.items():
+        move = Move(parse_square(text[:2]), parse_square(text[2:]))
+        assert board.illegal_kind(move) == kind, text
+        assert (board.why_illegal(move) is None) == (kind is None)
+    board = position("Ke0 kd9 ce7 Ra4")
+    assert board.illegal_kind(Move.from_iccs("a4e4")) == "general_safety"
+    assert board.illegal_kind(Move.from_iccs("a4a5")) is None
+    assert set(cases.values()) - {None} | {"general_safety"} == set(ILLEGAL_KINDS)

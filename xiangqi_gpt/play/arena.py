@@ -21,7 +21,7 @@ from . import match
 from ..rules.board import BLACK, RED, STARTING_FEN, Board, Move
 from ..errors import ConfigError, XiangqiError
 from .match import DEFAULT_FAIRY_DEPTH, DEFAULT_MAX_PLIES, OPENINGS, FairyPlayer, GameRecord, RandomPlayer
-from ..rules.notation import is_legal_text
+from ..rules.notation import parse_raw_move
 from ..data.tokenizer import STYLES
 
 DEFAULT_SAMPLE_PLIES = 8
@@ -41,6 +41,7 @@ class ArenaRecord(GameRecord):
     model_moves: int = 0
     illegal_attempts: int = 0
     illegal_examples: list[str] = field(default_factory=list)
+    illegal_kinds: dict[str, int] = field(default_factory=dict)   # illegal_kind() -> count; not_a_move for text
     move_ms: list[int] = field(default_factory=list)        # wall ms of each of the model's moves
     move_cpu_ms: list[int] = field(default_factory=list)    # CPU ms of this process for each (a shared machine)
     move_nodes: list[int] = field(default_factory=list)     # search nodes of each (a searching player only)
@@ -49,7 +50,8 @@ class ArenaRecord(GameRecord):
         """The record as the JSON report writes it (``per_game``)."""
         d = asdict(self)
         order = ("round", "model_color", "opening", "moves", "result", "model_score", "termination", "reason",
-                 "model_moves", "illegal_attempts", "illegal_examples", "move_ms", "move_cpu_ms", "move_nodes")
+                 "model_moves", "illegal_attempts", "illegal_examples", "illegal_kinds", "move_ms", "move_cpu_ms",
+                 "move_nodes")
         return {**{k: d[k] for k in order}, "plies": self.plies}
 
 
@@ -65,6 +67,7 @@ class ModelSide:
         self.sample_plies, self.opening_temperature = sample_plies, opening_temperature
         self.moves = self.illegal = 0
         self.examples: list[str] = []
+        self.kinds: Counter = Counter()
         self.move_ms: list[int] = []
         self.move_cpu_ms: list[int] = []
         self.move_nodes: list[int] = []
@@ -80,11 +83,20 @@ class ModelSide:
             self.move_nodes.append(last.info.nodes)
         raw = self.player.raw_move(board)   # after choose: for char it reuses the history cache just built
         self.moves += 1
-        if not is_legal_text(board, raw):
+        kind = illegal_kind(board, raw)
+        if kind is not None:
             self.illegal += 1
+            self.kinds[kind] += 1
             if len(self.examples) < 5:
                 self.examples.append(f"ply {board.ply + 1}: {raw}")
         return move
+
+
+def illegal_kind(board: Board, text: str) -> str | None:
+    """``None`` if ``text`` (a raw model move) is a legal move on ``board``, else ``not_a_move`` (text that names no
+    move, e.g. a result token) or the rule it breaks (:meth:`~xiangqi_gpt.rules.board.Board.illegal_kind`)."""
+    move = parse_raw_move(text)
+    return "not_a_move" if move is None else board.illegal_kind(move)
 
 
 def play_game(player, opponent, model_color: int, opening=(), max_plies: int = DEFAULT_MAX_PLIES,
@@ -99,7 +111,7 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
     score = 0.5 if game.winner is None else float(game.winner == model_color)
     return ArenaRecord(**asdict(game), round=round_, model_color="red" if model_color == RED else "black",
                        model_score=score, model_moves=side.moves, illegal_attempts=side.illegal,
-                       illegal_examples=side.examples, move_ms=side.move_ms, move_cpu_ms=side.move_cpu_ms,
+                       illegal_examples=side.examples, illegal_kinds=dict(side.kinds), move_ms=side.move_ms, move_cpu_ms=side.move_cpu_ms,
                        move_nodes=side.move_nodes)
 
 
@@ -166,7 +178,8 @@ def summarize(records: list[ArenaRecord]) -> dict:
         "elo": elo_interval(wins, draws, losses),
         "average_length": sum(r.plies for r in records) / n if n else None,
         "illegal_attempts": {"count": illegal, "model_moves": model_moves,
-                             "rate": illegal / model_moves if model_moves else None},
+                             "rate": illegal / model_moves if model_moves else None,
+                             "kinds": dict(sum((Counter(r.illegal_kinds) for r in records), Counter()).most_common())},
         "terminations": dict(sorted(Counter(r.termination for r in records).items())),
         "by_color": by_color,
         "model_ms_per_move": _median(all_ms),
@@ -394,6 +407,8 @@ def print_summary(report: dict, console) -> None:
     ia = report["illegal_attempts"]
     rate = "-" if ia["rate"] is None else f"{100 * ia['rate']:.1f}%"
     t.add_row("illegal attempts", f"{ia['count']} of {ia['model_moves']} model moves ({rate})")
+    if ia.get("kinds"):
+        t.add_row("illegal, by rule", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ia["kinds"].items()))
     if report.get("model_ms_per_move") is not None:
         nodes = report.get("model_nodes_per_move")
         t.add_row("model per move (median)", f"{report['model_ms_per_move']:.0f} ms"

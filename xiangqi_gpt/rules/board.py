@@ -15,6 +15,8 @@ from ..errors import FenError, IllegalMoveError, InvalidMoveError
 
 RED, BLACK = 0, 1
 COLOR_NAMES = ("Red", "Black")
+#: what :meth:`Board.illegal_kind` answers for an illegal move
+ILLEGAL_KINDS = ("no_piece", "opponents_piece", "own_piece", "piece_rules", "general_safety")
 FILES = "abcdefghi"
 DIGITS = "0123456789"
 STARTING_FEN = "rnbakabnr/9/1c5c1/p1p1p1p1p/9/9/P1P1P1P1P/1C5C1/9/RNBAKABNR w - - 0 1"
@@ -672,26 +674,49 @@ class Board:
 
     # ---- explanations ------------------------------------------------------------------------------------------
 
+    def illegal_kind(self, move: Move) -> str | None:
+        """``None`` if ``move`` is legal, else which rule it breaks, one of :data:`ILLEGAL_KINDS`: ``no_piece``
+        (its from-square is empty), ``opponents_piece`` (the piece there is the other side's), ``own_piece``
+        (its to-square holds one of the mover's own pieces), ``piece_rules`` (the piece cannot move so: its
+        geometry, a blocked path, leg or eye, the palace, the river) or ``general_safety`` (it would leave or keep
+        the mover's general in check, or face the two generals). :meth:`why_illegal` says the same in words."""
+        fr, to = move.from_square, move.to_square
+        if not (0 <= fr < 90 and 0 <= to < 90) or fr == to:
+            return "piece_rules"
+        b = self._sq
+        p = b[fr]
+        if not p:
+            return "no_piece"
+        if p >> 3 != self.turn:
+            return "opponents_piece"
+        if b[to] and b[to] >> 3 == p >> 3:
+            return "own_piece"
+        m = fr << 7 | to
+        if self.is_legal_int(m):
+            return None
+        return "piece_rules" if m not in self._pseudo() else "general_safety"
+
     def why_illegal(self, move: Move) -> str | None:
         """``None`` if ``move`` is legal, else a short human reason ("a cannon moves in straight lines")."""
+        kind = self.illegal_kind(move)
+        if kind is None:
+            return None
         fr, to = move.from_square, move.to_square
         if not (0 <= fr < 90 and 0 <= to < 90) or fr == to:
             return "not a move between two board points"
         b = self._sq
         p = b[fr]
         src, dst = square_name(fr), square_name(to)
-        if not p:
+        if kind == "no_piece":
             return f"there is no piece on {src}"
         c = p >> 3
-        if c != self.turn:
+        if kind == "opponents_piece":
             return f"the piece on {src} is {COLOR_NAMES[c]}'s and it is {COLOR_NAMES[self.turn]} to move"
-        if b[to] and b[to] >> 3 == c:
+        if kind == "own_piece":
             return f"{dst} is occupied by your own {PIECE_NAMES[b[to] & 7]}"
-        m = fr << 7 | to
-        if self.is_legal_int(m):
-            return None
-        if m not in self._pseudo():
+        if kind == "piece_rules":
             return self._geometry_reason(p, fr, to)
+        m = fr << 7 | to
         self.make_int(m)
         try:
             king, other = self._kings[c], self._kings[c ^ 1]
