@@ -1,7 +1,8 @@
 """Speed and strength of the search, design against design, side by side in one process.
 
     .venv/bin/python benchmarks/bench_search.py [--variants gpt,nogpt,material] [--nodes 3000 | --movetime MS]
-        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--h2h-b-style S] [--seed 0] [--positions 20] [--human 0] [--json OUT]
+        [--games 4] [--depth 1] [--h2h gpt:nogpt] [--h2h-games 10] [--h2h-b-style S] [--seed 0] [--positions 20]
+        [--human 0] [--json OUT]
 
 Variants (``Searcher`` options; ``gpt`` is the shipped design):
 

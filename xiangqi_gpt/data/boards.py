@@ -11,6 +11,8 @@ Main names: :data:`N_SQUARES`, :data:`N_CLASSES`, :func:`piece_class`, :func:`st
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..rules.board import Board, parse_square
@@ -30,8 +32,13 @@ def piece_class(code: int) -> int:
 
 
 def start_classes() -> list[int]:
-    """The 90 classes of the starting position."""
-    return [piece_class(c) for c in Board().squares]
+    """The 90 classes of the starting position (a new list)."""
+    return list(_start_classes())
+
+
+@lru_cache(maxsize=1)
+def _start_classes() -> tuple[int, ...]:
+    return tuple(piece_class(c) for c in Board().squares)
 
 
 def move_squares(tokenizer: str = "move") -> tuple[np.ndarray, np.ndarray]:
@@ -60,14 +67,14 @@ def window_boards(tokens: np.ndarray, game_starts: np.ndarray, start: int, lengt
     frm, to = squares if squares is not None else move_squares()
     i = int(np.searchsorted(game_starts, start, side="right")) - 1
     first = int(game_starts[i]) if i >= 0 else start
-    start_board = start_classes()
+    start_board = _start_classes()
     board: list[int] | None = None
     classes = np.zeros((length, N_SQUARES), dtype=np.uint8)
     valid = np.zeros(length, dtype=bool)
     frm_l, to_l = frm.tolist(), to.tolist()
     for t, v in enumerate(np.asarray(tokens[first:start + length]).tolist(), start=first):
         if v == BOS:
-            board = start_board[:]
+            board = list(start_board)
         elif v < N_SPECIAL or board is None:
             board = None
         else:

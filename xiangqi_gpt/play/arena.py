@@ -111,8 +111,8 @@ def play_game(player, opponent, model_color: int, opening=(), max_plies: int = D
     score = 0.5 if game.winner is None else float(game.winner == model_color)
     return ArenaRecord(**asdict(game), round=round_, model_color="red" if model_color == RED else "black",
                        model_score=score, model_moves=side.moves, illegal_attempts=side.illegal,
-                       illegal_examples=side.examples, illegal_kinds=dict(side.kinds), move_ms=side.move_ms, move_cpu_ms=side.move_cpu_ms,
-                       move_nodes=side.move_nodes)
+                       illegal_examples=side.examples, illegal_kinds=dict(side.kinds), move_ms=side.move_ms,
+                       move_cpu_ms=side.move_cpu_ms, move_nodes=side.move_nodes)
 
 
 def opening_schedule(n_games: int, seed: int, book_plies: int = 2) -> list[tuple[str, ...]]:
