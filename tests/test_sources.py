@@ -165,12 +165,14 @@ def test_engine_style_option_picks_the_condition():
     out = io.StringIO()
     engine = Engine(out=out)
     engine.handle("uci")
-    assert "option name Style type combo default human var human var strong" in out.getvalue()
+    assert "option name Style type combo default strong var human var strong" in out.getvalue()
+    assert engine.model.player().source == "engine"          # the engine asks for strength by default
+    engine.handle("setoption name Style value human")
     assert engine.model.player().source == "master"
-    engine.handle("setoption name Style value strong")
-    assert engine.model.player().source == "engine"
     engine.handle("setoption name Style value sneaky")
-    assert "Style must be one of human, strong" in out.getvalue() and engine.model.player().source == "engine"
+    assert "Style must be one of human, strong" in out.getvalue() and engine.model.player().source == "master"
+    engine.handle("setoption name Style value Strong")
+    assert engine.model.player().source == "engine"
 
 
 def test_play_style_flag(monkeypatch):

@@ -23,9 +23,11 @@ ENGINE_AUTHOR = "the xiangqi-gpt authors"
 RANK_CONVENTIONS = ("0-9", "1-10")
 MAX_THREADS = 256
 #: the Style option: the condition the model is asked in (``tokenizer.STYLES``); a model without source tokens
-#: plays the same in both
+#: plays the same in both. The engine's default is ``strong``: with the shipped model the strong style's search
+#: beat the human style's head to head (docs/search.md), and a GUI's engine is asked for strength; ``play.py``
+#: keeps ``human``, the style meant for a human opponent.
 ENGINE_STYLES = ("human", "strong")
-ENGINE_STYLE = "human"
+ENGINE_STYLE = "strong"
 UCCI_HOUSEKEEPING_OPTIONS = {"usemillisec", "batch", "debug", "ponder", "hashsize", "threads", "idle", "promotion",
                              "newgame", "bookfiles", "egtbpaths", "evalapi", "loadbook", "dualtime", "style",
                              "knowledge", "pruning", "randomness", "repetition", "drawmoves"}
