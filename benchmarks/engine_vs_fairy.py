@@ -2,13 +2,16 @@
 both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.rules.board).
 
     python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--style strong] [--pgn out.pgn]
+        [--book-plies 2 --seed 0]
 
-Colours alternate. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
+Colours alternate. With ``--book-plies N`` (1 or 2) each pair of games, one with each colour, starts from a book line
+of the arena (``arena.opening_schedule``, ``--seed``): full-strength Fairy-Stockfish and our engine at temperature 0
+are deterministic, so without it the games repeat. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
 ``Board.outcome()``), by an illegal move or a missing answer (that side loses), or is adjudicated a draw after
 ``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` / ``--fsf-movetime`` and
 ``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock instead (``go wtime/btime/winc/binc``,
 its time measured here from ``go`` to ``bestmove``; running out loses on time) and the share of its remaining
-time that each move used is reported. Prints one line per game and the score.
+time that each move used is reported. Prints one line per game, the score and its Elo interval.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from xiangqi_gpt.rules.board import BLACK, RED, STARTING_FEN, Board, Move  # noqa: E402
 from xiangqi_gpt.errors import XiangqiError  # noqa: E402
+from xiangqi_gpt.play.arena import elo_interval, opening_schedule  # noqa: E402
 from xiangqi_gpt.play.fairy import FairyStockfish  # noqa: E402
 
 
@@ -96,9 +100,12 @@ class UciProcess:
             self.proc.kill()
 
 
-def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args) -> tuple[str, str, Board]:
-    """One game; returns (result, reason, final board)."""
+def play_game(ours: UciProcess, fairy: FairyStockfish, our_color: int, args,
+              opening: tuple[str, ...] = ()) -> tuple[str, str, Board]:
+    """One game from ``args.fen`` after the ``opening`` moves (ICCS); returns (result, reason, final board)."""
     board = Board(args.fen)
+    for text in opening:
+        board.push_iccs(text)
     ours.send("ucinewgame")
     fairy.new_game()
     clock = None
@@ -150,11 +157,18 @@ def main() -> None:
     p.add_argument("--fsf-skill", type=int, default=-20, help="Fairy-Stockfish Skill Level -20..20 (default -20)")
     p.add_argument("--max-plies", type=int, default=300, help="adjudicate a draw after this many plies")
     p.add_argument("--fen", default=STARTING_FEN, help="start position")
+    p.add_argument("--book-plies", type=int, choices=(0, 1, 2), default=0,
+                   help="start each pair of games (one with each colour) from a book line of this many plies, as "
+                        "the arena does (default 0: every game from --fen); with full-strength Fairy-Stockfish, "
+                        "which is deterministic, this is what makes the games differ")
+    p.add_argument("--seed", type=int, default=0, help="seed of the book lines' order (default 0)")
     p.add_argument("--pgn", default=None, help="write the games here (ICCS PGN)")
     p.add_argument("--clock", default=None, metavar="M+S",
                    help="our engine plays on this clock (minutes + seconds per move, e.g. 0.1667+0.1) instead of "
                         "--movetime")
     args = p.parse_args()
+    if args.book_plies and args.fen != STARTING_FEN:
+        p.error("--book-plies needs the standard start position (the book lines start there)")
     if args.fsf_movetime is not None:
         args.fsf_depth = None
 
@@ -172,13 +186,16 @@ def main() -> None:
     score, records = 0.0, []
     t0 = time.perf_counter()
     try:
+        openings = opening_schedule(args.games, args.seed, args.book_plies)
         for g in range(args.games):
             our_color = RED if g % 2 == 0 else BLACK
-            result, reason, board = play_game(ours, fairy, our_color, args)
+            result, reason, board = play_game(ours, fairy, our_color, args, openings[g])
             points = {"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(result, (0.5, 0.5))[our_color]
             score += points
             side = "Red" if our_color == RED else "Black"
-            print(f"game {g + 1}: xiangqi-gpt as {side}: {result} in {board.ply} plies, {reason}", flush=True)
+            book = f" (book {' '.join(openings[g])})" if openings[g] else ""
+            print(f"game {g + 1}: xiangqi-gpt as {side}{book}: {result} in {board.ply} plies, {reason}",
+                  flush=True)
             records.append((our_color, result, reason, board))
     finally:
         ours.close()
@@ -186,6 +203,12 @@ def main() -> None:
     depth = f"depth {args.fsf_depth}" if args.fsf_depth is not None else f"movetime {args.fsf_movetime} ms"
     print(f"xiangqi-gpt {score:g} - {len(records) - score:g} Fairy-Stockfish (skill {args.fsf_skill}, {depth}) "
           f"over {len(records)} games in {time.perf_counter() - t0:.0f} s")
+    if records:
+        points = [{"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(r, (0.5, 0.5))[c] for c, r, _, _ in records]
+        w, d = points.count(1.0), points.count(0.5)
+        elo = elo_interval(w, d, len(points) - w - d)
+        print(f"xiangqi-gpt: {w} W / {d} D / {len(points) - w - d} L, Elo {elo['diff']:+.0f} "
+              f"[{elo['low']:+.0f}, {elo['high']:+.0f}]")
     if ours.reply_ms:
         print(f"our engine: median {statistics.median(ours.reply_ms):.1f} ms from `go` to `bestmove` "
               f"over {len(ours.reply_ms)} moves")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -343,15 +344,21 @@ def test_short_match_against_fairy_stockfish(checkpoint, tmp_path):
     pgn_path = tmp_path / "match.pgn"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_vs_fairy.py"), "--games", "2",
                         "--max-plies", "16", "--movetime", "20", "--fsf-depth", "1", "--checkpoint", str(checkpoint),
-                        "--pgn", str(pgn_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                        "--pgn", str(pgn_path), "--book-plies", "2", "--seed", "3"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert "game 1: xiangqi-gpt as Red" in r.stdout and "game 2: xiangqi-gpt as Black" in r.stdout
+    assert "game 1: xiangqi-gpt as Red (book " in r.stdout and "game 2: xiangqi-gpt as Black (book " in r.stdout
     assert "illegal" not in r.stdout and "no move" not in r.stdout
     assert "Fairy-Stockfish (skill -20, depth 1) over 2 games" in r.stdout
+    assert re.search(r"xiangqi-gpt: \d W / \d D / \d L, Elo [+-]\d+ \[[+-]\d+, [+-]\d+\]", r.stdout)
     games = list(read_games(str(pgn_path)))
     assert len(games) == 2 and all(not isinstance(g, Exception) for g in games)
+    book = [line for line in r.stdout.splitlines() if line.startswith("game ")]
+    first, second = (line.split("(book ")[1].split(")")[0].split() for line in book)
+    assert first == second and len(first) == 2           # a pair of games shares its book line
     for game in games:   # every move was legal: the referee pushed them all, and they replay
-        assert 1 <= len(game.moves) <= 16
+        assert 3 <= len(game.moves) <= 16
+        assert [m.iccs() for m in game.moves[:2]] == first
         game.board()
 
 
