@@ -49,13 +49,14 @@ def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float]
     from xiangqi_gpt.rules.board import Board
     from xiangqi_gpt.model.checkpoint import load_model
     from xiangqi_gpt.model.evaluate import GameScorer, phase_of, read_eval_games
-    from xiangqi_gpt.data.tokenizer import BOS
 
     loaded = load_model(checkpoint)
     tok = loaded.tokenizer
     if tok.tokens_per_move != 1:
         raise SystemExit("mirror_ensemble.py: the move tokenizer only")
-    scorer = GameScorer(loaded.model, tok)
+    model = loaded.model
+    scorer = GameScorer(model, tok)            # scores in the master condition, as evaluate does by default
+    model.set_mirror_ensemble(model.mirror_weight)   # builds the model's own mirror table (master <-> mirror token)
     mirror = torch.tensor(tok.mirror_table)
     games, _ = read_eval_games(pgn, limit=n_games)
     zero = {"positions": 0, "top1": 0, "top1_raw": 0, "legal": 0, "nll": 0.0}
@@ -65,7 +66,7 @@ def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float]
         iccs = [m.iccs() for m in game.moves]
         if not iccs:
             continue
-        history = [BOS] + tok.encode_moves(iccs)
+        history = [scorer.start] + tok.encode_moves(iccs)
         board = Board(game.root_fen)
         legal_ids, phases = [], []
         for p, move in enumerate(game.moves):
@@ -74,7 +75,7 @@ def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float]
             board.push(move)
         with torch.inference_mode():
             plain = game_logprobs(scorer, history, len(iccs))
-            mirrored = game_logprobs(scorer, tok.mirror_ids(history), len(iccs))[:, mirror]
+            mirrored = game_logprobs(scorer, model.mirror_ids(history), len(iccs))[:, mirror]
         for w in weights:
             lp = mix(plain, mirrored, w)
             best = lp.argmax(dim=-1).tolist()

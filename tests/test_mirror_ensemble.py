@@ -43,6 +43,38 @@ def test_weights_zero_and_one_match_evaluate(tmp_path):
         GAMES[0] + GAMES[1])
 
 
+def test_a_model_with_source_tokens_is_scored_as_evaluate_scores_it(tmp_path):
+    """The study asks the model in the master condition (its start token, not the legacy ``<bos>``), and its
+    mirrored view in the mirror condition: w = 0 is ``evaluate`` on the games, w = 1 ``evaluate --source mirror``
+    on the mirrored games."""
+    import torch as _torch
+
+    from eval_fixtures import save_pt
+    from xiangqi_gpt.data.tokenizer import SOURCES
+    from xiangqi_gpt.model.gpt import GPT, GPTConfig
+
+    bench = load_script("mirror_ensemble")
+    _torch.manual_seed(3)
+    model = GPT(GPTConfig(tokenizer="move", block_size=32, n_layer=2, n_head=2, n_embd=32,
+                          sources=list(SOURCES))).eval()
+    ckpt = save_pt(model, tmp_path / "sources.pt")
+    short = [random_game(21, 2), random_game(22, 3)]     # short games: the start token weighs on every answer
+    pgn, mirrored = tmp_path / "g.pgn", tmp_path / "m.pgn"
+    pgn.write_text(pgn_text(short), encoding="utf-8")
+    mirrored.write_text(pgn_text([[mirror_iccs(m) for m in g] for g in short]), encoding="utf-8")
+    result = bench.measure(ckpt, str(pgn), 10, [0.0, 1.0], progress=False)
+    loaded = load(ckpt)
+    games, _ = read_eval_games(str(pgn))
+    master = evaluate_games(loaded.model, loaded.tokenizer, games, free_run_every=1000, source="master")
+    bos = evaluate_games(loaded.model, loaded.tokenizer, games, free_run_every=1000, source=None)
+    games_m, _ = read_eval_games(str(mirrored))
+    flipped = evaluate_games(loaded.model, loaded.tokenizer, games_m, free_run_every=1000, source="mirror")
+    assert abs(bos["nll"] - master["nll"]) > 1e-3          # the condition changes the answer
+    for row, ref in zip(result["rows"], (master, flipped)):
+        assert row["all"]["nll"] == pytest.approx(ref["nll"], rel=1e-5)
+        assert row["all"]["top1"] == pytest.approx(ref["top1"], abs=1e-9)
+
+
 def test_mix_is_a_distribution():
     bench = load_script("mirror_ensemble")
     a = torch.log_softmax(torch.randn(3, 50), dim=-1)
