@@ -6,10 +6,10 @@ both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.rules.
 
 Colours alternate. With ``--book-plies N`` (1 or 2) each pair of games, one with each colour, starts from a book line
 of the arena (``arena.opening_schedule``, ``--seed``): full-strength Fairy-Stockfish and our engine at temperature 0
-are deterministic, so without it the games repeat. A game ends by the rules (checkmate, stalemate, repetition, perpetual check, 60-move limit:
-``Board.outcome()``), by an illegal move or a missing answer (that side loses), or is adjudicated a draw after
-``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` / ``--fsf-movetime`` and
-``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock instead (``go wtime/btime/winc/binc``,
+are deterministic, so without it the games repeat. A game ends by the rules (checkmate, stalemate, repetition,
+perpetual check, 60-move limit: ``Board.outcome()``), by an illegal move or a missing answer (that side loses), or
+is adjudicated a draw after ``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` /
+``--fsf-movetime`` and ``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock instead (``go wtime/btime/winc/binc``,
 its time measured here from ``go`` to ``bestmove``; running out loses on time) and the share of its remaining
 time that each move used is reported. Prints one line per game, the score and its Elo interval.
 """
@@ -183,15 +183,14 @@ def main() -> None:
         ours.close()
         raise SystemExit(f"our engine cannot play: {errors[0]}")
     fairy = FairyStockfish(skill=args.fsf_skill, options={"Threads": 1, "Hash": 16})
-    score, records = 0.0, []
+    points, records = [], []            # our points per game (1, 0.5, 0)
     t0 = time.perf_counter()
     try:
         openings = opening_schedule(args.games, args.seed, args.book_plies)
         for g in range(args.games):
             our_color = RED if g % 2 == 0 else BLACK
             result, reason, board = play_game(ours, fairy, our_color, args, openings[g])
-            points = {"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(result, (0.5, 0.5))[our_color]
-            score += points
+            points.append({"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(result, (0.5, 0.5))[our_color])
             side = "Red" if our_color == RED else "Black"
             book = f" (book {' '.join(openings[g])})" if openings[g] else ""
             print(f"game {g + 1}: xiangqi-gpt as {side}{book}: {result} in {board.ply} plies, {reason}",
@@ -200,11 +199,11 @@ def main() -> None:
     finally:
         ours.close()
         fairy.close()
+    score = sum(points)
     depth = f"depth {args.fsf_depth}" if args.fsf_depth is not None else f"movetime {args.fsf_movetime} ms"
     print(f"xiangqi-gpt {score:g} - {len(records) - score:g} Fairy-Stockfish (skill {args.fsf_skill}, {depth}) "
           f"over {len(records)} games in {time.perf_counter() - t0:.0f} s")
-    if records:
-        points = [{"1-0": (1.0, 0.0), "0-1": (0.0, 1.0)}.get(r, (0.5, 0.5))[c] for c, r, _, _ in records]
+    if points:
         w, d = points.count(1.0), points.count(0.5)
         elo = elo_interval(w, d, len(points) - w - d)
         print(f"xiangqi-gpt: {w} W / {d} D / {len(points) - w - d} L, Elo {elo['diff']:+.0f} "

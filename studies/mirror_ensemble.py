@@ -54,9 +54,8 @@ def measure(checkpoint: str | None, pgn: str, n_games: int, weights: list[float]
     tok = loaded.tokenizer
     if tok.tokens_per_move != 1:
         raise SystemExit("mirror_ensemble.py: the move tokenizer only")
-    model = loaded.model
+    model = loaded.model      # load_model built its mirror table (the master <-> mirror start tokens swapped)
     scorer = GameScorer(model, tok)            # scores in the master condition, as evaluate does by default
-    model.set_mirror_ensemble(model.mirror_weight)   # builds the model's own mirror table (master <-> mirror token)
     mirror = torch.tensor(tok.mirror_table)
     games, _ = read_eval_games(pgn, limit=n_games)
     zero = {"positions": 0, "top1": 0, "top1_raw": 0, "legal": 0, "nll": 0.0}
