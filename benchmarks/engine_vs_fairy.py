@@ -4,14 +4,15 @@ both spoken to through UCI only, refereed by our rule engine (xiangqi_gpt.rules.
     python benchmarks/engine_vs_fairy.py --games 4 --fsf-depth 1 [--checkpoint FILE.pt] [--style strong] [--pgn out.pgn]
         [--book-plies 2 --seed 0]
 
-Colours alternate. With ``--book-plies N`` (1 or 2) each pair of games, one with each colour, starts from a book line
-of the arena (``arena.opening_schedule``, ``--seed``): full-strength Fairy-Stockfish and our engine at temperature 0
-are deterministic, so without it the games repeat. A game ends by the rules (checkmate, stalemate, repetition,
-perpetual check, 60-move limit: ``Board.outcome()``), by an illegal move or a missing answer (that side loses), or
-is adjudicated a draw after ``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets ``--fsf-depth`` /
-``--fsf-movetime`` and ``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock instead (``go wtime/btime/winc/binc``,
-its time measured here from ``go`` to ``bestmove``; running out loses on time) and the share of its remaining
-time that each move used is reported. Prints one line per game, the score and its Elo interval.
+Colours alternate. With ``--book-plies N`` (1 or 2) each pair of games, one with each colour, starts from a book
+line of the arena (``arena.opening_schedule``, ``--seed``): full-strength Fairy-Stockfish and our engine at
+temperature 0 are deterministic, so without it the games repeat. A game ends by the rules (checkmate, stalemate,
+repetition, perpetual check, 60-move limit: ``Board.outcome()``), by an illegal move or a missing answer (that side
+loses), or is adjudicated a draw after ``--max-plies``. Our engine gets ``go movetime``; Fairy-Stockfish gets
+``--fsf-depth`` / ``--fsf-movetime`` and ``--fsf-skill`` (-20..20). With ``--clock M+S`` our engine plays on a clock
+instead (``go wtime/btime/winc/binc``, its time measured here from ``go`` to ``bestmove``; running out loses on
+time) and the share of its remaining time that each move used is reported. Prints one line per game, the score and
+its Elo interval.
 """
 
 from __future__ import annotations
